@@ -13,3 +13,4 @@ DROP FUNCTION orgperm.evict_all();
 DROP FUNCTION orgperm.emit_roles(text, bigint[]);
 DROP FUNCTION orgperm.emit(text, boolean, text[], text[], text[], text[]);
 DROP FUNCTION orgperm.emit_chunks(text, text[]);
+DROP FUNCTION orgperm.list_bytes(text[]);

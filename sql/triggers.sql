@@ -21,7 +21,9 @@
 -- to that org; one that touches more than orgperm.notify_max_orgs orgs
 -- (default 100) collapses to everything. Both are ordinary settings
 -- (SET orgperm.notify_max_users = 200). Lists too long for one payload are
--- split over several, each under 8000 bytes. PostgreSQL sends nothing for a
+-- split over several, each under 8000 bytes; lists that would need more than
+-- four payloads collapse too (pairs to their orgs, orgs to everything), so a
+-- statement sends a handful of notifications at most. PostgreSQL sends nothing for a
 -- transaction that rolls back, and folds identical payloads of one
 -- transaction into one.
 
@@ -41,6 +43,8 @@ LANGUAGE plpgsql AS $$
 DECLARE
     max_users constant int := coalesce(nullif(current_setting('orgperm.notify_max_users', true), '')::int, 50);
     max_orgs  constant int := coalesce(nullif(current_setting('orgperm.notify_max_orgs', true), '')::int, 100);
+    -- At most this many bytes of list per scope kind: a handful of payloads.
+    budget    constant int := 4 * 7800;
     head      constant text := '{"v":1,"t":' || to_json(source)::text;
     org_list  text[];
     pair_list text[];
@@ -72,6 +76,16 @@ BEGIN
                 UNION ALL SELECT unnest(member_orgs)
             ) t WHERE o IS NOT NULL) > max_orgs THEN
             everything := true;
+        ELSIF orgperm.list_bytes(pair_list) > budget THEN
+            -- Too many pairs for a handful of payloads: their orgs instead.
+            SELECT array_agg(DISTINCT j ORDER BY j) INTO org_list FROM (
+                SELECT unnest(org_list) AS j
+                UNION SELECT to_json(p.o)::text FROM unnest(member_orgs) AS p(o) WHERE p.o IS NOT NULL
+            ) x;
+            pair_list := NULL;
+        END IF;
+        IF orgperm.list_bytes(org_list) > budget OR orgperm.list_bytes(user_list) > budget THEN
+            everything := true;
         END IF;
     END IF;
 
@@ -84,6 +98,14 @@ BEGIN
     PERFORM orgperm.emit_chunks(head || ',"members":[', pair_list);
     PERFORM orgperm.emit_chunks(head || ',"users":[', user_list);
 END
+$$;
+-- +goose StatementEnd
+
+-- orgperm.list_bytes is the size of elements joined with commas.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION orgperm.list_bytes(elements text[]) RETURNS bigint
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT coalesce(sum(octet_length(e) + 1), 0) FROM unnest(elements) AS e;
 $$;
 -- +goose StatementEnd
 

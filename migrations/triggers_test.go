@@ -1,0 +1,344 @@
+package migrations_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/orgperm/orgperm/pkg/pgtest"
+)
+
+const channel = "orgperm_invalidate"
+
+// env is a fresh migrated database with a writer pool and a connection
+// LISTENing on the invalidation channel.
+type env struct {
+	t      *testing.T
+	ctx    context.Context
+	pool   *pgxpool.Pool
+	listen *pgx.Conn
+	seq    int
+}
+
+func setup(t *testing.T) *env {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	url := pgtest.NewDatabase(t)
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	if _, err := conn.Exec(ctx, "LISTEN "+channel); err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, ctx: ctx, pool: pool, listen: conn}
+}
+
+// exec runs sql on the writer pool and fails the test on error.
+func (e *env) exec(sql string, args ...any) {
+	e.t.Helper()
+	if _, err := e.pool.Exec(e.ctx, sql, args...); err != nil {
+		e.t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// drain returns every payload received since the last drain. It commits a
+// sentinel NOTIFY after the writes: notifications arrive in commit order, so
+// everything before the sentinel is what the earlier statements sent, and
+// nothing is waited for by time.
+func (e *env) drain() []string {
+	e.t.Helper()
+	e.seq++
+	sentinel := fmt.Sprintf("sentinel-%d", e.seq)
+	e.exec("SELECT pg_notify($1, $2)", channel, sentinel)
+	var got []string
+	for {
+		ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
+		n, err := e.listen.WaitForNotification(ctx)
+		cancel()
+		if err != nil {
+			e.t.Fatalf("waiting for notifications (got %q so far): %v", got, err)
+		}
+		if n.Payload == sentinel {
+			return got
+		}
+		got = append(got, n.Payload)
+	}
+}
+
+// expect runs sql and checks the exact payloads it sent, in order.
+func (e *env) expect(sql string, want ...string) {
+	e.t.Helper()
+	e.exec(sql)
+	got := e.drain()
+	if !slices.Equal(got, want) {
+		e.t.Errorf("%s\n got: %q\nwant: %q", sql, got, want)
+	}
+}
+
+// fixture: two permissions, an org role in o1 (id 1), a system role (id 2),
+// an org role in o2 (id 3), members u1, u2 of o1 holding role 1 and u1
+// holding role 2, grants to u1 and to role 1.
+const fixture = `
+INSERT INTO orgperm.permissions (codename) VALUES ('billing.view_invoice'), ('billing.edit_invoice');
+INSERT INTO orgperm.roles (id, org_id, name) VALUES (1, 'o1', 'admin'), (2, NULL, 'viewer'), (3, 'o2', 'admin');
+INSERT INTO orgperm.role_permissions (role_id, codename) VALUES (1, 'billing.edit_invoice'), (2, 'billing.view_invoice');
+INSERT INTO orgperm.memberships (org_id, user_id) VALUES ('o1', 'u1'), ('o1', 'u2'), ('o2', 'u1');
+INSERT INTO orgperm.membership_roles (org_id, user_id, role_id) VALUES ('o1', 'u1', 1), ('o1', 'u2', 1), ('o1', 'u1', 2);
+INSERT INTO orgperm.data_access (id, org_id, user_id, role_id, resource_type, resource_id)
+VALUES (1, 'o1', 'u1', NULL, 'invoice', '42'), (2, 'o1', NULL, 1, 'invoice', NULL);
+SELECT setval(pg_get_serial_sequence('orgperm.roles', 'id'), 100), setval(pg_get_serial_sequence('orgperm.data_access', 'id'), 100);
+`
+
+func payload(source, body string) string { return `{"v":1,"t":"` + source + `",` + body + `}` }
+
+func TestTriggerNotifications(t *testing.T) {
+	t.Parallel()
+	all := func(src string) string { return payload(src, `"all":true`) }
+	cases := []struct {
+		name string
+		sql  string
+		want []string
+	}{
+		// permissions: the catalog.
+		{"permissions insert", `INSERT INTO orgperm.permissions (codename) VALUES ('crm.view_lead')`, nil},
+		{"permissions update irrelevant", `UPDATE orgperm.permissions SET description = 'x'`, nil},
+		{"permissions rename", `UPDATE orgperm.permissions SET codename = 'billing.see_invoice' WHERE codename = 'billing.view_invoice'`,
+			[]string{all("permissions"), all("role_permissions")}},
+		{"permissions delete", `DELETE FROM orgperm.permissions WHERE codename = 'billing.edit_invoice'`,
+			[]string{all("permissions"), payload("role_permissions", `"orgs":["o1"]`)}},
+		{"permissions delete nothing", `DELETE FROM orgperm.permissions WHERE codename = 'no.such'`, nil},
+		{"permissions truncate", `TRUNCATE orgperm.permissions CASCADE`,
+			[]string{all("permissions"), all("role_permissions")}},
+
+		// roles.
+		{"roles insert", `INSERT INTO orgperm.roles (org_id, name) VALUES ('o1', 'new')`, nil},
+		{"roles update irrelevant", `UPDATE orgperm.roles SET description = 'x'`, nil},
+		{"roles rename org role", `UPDATE orgperm.roles SET name = 'owner' WHERE id = 1`, []string{payload("roles", `"orgs":["o1"]`)}},
+		{"roles rename both org roles", `UPDATE orgperm.roles SET name = name || '!' WHERE org_id IS NOT NULL`,
+			[]string{payload("roles", `"orgs":["o1","o2"]`)}},
+		{"roles rename system role", `UPDATE orgperm.roles SET name = 'reader' WHERE id = 2`, []string{all("roles")}},
+		{"roles delete org role", `DELETE FROM orgperm.roles WHERE id = 1`, []string{payload("roles", `"orgs":["o1"]`)}},
+		{"roles delete system role", `DELETE FROM orgperm.roles WHERE id = 2`, []string{all("roles")}},
+		{"roles truncate", `TRUNCATE orgperm.roles CASCADE`,
+			[]string{all("roles"), all("role_permissions"), all("membership_roles"), all("data_access")}},
+
+		// role_permissions.
+		{"role_permissions insert org role", `INSERT INTO orgperm.role_permissions VALUES (1, 'billing.view_invoice')`,
+			[]string{payload("role_permissions", `"orgs":["o1"]`)}},
+		{"role_permissions insert system role", `INSERT INTO orgperm.role_permissions VALUES (2, 'billing.edit_invoice')`,
+			[]string{all("role_permissions")}},
+		{"role_permissions update", `UPDATE orgperm.role_permissions SET codename = 'billing.view_invoice' WHERE role_id = 1`,
+			[]string{payload("role_permissions", `"orgs":["o1"]`)}},
+		{"role_permissions update irrelevant", `UPDATE orgperm.role_permissions SET created_at = now()`, nil},
+		{"role_permissions delete", `DELETE FROM orgperm.role_permissions WHERE role_id = 1`,
+			[]string{payload("role_permissions", `"orgs":["o1"]`)}},
+		{"role_permissions truncate", `TRUNCATE orgperm.role_permissions`, []string{all("role_permissions")}},
+
+		// memberships.
+		{"memberships insert", `INSERT INTO orgperm.memberships (org_id, user_id) VALUES ('o2', 'u2'), ('o3', 'u9')`,
+			[]string{payload("memberships", `"members":[["o2","u2"],["o3","u9"]]`)}},
+		{"memberships update status", `UPDATE orgperm.memberships SET status = 'suspended' WHERE user_id = 'u2'`,
+			[]string{payload("memberships", `"members":[["o1","u2"]]`)}},
+		{"memberships update window", `UPDATE orgperm.memberships SET valid_until = now() + interval '1 day' WHERE org_id = 'o2'`,
+			[]string{payload("memberships", `"members":[["o2","u1"]]`)}},
+		{"memberships update same value", `UPDATE orgperm.memberships SET status = 'active'`, nil},
+		{"memberships update irrelevant", `UPDATE orgperm.memberships SET updated_at = now()`, nil},
+		{"memberships update key", `UPDATE orgperm.memberships SET user_id = 'u3' WHERE org_id = 'o1' AND user_id = 'u2'`,
+			[]string{payload("memberships", `"members":[["o1","u2"],["o1","u3"]]`), payload("membership_roles", `"members":[["o1","u2"],["o1","u3"]]`)}},
+		{"memberships delete", `DELETE FROM orgperm.memberships WHERE org_id = 'o1'`,
+			[]string{payload("memberships", `"members":[["o1","u1"],["o1","u2"]]`)}},
+		{"memberships truncate", `TRUNCATE orgperm.memberships CASCADE`,
+			[]string{all("memberships"), all("membership_roles")}},
+
+		// membership_roles.
+		{"membership_roles insert", `INSERT INTO orgperm.membership_roles VALUES ('o2', 'u1', 3)`,
+			[]string{payload("membership_roles", `"members":[["o2","u1"]]`)}},
+		{"membership_roles update expiry", `UPDATE orgperm.membership_roles SET valid_until = now() + interval '1 hour' WHERE role_id = 1`,
+			[]string{payload("membership_roles", `"members":[["o1","u1"],["o1","u2"]]`)}},
+		{"membership_roles update irrelevant", `UPDATE orgperm.membership_roles SET created_at = now()`, nil},
+		{"membership_roles delete", `DELETE FROM orgperm.membership_roles WHERE user_id = 'u2'`,
+			[]string{payload("membership_roles", `"members":[["o1","u2"]]`)}},
+		{"membership_roles truncate", `TRUNCATE orgperm.membership_roles`, []string{all("membership_roles")}},
+
+		// data_access.
+		{"data_access insert user grant", `INSERT INTO orgperm.data_access (org_id, user_id, resource_type, resource_id) VALUES ('o1', 'u2', 'invoice', '7')`,
+			[]string{payload("data_access", `"members":[["o1","u2"]]`)}},
+		{"data_access insert role grant", `INSERT INTO orgperm.data_access (org_id, role_id, resource_type) VALUES ('o2', 3, 'report')`,
+			[]string{payload("data_access", `"orgs":["o2"]`)}},
+		{"data_access insert both kinds", `INSERT INTO orgperm.data_access (org_id, user_id, role_id, resource_type) VALUES ('o1', 'u9', NULL, 'report'), ('o2', NULL, 2, 'report')`,
+			[]string{payload("data_access", `"orgs":["o2"]`), payload("data_access", `"members":[["o1","u9"]]`)}},
+		{"data_access update", `UPDATE orgperm.data_access SET resource_id = '43' WHERE id = 1`,
+			[]string{payload("data_access", `"members":[["o1","u1"]]`)}},
+		{"data_access update irrelevant", `UPDATE orgperm.data_access SET created_at = now()`, nil},
+		// The role grant's org scope covers the user grant in the same org.
+		{"data_access delete", `DELETE FROM orgperm.data_access`, []string{payload("data_access", `"orgs":["o1"]`)}},
+		{"data_access delete user grant", `DELETE FROM orgperm.data_access WHERE id = 1`,
+			[]string{payload("data_access", `"members":[["o1","u1"]]`)}},
+		{"data_access truncate", `TRUNCATE orgperm.data_access`, []string{all("data_access")}},
+
+		// Cascades from a deleted role are covered by the role's own notification.
+		{"role delete cascades silently", `DELETE FROM orgperm.roles WHERE id = 3`, []string{payload("roles", `"orgs":["o2"]`)}},
+
+		// A rolled-back transaction sends nothing.
+		{"rollback", `BEGIN; UPDATE orgperm.memberships SET status = 'revoked'; DELETE FROM orgperm.roles; ROLLBACK`, nil},
+
+		// Explicit eviction.
+		{"evict member", `SELECT orgperm.evict_member('o1', 'u1')`, []string{payload("evict", `"members":[["o1","u1"]]`)}},
+		{"evict org", `SELECT orgperm.evict_org('o"1')`, []string{payload("evict", `"orgs":["o\"1"]`)}},
+		{"evict user", `SELECT orgperm.evict_user('u\1')`, []string{payload("evict", `"users":["u\\1"]`)}},
+		{"evict all", `SELECT orgperm.evict_all()`, []string{all("evict")}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := setup(t)
+			e.exec(fixture)
+			e.drain()
+			e.expect(tc.sql, tc.want...)
+		})
+	}
+}
+
+// TestBulkUpdateOneOrg: a 50,000-row update in one org is one notification.
+func TestBulkUpdateOneOrg(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	e.expect(`INSERT INTO orgperm.memberships (org_id, user_id) SELECT 'big', 'user-' || g FROM generate_series(1, 50000) g`,
+		payload("memberships", `"orgs":["big"]`))
+	e.expect(`UPDATE orgperm.memberships SET status = 'suspended' WHERE org_id = 'big'`,
+		payload("memberships", `"orgs":["big"]`))
+	e.expect(`DELETE FROM orgperm.memberships WHERE org_id = 'big'`,
+		payload("memberships", `"orgs":["big"]`))
+}
+
+// TestUpdateAcrossManyOrgs: an update spread over 1,000 orgs sends a handful
+// of notifications, each under 8000 bytes, that together cover every org.
+func TestUpdateAcrossManyOrgs(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	e.exec(`INSERT INTO orgperm.memberships (org_id, user_id)
+		SELECT 'org-' || g, 'user-' || u FROM generate_series(1, 1000) g, generate_series(1, 3) u`)
+	e.drain()
+
+	// By default more than 100 orgs in one statement collapse to everything.
+	e.expect(`UPDATE orgperm.memberships SET status = 'suspended'`, payload("memberships", `"all":true`))
+
+	// With the org limit raised, the 3,000 pairs are too many for a handful
+	// of payloads and collapse to their orgs, split under 8000 bytes.
+	e.exec(`ALTER DATABASE ` + currentDB(e) + ` SET orgperm.notify_max_orgs = 5000`)
+	e.pool.Reset() // new connections pick up the setting
+	e.exec(`UPDATE orgperm.memberships SET status = 'active'`)
+	got := e.drain()
+	if len(got) < 2 || len(got) > 4 {
+		t.Fatalf("got %d notifications, want a handful (2..4)", len(got))
+	}
+	seen := map[string]bool{}
+	for _, p := range got {
+		if len(p) >= 8000 {
+			t.Errorf("payload of %d bytes, want < 8000", len(p))
+		}
+		var msg struct {
+			V    int      `json:"v"`
+			Orgs []string `json:"orgs"`
+		}
+		if err := json.Unmarshal([]byte(p), &msg); err != nil || msg.V != 1 {
+			t.Fatalf("bad payload %q: %v", p, err)
+		}
+		for _, o := range msg.Orgs {
+			seen[o] = true
+		}
+	}
+	if len(seen) != 1000 {
+		t.Errorf("payloads cover %d orgs, want 1000", len(seen))
+	}
+}
+
+// TestManyUsersCollapseToOrg: more than notify_max_users users of one org in
+// a statement collapse to the org; up to it, they are listed.
+func TestManyUsersCollapseToOrg(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	e.exec(`INSERT INTO orgperm.memberships (org_id, user_id) SELECT 'o1', 'u' || lpad(g::text, 3, '0') FROM generate_series(1, 51) g`)
+	e.drain()
+	var members []string
+	for i := 1; i <= 50; i++ {
+		members = append(members, fmt.Sprintf(`["o1","u%03d"]`, i))
+	}
+	e.expect(`UPDATE orgperm.memberships SET status = 'invited' WHERE user_id <> 'u051'`,
+		payload("memberships", `"members":[`+strings.Join(members, ",")+`]`))
+	e.expect(`UPDATE orgperm.memberships SET status = 'suspended'`, payload("memberships", `"orgs":["o1"]`))
+}
+
+// TestPayloadSplitAtMaxSizeIDs: with the largest IDs the schema allows and
+// the user limit raised, member lists are split under 8000 bytes.
+func TestPayloadSplitAtMaxSizeIDs(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	e.exec(`ALTER DATABASE ` + currentDB(e) + ` SET orgperm.notify_max_users = 1000`)
+	e.pool.Reset()
+	// 128-byte IDs made of '"', which JSON doubles.
+	e.exec(`INSERT INTO orgperm.memberships (org_id, user_id)
+		SELECT repeat('"', 127) || 'o', lpad(g::text, 128, '"') FROM generate_series(1, 40) g`)
+	got := e.drain()
+	pairs := 0
+	for _, p := range got {
+		if len(p) >= 8000 {
+			t.Errorf("payload of %d bytes, want < 8000", len(p))
+		}
+		var msg struct {
+			Members [][2]string `json:"members"`
+		}
+		if err := json.Unmarshal([]byte(p), &msg); err != nil {
+			t.Fatalf("bad payload: %v", err)
+		}
+		pairs += len(msg.Members)
+	}
+	if pairs != 40 || len(got) < 2 {
+		t.Errorf("got %d pairs in %d payloads, want 40 in several", pairs, len(got))
+	}
+}
+
+func currentDB(e *env) string {
+	var name string
+	if err := e.pool.QueryRow(e.ctx, "SELECT current_database()").Scan(&name); err != nil {
+		e.t.Fatal(err)
+	}
+	return name
+}
+
+// TestTriggersMatchMigration: the migration installs exactly sql/triggers.sql.
+func TestTriggersMatchMigration(t *testing.T) {
+	t.Parallel()
+	src, err := os.ReadFile("../sql/triggers.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mig, err := os.ReadFile("00002_triggers.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, up, ok := strings.Cut(string(mig), "-- +goose Up\n")
+	up, _, ok2 := strings.Cut(up, "\n-- +goose Down\n")
+	if !ok || !ok2 {
+		t.Fatal("00002_triggers.sql has no Up/Down sections")
+	}
+	if strings.TrimSpace(up) != strings.TrimSpace(string(src)) {
+		t.Fatal("migrations/00002_triggers.sql differs from sql/triggers.sql: run `make generate`")
+	}
+}
