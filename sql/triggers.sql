@@ -50,6 +50,12 @@ DECLARE
     pair_list text[];
     user_list text[];
 BEGIN
+    IF NOT everything AND orgs IS NULL AND users IS NULL AND cardinality(member_orgs) = 1 THEN
+        -- Fast path for the common single-row write: one pair.
+        PERFORM pg_notify('orgperm_invalidate',
+            head || ',"members":[[' || to_json(member_orgs[1])::text || ',' || to_json(member_users[1])::text || ']]}');
+        RETURN;
+    END IF;
     IF NOT everything THEN
         -- Distinct pairs; an org with too many of them becomes an org scope.
         WITH pairs AS (
@@ -68,8 +74,10 @@ BEGIN
                FROM pairs p WHERE NOT EXISTS (SELECT FROM scope_orgs s WHERE s.o = p.o))
         INTO org_list, pair_list;
 
-        SELECT array_agg(to_json(x.u)::text ORDER BY x.u) INTO user_list
-        FROM (SELECT DISTINCT y.u FROM unnest(users) AS y(u) WHERE y.u IS NOT NULL) x;
+        IF users IS NOT NULL THEN
+            SELECT array_agg(to_json(x.u)::text ORDER BY x.u) INTO user_list
+            FROM (SELECT DISTINCT y.u FROM unnest(users) AS y(u) WHERE y.u IS NOT NULL) x;
+        END IF;
 
         IF (SELECT count(DISTINCT o) FROM (
                 SELECT unnest(orgs) AS o

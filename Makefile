@@ -1,0 +1,35 @@
+# orgperm: make help lists the targets.
+GO ?= go
+STATICCHECK_VERSION ?= v0.8.2
+BENCHTIME ?= 1s
+
+.PHONY: help test bench lint demo serve generate fuzz soak cover
+
+help: ## List the targets.
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+test: ## Run every test with the race detector against a real PostgreSQL (throwaway cluster, or DATABASE_URL).
+	$(GO) test -race -count=1 ./...
+
+bench: ## Run the benchmarks (one run; ratios are reported by the benchmarks themselves).
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -cpu 1,2 ./...
+
+lint: ## gofmt, go vet and staticcheck.
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1)
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+demo: ## Run the walk-through: a throwaway Postgres, two instances, a raw SQL revoke, the eviction.
+	$(GO) run ./cmd/demo
+
+serve: ## Run the demo HTTP API (middleware, /metrics, /healthz).
+	$(GO) run ./cmd/demo serve
+
+generate: ## Regenerate migrations/00002_triggers.sql from sql/triggers.sql.
+	sh scripts/gen-triggers-migration.sh
+
+fuzz: ## Fuzz the NOTIFY payload parser for a minute.
+	$(GO) test -run '^$$' -fuzz FuzzParsePayload -fuzztime 60s ./pkg/listener/
+
+cover: ## Test coverage summary.
+	$(GO) test -count=1 -coverprofile=cover.out ./... && $(GO) tool cover -func=cover.out | tail -1
