@@ -1,0 +1,348 @@
+package localcache
+
+import (
+	"context"
+	"hash/maphash"
+	"sync/atomic"
+	"time"
+)
+
+// syncedBit is the low bit of Cache.state; the bits above it count
+// MarkUnsynced calls (see Cache.state).
+const syncedBit = 1
+
+// Cache is a sharded LRU of values of type V with race-free fills. It is safe
+// for concurrent use. Create one with New.
+type Cache[V any] struct {
+	shards []shard[V]
+	mask   uint64 // len(shards)-1; len(shards) is a power of two
+	seed   maphash.Seed
+	ttl    time.Duration
+	now    func() time.Time
+
+	// state is epoch<<1 | synced. MarkUnsynced clears synced and bumps
+	// epoch in one CAS; Resync sets synced only if epoch has not moved
+	// since it began, so a MarkUnsynced racing a Resync always wins.
+	state atomic.Uint64
+
+	// Test hooks, nil in production. Tests set them before any concurrent
+	// use. They are called outside every lock.
+	onJoin         func(Key) // after a Do call joined a flight
+	onResyncWalked func()    // after Resync walked the shards, before it sets the flag
+}
+
+// New returns an empty Cache configured by cfg, after filling its defaults.
+// It fails with a *ConfigError (matching ErrInvalidConfig) naming the first
+// field it cannot accept.
+//
+// The Cache starts synced, so that it caches without a listener. A listener
+// that keeps it coherent calls MarkUnsynced before it connects and Resync once
+// LISTEN is in place.
+func New[V any](cfg Config) (*Cache[V], error) {
+	cfg, err := cfg.resolve()
+	if err != nil {
+		return nil, err
+	}
+	c := &Cache[V]{
+		shards: make([]shard[V], cfg.Shards),
+		mask:   uint64(cfg.Shards - 1),
+		seed:   maphash.MakeSeed(),
+		ttl:    cfg.TTL,
+		now:    cfg.Now,
+	}
+	// Split Capacity exactly: the first Capacity%Shards shards take one
+	// more entry than the others.
+	per, extra := cfg.Capacity/cfg.Shards, cfg.Capacity%cfg.Shards
+	for i := range c.shards {
+		n := per
+		if i < extra {
+			n++
+		}
+		c.shards[i].init(n)
+	}
+	c.state.Store(syncedBit)
+	return c, nil
+}
+
+// shardFor returns k's shard. It hashes Org, a separator and User with the
+// cache's seed, without allocating.
+func (c *Cache[V]) shardFor(k Key) *shard[V] {
+	if c.mask == 0 {
+		return &c.shards[0]
+	}
+	var h maphash.Hash
+	h.SetSeed(c.seed)
+	h.WriteString(k.Org)
+	h.WriteByte(0)
+	h.WriteString(k.User)
+	return &c.shards[h.Sum64()&c.mask]
+}
+
+// Synced reports whether the cache is synced: whether Get may answer from it
+// and fills may land.
+func (c *Cache[V]) Synced() bool {
+	return c.state.Load()&syncedBit != 0
+}
+
+// Get returns k's value if the cache is synced and holds a live entry for k.
+// An expired entry is removed and is a miss. Get does not allocate.
+func (c *Cache[V]) Get(k Key) (V, bool) {
+	s := c.shardFor(k)
+	if !c.Synced() {
+		s.bypassed.Add(1)
+		var zero V
+		return zero, false
+	}
+	now := c.now()
+	s.mu.Lock()
+	v, r := s.lookupLocked(k, now)
+	s.mu.Unlock()
+	s.countLookup(r)
+	return v, r == lookupHit
+}
+
+// Do returns k's value from the cache or, on a miss, from load.
+//
+// Concurrent misses of one key share one call of load (a flight); Do calls
+// that arrive while it runs wait for its result. load returns the value and
+// validUntil, the instant from which the value is no longer true (the zero
+// time for none; the TTL applies either way). The result is stored only if no
+// invalidation covering k, no MarkUnsynced and no Resync happened since the
+// load began; either way every waiter gets it. An invalidation also detaches
+// the flight, so a Do that arrives after it starts a fresh load. While the
+// cache is unsynced Do skips the cache but still coalesces, and stores
+// nothing.
+//
+// load runs in a goroutine of its own, with no lock held, and with a context
+// that carries the values of the ctx of the Do call that started it, but
+// neither its deadline nor its cancellation: load should bound its own work.
+// That context is cancelled once every waiting Do call has gone.
+//
+// Each Do call returns ctx.Err() as soon as its own ctx is done, and returns
+// it without looking at the cache if ctx is done on entry. A load error is
+// returned to every waiter of the flight and never cached. If load panics,
+// every waiter gets a *PanicError holding the panic value and stack, and
+// nothing is re-panicked: load runs in its own goroutine, where a panic would
+// crash the process. If load calls runtime.Goexit, every waiter gets
+// ErrLoadGoexit.
+func (c *Cache[V]) Do(ctx context.Context, k Key, load func(ctx context.Context) (V, time.Time, error)) (V, error) {
+	if err := ctx.Err(); err != nil {
+		var zero V
+		return zero, err
+	}
+	s := c.shardFor(k)
+	now := c.now()
+	synced := c.Synced()
+
+	s.mu.Lock()
+	r := lookupBypassed
+	if synced {
+		var v V
+		if v, r = s.lookupLocked(k, now); r == lookupHit {
+			s.mu.Unlock()
+			s.countLookup(r)
+			return v, nil
+		}
+	}
+	f := s.flights[k]
+	joined := f != nil
+	if joined {
+		f.waiters++
+	} else {
+		f = newFlight[V](ctx, k, now)
+		// Register under the same lock that invalidations take: from
+		// here on, any invalidation covering k marks f stale.
+		s.registerLocked(&f.fill, c.Synced())
+		s.flights[k] = f
+	}
+	s.mu.Unlock()
+
+	s.countLookup(r)
+	if joined {
+		s.coalesced.Add(1)
+		if c.onJoin != nil {
+			c.onJoin(k)
+		}
+	} else {
+		s.loads.Add(1)
+		go c.run(s, f, load)
+	}
+	return c.wait(ctx, s, f)
+}
+
+// Begin registers a fill of k made outside Do, such as a batch warm-up: call
+// it before the query begins, then Store the result or Cancel. The result
+// lands only if no invalidation covering k, no MarkUnsynced and no Resync
+// happened in between; a Ticket taken while unsynced never lands. A Ticket
+// that is never stored nor cancelled stays registered, so release every one
+// (defer t.Cancel() is safe after Store).
+func (c *Cache[V]) Begin(k Key) *Ticket[V] {
+	s := c.shardFor(k)
+	t := &Ticket[V]{c: c, s: s}
+	t.fill.key = k
+	t.fill.began = c.now()
+	s.mu.Lock()
+	s.registerLocked(&t.fill, c.Synced())
+	s.mu.Unlock()
+	return t
+}
+
+// InvalidateKey removes k's entry and makes every fill of k in flight stale.
+func (c *Cache[V]) InvalidateKey(k Key) {
+	c.invalidate(scope{kind: scopeKey, key: k})
+}
+
+// InvalidateOrg removes every entry whose Key.Org is org and makes every such
+// fill in flight stale. InvalidateOrg("") does so for all user-wide keys.
+func (c *Cache[V]) InvalidateOrg(org string) {
+	c.invalidate(scope{kind: scopeOrg, key: Key{Org: org}})
+}
+
+// InvalidateUser removes every entry whose Key.User is user, in any org and
+// user-wide, and makes every such fill in flight stale.
+func (c *Cache[V]) InvalidateUser(user string) {
+	c.invalidate(scope{kind: scopeUser, key: Key{User: user}})
+}
+
+// InvalidateAll removes every entry and makes every fill in flight stale. It
+// leaves the synced state alone.
+func (c *Cache[V]) InvalidateAll() {
+	c.invalidate(scope{kind: scopeAll})
+}
+
+// invalidate applies sc to every shard it can touch, one shard lock at a time.
+func (c *Cache[V]) invalidate(sc scope) {
+	if sc.kind == scopeKey {
+		s := c.shardFor(sc.key)
+		s.mu.Lock()
+		n := s.invalidateLocked(sc)
+		s.mu.Unlock()
+		s.evicted[sc.kind].Add(uint64(n))
+		return
+	}
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		n := s.invalidateLocked(sc)
+		s.mu.Unlock()
+		s.evicted[sc.kind].Add(uint64(n))
+	}
+}
+
+// MarkUnsynced marks the cache unsynced: from now until the next Resync, Get
+// and Do bypass the cache (counted as Bypassed), nothing is stored, and every
+// fill in flight is stale. Entries are kept (unused) until Resync purges
+// them. Call it as soon as notifications may have been lost, and before the
+// first connection.
+//
+// The flag is cleared first, then each shard is walked under its lock: a
+// fill registered in a shard before the walk reaches it is marked stale by
+// the walk, and one registered after sees the cleared flag under the same
+// lock and is stale from birth. A store that runs before the walk reaches
+// its shard sees the cleared flag and is refused.
+func (c *Cache[V]) MarkUnsynced() {
+	for {
+		old := c.state.Load()
+		if c.state.CompareAndSwap(old, (old>>1+1)<<1) {
+			break
+		}
+	}
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		s.staleLocked(scope{kind: scopeAll})
+		clear(s.flights)
+		s.mu.Unlock()
+	}
+}
+
+// Resync purges every entry (counted in EvictedAll), makes every fill in
+// flight stale, then marks the cache synced. Call it once notifications flow
+// again (LISTEN is in place). Take a Keys snapshot before it to re-warm hot
+// keys afterwards.
+//
+// The shards are walked first and the flag set last: a fill registered in a
+// shard before the walk reaches it is marked stale by the walk, and one
+// registered after the walk but before the flag is set is stale from birth,
+// so every entry present once the cache is synced again comes from a fill
+// that began after Resync. If MarkUnsynced runs while Resync walks, the
+// cache stays unsynced: Resync sets the flag only if no MarkUnsynced happened
+// since it began.
+func (c *Cache[V]) Resync() {
+	start := c.state.Load()
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		n := s.invalidateLocked(scope{kind: scopeAll})
+		s.mu.Unlock()
+		s.evicted[scopeAll].Add(uint64(n))
+	}
+	if c.onResyncWalked != nil {
+		c.onResyncWalked()
+	}
+	// Fails only if a MarkUnsynced moved the epoch (stay unsynced) or a
+	// concurrent Resync already set the flag (synced either way).
+	c.state.CompareAndSwap(start, start|syncedBit)
+}
+
+// Len returns the number of entries held, including expired entries that no
+// lookup has removed yet.
+func (c *Cache[V]) Len() int {
+	n := 0
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		n += s.lru.Len()
+		s.mu.Unlock()
+	}
+	return n
+}
+
+// Keys returns a snapshot of the keys of live entries, for re-warming hot
+// keys after a Resync. Recency is tracked per shard, so the order is
+// approximate: the most recently used key of every shard comes first, then
+// the second most recently used of every shard, and so on. Keys does not
+// change recency.
+func (c *Cache[V]) Keys() []Key {
+	now := c.now()
+	perShard := make([][]Key, len(c.shards))
+	total, longest := 0, 0
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		all := s.lru.Keys() // oldest first
+		live := make([]Key, 0, len(all))
+		for j := len(all) - 1; j >= 0; j-- {
+			if e, ok := s.lru.Peek(all[j]); ok && now.Before(e.expires) {
+				live = append(live, all[j])
+			}
+		}
+		s.mu.Unlock()
+		perShard[i] = live
+		total += len(live)
+		longest = max(longest, len(live))
+	}
+	keys := make([]Key, 0, total)
+	for rank := range longest {
+		for _, ks := range perShard {
+			if rank < len(ks) {
+				keys = append(keys, ks[rank])
+			}
+		}
+	}
+	return keys
+}
+
+// Stats returns a snapshot of the counters.
+func (c *Cache[V]) Stats() Stats {
+	var st Stats
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.addTo(&st)
+		s.mu.Lock()
+		st.Entries += s.lru.Len()
+		st.InFlight += len(s.fills)
+		s.mu.Unlock()
+	}
+	return st
+}

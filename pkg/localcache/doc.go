@@ -1,0 +1,74 @@
+// Package localcache is an in-process, sharded LRU of values keyed by
+// (org, user), with the bookkeeping that keeps fills race-free against
+// invalidations. It knows nothing of SQL or permissions: the membership
+// package stores permission sets in it, and the listener package evicts from
+// it when the database says something changed.
+//
+// # Structure
+//
+// A Cache is a power-of-two number of shards. A key picks its shard by a
+// seeded hash/maphash of Org, a separator byte and User. Each shard is a
+// non-thread-safe simplelru.LRU (github.com/hashicorp/golang-lru/v2)
+// wrapped by the shard's own mutex, plus the shard's in-flight fills and its
+// counters, padded so that the hit paths of two shards never write the same
+// cache line. A hit is one lock of the key's shard and does not allocate.
+// Sharding spreads lock contention; every hit still writes its shard (the
+// mutex, the LRU order, a counter), so hits on one shard from many cores
+// still share cache lines.
+//
+// Values are stored and returned as they are: store immutable values (or
+// values nobody mutates), since every caller that hits shares them.
+//
+// # Rules
+//
+// The numbers are those of the cache rules in DESIGN.md; rule 3 (heartbeat)
+// belongs to the listener, rule 6 (fail closed) to the membership package,
+// which must treat a Do error as "no permission".
+//
+// 1. A fill that began before an invalidation covering its key never lands.
+// Every fill, a Do flight or a Ticket from Begin, is registered in its key's
+// shard, under the shard lock, before its load begins. An invalidation
+// (InvalidateKey, InvalidateOrg, InvalidateUser, InvalidateAll), under each
+// affected shard's lock, removes the entries it covers and marks every
+// registered fill it covers stale; a store checks the stale flag under the
+// same lock. Since registration, invalidation and store of one key all
+// serialise on one lock, either the invalidation comes after the store (and
+// removes the entry) or before it (and the fill is stale). Nothing is kept per
+// key once its fills are released: no generation map grows with the key
+// space.
+//
+// 2. While the cache is unsynced (notifications may have been lost), Get and
+// Do bypass it and nothing is stored. MarkUnsynced clears an atomic flag
+// first and then walks the shards marking every registered fill stale.
+// Registration reads the flag under the shard lock, so in every shard each
+// fill either registered before the walk got there (the walk marks it) or
+// after (it reads the cleared flag and is stale from birth); a store reads
+// the flag under the lock too, so a store between the flag and the walk is
+// refused. Resync walks the shards purging entries and marking fills stale,
+// then sets the flag: a fill registered during the walk sees the flag still
+// clear and is stale from birth, so after Resync every entry comes from a
+// fill that began after the cache was synced. The flag carries an epoch that
+// MarkUnsynced bumps: Resync sets it only if no MarkUnsynced happened since
+// Resync began, so a connection lost during a resync keeps the cache
+// unsynced.
+//
+// A Cache starts synced, so that it works without a listener. A listener
+// calls MarkUnsynced before it first connects, and Resync once LISTEN is in
+// place (and again after every reconnection).
+//
+// 4. An entry expires at min(validUntil, fill began + Config.TTL), on the
+// Config.Now clock; it is valid on [began, expiry). A lookup that finds it
+// expired removes it and misses.
+//
+// 5. Concurrent Do calls for one key share one load (single flight). The
+// flight is detached from its key when an invalidation covering the key,
+// MarkUnsynced or Resync happens, so that later callers start a fresh load
+// instead of joining one whose result cannot be stored; those already waiting
+// still get its result. While unsynced, loads are still shared, and their
+// results are returned but not stored.
+//
+// No lock is held while a load runs: the load runs in a goroutine of its own,
+// with a context that is cancelled only when every waiting caller has gone.
+// Each caller waits for the result or its own context, whichever is first.
+// Load errors and panics reach every waiter and are never cached.
+package localcache

@@ -1,0 +1,175 @@
+package localcache
+
+import (
+	"sync"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+)
+
+// cacheLine is the padding between shards. 128 bytes covers CPUs that fetch
+// cache lines in adjacent pairs.
+const cacheLine = 128
+
+// entry is a cached value with the instant it stops being valid.
+type entry[V any] struct {
+	value   V
+	expires time.Time // min(validUntil, fill began + TTL); invalid at and after it
+}
+
+// fill is one registered, in-flight fill: a Do flight or a Ticket. It is
+// registered in its key's shard when it begins, and every invalidation
+// covering its key marks it stale under that shard's lock, so a result whose
+// query may predate the invalidation can never land (rule 1).
+type fill struct {
+	key   Key
+	began time.Time
+	stale bool // guarded by the shard lock
+}
+
+// shard is one lock domain: a non-thread-safe simplelru core and the fill
+// bookkeeping for the keys hashed to it, all guarded by mu. Methods named
+// ...Locked must be called with mu held.
+type shard[V any] struct {
+	mu sync.Mutex
+	// lru holds the entries.
+	lru *simplelru.LRU[Key, entry[V]]
+	// flights maps a key to the Do flight later callers of that key join.
+	// A flight is removed ("detached") when it finishes, when an
+	// invalidation covering its key happens, when the cache is marked
+	// unsynced or resynced, and when its last waiter leaves, so callers
+	// never join a load whose result cannot be stored for a reason they
+	// could not see.
+	flights map[Key]*flight[V]
+	// fills is the set of registered fills not yet released, attached or
+	// not.
+	fills map[*fill]struct{}
+
+	counters
+	_ [cacheLine]byte
+}
+
+func (s *shard[V]) init(capacity int) {
+	// NewLRU fails only for a size <= 0, which resolve rules out.
+	s.lru, _ = simplelru.NewLRU[Key, entry[V]](capacity, nil)
+	s.flights = make(map[Key]*flight[V])
+	s.fills = make(map[*fill]struct{})
+}
+
+// lookupResult is the outcome of a lookup, for the counters.
+type lookupResult uint8
+
+const (
+	lookupMiss lookupResult = iota
+	lookupHit
+	lookupExpired
+	lookupBypassed
+)
+
+// lookupLocked returns k's value if it has a live entry at now. An expired
+// entry is removed. It does not check the synced flag.
+func (s *shard[V]) lookupLocked(k Key, now time.Time) (V, lookupResult) {
+	e, ok := s.lru.Get(k)
+	if !ok {
+		var zero V
+		return zero, lookupMiss
+	}
+	if !now.Before(e.expires) {
+		s.lru.Remove(k)
+		var zero V
+		return zero, lookupExpired
+	}
+	return e.value, lookupHit
+}
+
+// storeResult is the outcome of a store, for the counters.
+type storeResult uint8
+
+const (
+	storeNone storeResult = iota // the load failed: nothing to store
+	storeLanded
+	storeLandedEvicted // landed, and evicted the least recently used entry
+	storeStale
+	storeExpired
+)
+
+// storeLocked stores v for f's key unless f is stale or the cache is unsynced,
+// with expiry min(validUntil, f.began+ttl). A result already expired at now is
+// not stored. The caller unregisters f.
+func (s *shard[V]) storeLocked(f *fill, synced bool, ttl time.Duration, v V, validUntil, now time.Time) storeResult {
+	// The synced check is belt and braces: MarkUnsynced marks every
+	// registered fill stale, but it clears the flag before it reaches this
+	// shard, and a store in between must not land either.
+	if f.stale || !synced {
+		return storeStale
+	}
+	expires := f.began.Add(ttl)
+	if !validUntil.IsZero() && validUntil.Before(expires) {
+		expires = validUntil
+	}
+	if !now.Before(expires) {
+		return storeExpired
+	}
+	if s.lru.Add(f.key, entry[V]{value: v, expires: expires}) {
+		return storeLandedEvicted
+	}
+	return storeLanded
+}
+
+// registerLocked registers f as in flight. A fill registered while unsynced is
+// stale from birth: synced must be read with mu held, so that against a
+// concurrent MarkUnsynced either its walk of this shard comes after this
+// registration (and marks f) or the flag it cleared is seen here.
+func (s *shard[V]) registerLocked(f *fill, synced bool) {
+	f.stale = !synced
+	s.fills[f] = struct{}{}
+}
+
+// unregisterLocked releases f.
+func (s *shard[V]) unregisterLocked(f *fill) {
+	delete(s.fills, f)
+}
+
+// invalidateLocked removes the entries sc covers, marks the registered fills
+// it covers stale and detaches the flights it covers. It returns the number of
+// entries removed.
+func (s *shard[V]) invalidateLocked(sc scope) int {
+	n := 0
+	switch sc.kind {
+	case scopeKey:
+		if s.lru.Remove(sc.key) {
+			n = 1
+		}
+		delete(s.flights, sc.key)
+	case scopeAll:
+		n = s.lru.Len()
+		s.lru.Purge()
+		clear(s.flights)
+	default:
+		// Org and user scopes walk the shard. They are rare (a role or
+		// user changed), and an index by org and by user would cost
+		// memory and allocations on every fill.
+		for _, k := range s.lru.Keys() {
+			if sc.covers(k) {
+				s.lru.Remove(k)
+				n++
+			}
+		}
+		for k := range s.flights {
+			if sc.covers(k) {
+				delete(s.flights, k)
+			}
+		}
+	}
+	s.staleLocked(sc)
+	return n
+}
+
+// staleLocked marks every registered fill sc covers stale.
+func (s *shard[V]) staleLocked(sc scope) {
+	for f := range s.fills {
+		if sc.covers(f.key) {
+			f.stale = true
+		}
+	}
+}
