@@ -251,8 +251,16 @@ func (c *Client) Permissions(ctx context.Context, org, user string) (*Permission
 			return s, nil
 		}
 	}
+	ck := localcache.Key{Org: org, User: user}
+	if v, ok := c.cache.Get(ck); ok {
+		// The hit path: no closure, no allocation.
+		if memo != nil {
+			memo.putSet(org, user, v.set)
+		}
+		return v.set, nil
+	}
 	k := Key{Org: org, User: user}
-	v, err := c.cache.Do(ctx, localcache.Key{Org: org, User: user}, func(ctx context.Context) (cached, time.Time, error) {
+	v, err := c.cache.Do(ctx, ck, func(ctx context.Context) (cached, time.Time, error) {
 		s, err := c.store.Load(ctx, org, user, c.cfg.Now())
 		if c.cfg.AfterLoad != nil {
 			c.cfg.AfterLoad(k)
@@ -289,8 +297,15 @@ func (c *Client) UserHasActiveMembership(ctx context.Context, user string) (bool
 			return a, nil
 		}
 	}
+	ck := localcache.Key{User: user}
+	if v, ok := c.cache.Get(ck); ok {
+		if memo != nil {
+			memo.putUserActive(user, v.active.Active)
+		}
+		return v.active.Active, nil
+	}
 	k := Key{User: user}
-	v, err := c.cache.Do(ctx, localcache.Key{User: user}, func(ctx context.Context) (cached, time.Time, error) {
+	v, err := c.cache.Do(ctx, ck, func(ctx context.Context) (cached, time.Time, error) {
 		ua, err := c.store.LoadUserActive(ctx, user, c.cfg.Now())
 		if c.cfg.AfterLoad != nil {
 			c.cfg.AfterLoad(k)

@@ -1,0 +1,186 @@
+package integration_test
+
+import (
+	"context"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/orgperm/orgperm/pkg/membership"
+	"github.com/orgperm/orgperm/pkg/pgtest"
+)
+
+// queryCounter is a pgx tracer that counts the queries and batches a pool
+// sends: round trips, as the database sees them.
+type queryCounter struct{ n atomic.Int64 }
+
+func (q *queryCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	q.n.Add(1)
+	return ctx
+}
+func (q *queryCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (q *queryCounter) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	q.n.Add(1)
+	return ctx
+}
+func (q *queryCounter) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+func (q *queryCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
+
+// countingPool is a pool on url whose round trips are counted. The
+// heartbeat, which goes through the pool, is disabled by the callers that
+// count.
+func countingPool(tb testing.TB, url string) (*pgxpool.Pool, *queryCounter) {
+	tb.Helper()
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	qc := &queryCounter{}
+	cfg.ConnConfig.Tracer = qc
+	cfg.MaxConns = 16
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(pool.Close)
+	return pool, qc
+}
+
+// TestConcurrentMissesOneQuery: 1,000 concurrent misses of one key make
+// exactly one query (rule 5).
+func TestConcurrentMissesOneQuery(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, pgtest.Shared(t))
+	pool, qc := countingPool(t, w.url)
+	release := make(chan struct{})
+	var held atomic.Bool
+	in := newInstance(t, pool, membership.Config{
+		HeartbeatInterval: -1,
+		AfterLoad: func(membership.Key) {
+			if held.CompareAndSwap(false, true) {
+				<-release
+			}
+		},
+	})
+	before := qc.n.Load()
+	const callers = 1000
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := in.c.HasPermission(context.Background(), "o1", "u1", "billing.view_invoice"); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	// Wait until every caller is either the loader or has joined its
+	// flight: a signal from the cache's own counters, not a sleep.
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		st := in.c.Stats().Cache
+		if st.Loads == 1 && st.Coalesced == callers-1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("callers never all joined one flight: %+v", st)
+		}
+		runtime.Gosched()
+	}
+	close(release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if got := qc.n.Load() - before; got != 1 {
+		t.Fatalf("%d concurrent misses made %d queries, want 1", callers, got)
+	}
+}
+
+// benchSetup is a world with a warmed client, for the check benchmarks.
+func benchSetup(b *testing.B) (*world, *instance) {
+	b.Helper()
+	url := pgtest.NewDatabase(b)
+	w := &world{url: url, pool: benchPool(b, url), raw: benchPool(b, url)}
+	if _, err := w.raw.Exec(context.Background(), fixture); err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	c, err := membership.New(ctx, w.pool, membership.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = c.Close(context.Background()) })
+	<-c.Ready()
+	return w, &instance{c: c}
+}
+
+func benchPool(b *testing.B, url string) *pgxpool.Pool {
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(pool.Close)
+	return pool
+}
+
+// BenchmarkCheck compares, in one run, a check answered from the local
+// cache with the same check read straight from the database.
+//
+//	go test -run '^$' -bench Check -benchmem -cpu 1,2 ./integration
+func BenchmarkCheck(b *testing.B) {
+	w, in := benchSetup(b)
+	ctx := context.Background()
+	b.Run("cached-hit", func(b *testing.B) {
+		if ok, err := in.c.HasPermission(ctx, "o1", "u1", "billing.view_invoice"); err != nil || !ok {
+			b.Fatal(ok, err)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if ok, _ := in.c.HasPermission(ctx, "o1", "u1", "billing.view_invoice"); !ok {
+					b.Error("denied")
+					return
+				}
+			}
+		})
+	})
+	b.Run("user-wide-cached-hit", func(b *testing.B) {
+		if ok, err := in.c.UserHasActiveMembership(ctx, "u1"); err != nil || !ok {
+			b.Fatal(ok, err)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if ok, _ := in.c.UserHasActiveMembership(ctx, "u1"); !ok {
+					b.Error("denied")
+					return
+				}
+			}
+		})
+	})
+	b.Run("store-read", func(b *testing.B) {
+		store := membership.NewStore(w.raw)
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				s, err := store.Load(ctx, "o1", "u1", time.Now())
+				if err != nil || !s.Has("billing.view_invoice") {
+					b.Error("denied", err)
+					return
+				}
+			}
+		})
+	})
+}
