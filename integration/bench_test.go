@@ -15,20 +15,23 @@ import (
 	"github.com/orgperm/orgperm/pkg/pgtest"
 )
 
-// queryCounter is a pgx tracer that counts the queries and batches a pool
-// sends: round trips, as the database sees them.
-type queryCounter struct{ n atomic.Int64 }
+// queryCounter is a pgx tracer that counts what a pool sends: round trips
+// (a query, or a whole batch) and queries (each query of a batch too).
+type queryCounter struct{ roundTrips, queries atomic.Int64 }
 
 func (q *queryCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
-	q.n.Add(1)
+	q.roundTrips.Add(1)
+	q.queries.Add(1)
 	return ctx
 }
 func (q *queryCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 func (q *queryCounter) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
-	q.n.Add(1)
+	q.roundTrips.Add(1)
 	return ctx
 }
-func (q *queryCounter) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+func (q *queryCounter) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {
+	q.queries.Add(1)
+}
 func (q *queryCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
 
 // countingPool is a pool on url whose round trips are counted. The
@@ -67,7 +70,7 @@ func TestConcurrentMissesOneQuery(t *testing.T) {
 			}
 		},
 	})
-	before := qc.n.Load()
+	before := qc.queries.Load()
 	const callers = 1000
 	var wg sync.WaitGroup
 	errs := make(chan error, callers)
@@ -99,7 +102,7 @@ func TestConcurrentMissesOneQuery(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	if got := qc.n.Load() - before; got != 1 {
+	if got := qc.queries.Load() - before; got != 1 {
 		t.Fatalf("%d concurrent misses made %d queries, want 1", callers, got)
 	}
 }

@@ -131,7 +131,6 @@ type Client struct {
 	listener *listener.Listener
 	cfg      Config
 
-	rewarmMu sync.Mutex // one re-warm at a time
 	wg       sync.WaitGroup
 	closed   chan struct{}
 	closeMu  sync.Once
@@ -392,19 +391,27 @@ func (c *Client) Warm(ctx context.Context, keys []Key) error {
 			return err
 		}
 	}
-	tickets := make([]*localcache.Ticket[cached], len(keys))
+	ck := make([]localcache.Key, len(keys))
 	for i, k := range keys {
-		tickets[i] = c.cache.Begin(localcache.Key{Org: k.Org, User: k.User})
+		ck[i] = localcache.Key{Org: k.Org, User: k.User}
 	}
-	sets, err := c.store.LoadMany(ctx, keys, c.cfg.Now())
+	// Flights for every key not cached nor loading: readers that arrive
+	// meanwhile join them instead of querying too.
+	b := c.cache.BeginBatch(ctx, ck)
+	if len(b.Keys()) == 0 {
+		return nil
+	}
+	load := make([]Key, len(b.Keys()))
+	for i, k := range b.Keys() {
+		load[i] = Key{Org: k.Org, User: k.User}
+	}
+	sets, err := c.store.LoadMany(ctx, load, c.cfg.Now())
 	if err != nil {
-		for _, t := range tickets {
-			t.Cancel()
-		}
+		b.Abort(err)
 		return err
 	}
 	for i, s := range sets {
-		tickets[i].Store(cached{set: s}, s.ValidUntil())
+		b.Finish(i, cached{set: s}, s.ValidUntil())
 	}
 	return nil
 }
@@ -443,34 +450,39 @@ func (c *Client) evictScope(sc Scope) {
 	}
 }
 
-// rewarm reloads the hottest keys cached before a resync purge, in the
-// background, one round trip.
+// rewarm reloads the hottest keys cached before a resync purge, in one
+// round trip. It runs right after the purge, on the listener's goroutine,
+// only to begin the flights (so that readers arriving from now on join them
+// rather than query the same keys); the query itself runs in the
+// background.
 func (c *Client) rewarm(keys []localcache.Key) {
-	var sets []Key
-	for _, k := range keys {
-		if k.Org != "" {
-			sets = append(sets, Key{Org: k.Org, User: k.User})
-		}
-	}
-	if len(sets) == 0 {
-		return
-	}
 	select {
 	case <-c.closed:
 		return
 	default:
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	b := c.cache.BeginBatch(ctx, keys)
+	if len(b.Keys()) == 0 {
+		cancel()
+		return
+	}
+	load := make([]Key, len(b.Keys()))
+	for i, k := range b.Keys() {
+		load[i] = Key{Org: k.Org, User: k.User}
+	}
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		if !c.rewarmMu.TryLock() {
-			return // one is running; it is enough
-		}
-		defer c.rewarmMu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := c.Warm(ctx, sets); err != nil && !errors.Is(err, context.Canceled) {
-			c.cfg.Logger.Warn("orgperm: re-warm after resync failed", "keys", len(sets), "err", err)
+		sets, err := c.store.LoadMany(ctx, load, c.cfg.Now())
+		if err != nil {
+			b.Abort(err)
+			c.cfg.Logger.Warn("orgperm: re-warm after resync failed", "keys", len(load), "err", err)
+			return
+		}
+		for i, s := range sets {
+			b.Finish(i, cached{set: s}, s.ValidUntil())
 		}
 	}()
 }
@@ -520,9 +532,13 @@ func (t *cacheTarget) MarkUnsynced() { t.c.cache.MarkUnsynced() }
 func (t *cacheTarget) Resync() {
 	var hot []localcache.Key
 	if n := t.c.cfg.RewarmKeys; n > 0 {
-		hot = t.c.cache.Keys()
-		if len(hot) > n {
-			hot = hot[:n]
+		for _, k := range t.c.cache.Keys() {
+			if len(hot) == n {
+				break
+			}
+			if k.Org != "" { // permission sets only; user-wide answers refill on demand
+				hot = append(hot, k)
+			}
 		}
 	}
 	t.c.cache.Resync()
