@@ -131,9 +131,9 @@ type Client struct {
 	listener *listener.Listener
 	cfg      Config
 
-	wg       sync.WaitGroup
-	closed   chan struct{}
-	closeMu  sync.Once
+	wg      sync.WaitGroup
+	closed  chan struct{}
+	closeMu sync.Once
 }
 
 var (
