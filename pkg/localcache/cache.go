@@ -126,6 +126,16 @@ func (c *Cache[V]) Get(k Key) (V, bool) {
 // crash the process. If load calls runtime.Goexit, every waiter gets
 // ErrLoadGoexit.
 func (c *Cache[V]) Do(ctx context.Context, k Key, load func(ctx context.Context) (V, time.Time, error)) (V, error) {
+	return c.do(ctx, k, load, true)
+}
+
+// DoAfterGet is Do for a caller that has just missed with Get (to keep its
+// hit path free of a closure allocation): a second miss is not counted.
+func (c *Cache[V]) DoAfterGet(ctx context.Context, k Key, load func(ctx context.Context) (V, time.Time, error)) (V, error) {
+	return c.do(ctx, k, load, false)
+}
+
+func (c *Cache[V]) do(ctx context.Context, k Key, load func(ctx context.Context) (V, time.Time, error), countMiss bool) (V, error) {
 	if err := ctx.Err(); err != nil {
 		var zero V
 		return zero, err
@@ -157,7 +167,9 @@ func (c *Cache[V]) Do(ctx context.Context, k Key, load func(ctx context.Context)
 	}
 	s.mu.Unlock()
 
-	s.countLookup(r)
+	if countMiss {
+		s.countLookup(r)
+	}
 	if joined {
 		s.coalesced.Add(1)
 		if c.onJoin != nil {

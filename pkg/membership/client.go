@@ -259,7 +259,7 @@ func (c *Client) Permissions(ctx context.Context, org, user string) (*Permission
 		return v.set, nil
 	}
 	k := Key{Org: org, User: user}
-	v, err := c.cache.Do(ctx, ck, func(ctx context.Context) (cached, time.Time, error) {
+	v, err := c.cache.DoAfterGet(ctx, ck, func(ctx context.Context) (cached, time.Time, error) {
 		s, err := c.store.Load(ctx, org, user, c.cfg.Now())
 		if c.cfg.AfterLoad != nil {
 			c.cfg.AfterLoad(k)
@@ -304,7 +304,7 @@ func (c *Client) UserHasActiveMembership(ctx context.Context, user string) (bool
 		return v.active.Active, nil
 	}
 	k := Key{User: user}
-	v, err := c.cache.Do(ctx, ck, func(ctx context.Context) (cached, time.Time, error) {
+	v, err := c.cache.DoAfterGet(ctx, ck, func(ctx context.Context) (cached, time.Time, error) {
 		ua, err := c.store.LoadUserActive(ctx, user, c.cfg.Now())
 		if c.cfg.AfterLoad != nil {
 			c.cfg.AfterLoad(k)

@@ -54,22 +54,41 @@ func (s *Server) NewDatabase(tb testing.TB) string {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	tmpl, err := s.template(ctx)
+	url, name, err := s.CreateDatabase(ctx)
 	if err != nil {
-		tb.Fatalf("pgtest: template: %v", err)
-	}
-	name := "orgperm_test_" + randomHex(8)
-	if err := s.exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", name, tmpl)); err != nil {
-		tb.Fatalf("pgtest: create database: %v", err)
+		tb.Fatalf("pgtest: %v", err)
 	}
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if err := s.exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			tb.Errorf("pgtest: drop database: %v", err)
+		if err := s.DropDatabase(ctx, name); err != nil {
+			tb.Errorf("pgtest: %v", err)
 		}
 	})
-	return s.ConnString(name)
+	return url
+}
+
+// CreateDatabase creates a fresh migrated database on s, for programs that
+// are not tests, and returns its connection string and name. Drop it with
+// DropDatabase.
+func (s *Server) CreateDatabase(ctx context.Context) (url, name string, err error) {
+	tmpl, err := s.template(ctx)
+	if err != nil {
+		return "", "", fmt.Errorf("template: %w", err)
+	}
+	name = "orgperm_test_" + randomHex(8)
+	if err := s.exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", name, tmpl)); err != nil {
+		return "", "", fmt.Errorf("create database: %w", err)
+	}
+	return s.ConnString(name), name, nil
+}
+
+// DropDatabase drops the database name, disconnecting its clients.
+func (s *Server) DropDatabase(ctx context.Context, name string) error {
+	if err := s.exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+		return fmt.Errorf("drop database: %w", err)
+	}
+	return nil
 }
 
 // NewEmptyDatabase creates a database without orgperm's schema, for tests

@@ -91,6 +91,11 @@ func StartServer(tb testing.TB) *Server {
 	return s
 }
 
+// Start starts a throwaway cluster from the local PostgreSQL binaries, for
+// programs that are not tests (a demo, a benchmark driver). The caller must
+// Close it.
+func Start() (*Server, error) { return startCluster() }
+
 // Run runs the tests of m and then stops the shared throwaway cluster, if
 // one was started. Call it from TestMain:
 //

@@ -1,0 +1,77 @@
+package listener
+
+import (
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrMalformedPayload is matched (with errors.Is) by every *PayloadError
+	// for a payload that is not a well-formed version-1 payload.
+	ErrMalformedPayload = errors.New("listener: malformed payload")
+
+	// ErrUnsupportedVersion is matched (with errors.Is) by every
+	// *PayloadError for a payload whose "v" is a number other than 1: a
+	// writer newer than this listener.
+	ErrUnsupportedVersion = errors.New("listener: unsupported payload version")
+
+	// ErrInvalidConfig is matched (with errors.Is) by every error New returns
+	// for a Config it cannot accept. The concrete error is a *ConfigError
+	// naming the field.
+	ErrInvalidConfig = errors.New("listener: invalid config")
+
+	// ErrAlreadyStarted is returned by Start when the listener was started
+	// before.
+	ErrAlreadyStarted = errors.New("listener: already started")
+
+	// ErrStopped is returned by Start when Stop was called before.
+	ErrStopped = errors.New("listener: stopped")
+
+	// ErrHeartbeatFailed is wrapped by the cause (see context.Cause) of the
+	// cancelled session when a heartbeat could not be sent or did not come
+	// back within Config.HeartbeatTimeout.
+	ErrHeartbeatFailed = errors.New("listener: heartbeat failed")
+
+	// ErrConnectTimeout is the cause of the cancelled session when a
+	// connection was not listening within Config.ConnectTimeout.
+	ErrConnectTimeout = errors.New("listener: connect timed out")
+)
+
+// PayloadError reports a payload ParsePayload rejected. It unwraps to
+// ErrMalformedPayload or ErrUnsupportedVersion.
+type PayloadError struct {
+	// Err is ErrMalformedPayload or ErrUnsupportedVersion.
+	Err error
+	// Offset is the byte offset in the payload where the problem was found.
+	Offset int
+	// Reason says what was wrong, such as `"orgs" holds an empty ID`.
+	Reason string
+}
+
+// Error implements error: `listener: malformed payload: "orgs" holds an
+// empty ID (at byte 24)`.
+func (e *PayloadError) Error() string {
+	return fmt.Sprintf("%v: %s (at byte %d)", e.Err, e.Reason, e.Offset)
+}
+
+// Unwrap returns Err.
+func (e *PayloadError) Unwrap() error { return e.Err }
+
+// ConfigError reports a Config field that New rejected. It unwraps to
+// ErrInvalidConfig.
+type ConfigError struct {
+	// Field is the name of the rejected field, such as "HeartbeatTimeout".
+	Field string
+	// Reason says what the field must be, such as "must be >= 0".
+	Reason string
+	// Value is the rejected value.
+	Value any
+}
+
+// Error implements error: "listener: Config.HeartbeatTimeout must be >= 0 (got -1s)".
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("listener: Config.%s %s (got %v)", e.Field, e.Reason, e.Value)
+}
+
+// Unwrap returns ErrInvalidConfig.
+func (e *ConfigError) Unwrap() error { return ErrInvalidConfig }

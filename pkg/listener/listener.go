@@ -1,0 +1,504 @@
+package listener
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgxlisten"
+)
+
+// Target is what the listener drives; the cache wiring implements it.
+//
+// Invalidate and Resync are called from the listening goroutine, one at a
+// time. MarkUnsynced and Resync are serialized with each other (under one
+// lock), but MarkUnsynced may run on another goroutine concurrently with
+// Invalidate. None of them may block for long: the listening connection
+// reads no notification meanwhile.
+type Target interface {
+	// Invalidate evicts what inv names.
+	Invalidate(inv Invalidation)
+	// MarkUnsynced says notifications may be lost from now on: bypass the
+	// cache until Resync.
+	MarkUnsynced()
+	// Resync says LISTEN is (back) in place: purge everything, then mark
+	// the cache synced.
+	Resync()
+}
+
+// Listener keeps a Target coherent with the database: it LISTENs on the
+// invalidation channel over a dedicated connection, hands every payload to
+// the Target, and tells it when notifications may have been lost. See the
+// package documentation for the state machine.
+type Listener struct {
+	pool      *pgxpool.Pool
+	target    Target
+	cfg       Config // defaults filled
+	log       *slog.Logger
+	hbChannel string
+	pl        pgxlisten.Listener
+	hbArrived chan uint64 // heartbeat sequence numbers received on the listening connection
+
+	// Lifecycle, guarded by mu.
+	mu      sync.Mutex
+	started bool
+	stopped bool
+	cancel  context.CancelFunc // cancels the context of the goroutines; nil before Start
+	done    chan struct{}      // closed when every goroutine has exited; nil before Start
+
+	// Sync state, guarded by syncMu. Every call of target.MarkUnsynced and
+	// target.Resync happens under it, so the Target and state never disagree.
+	syncMu        sync.Mutex
+	sessionCancel context.CancelCauseFunc // cancels the current pgxlisten.Listen call
+	syncEpoch     uint64                  // bumped by every Resync: a heartbeat acts only on the connection it pinged
+	readyClosed   bool
+	ready         chan struct{}
+	state         atomic.Int32 // written under syncMu, read anywhere
+
+	// Owned by the listening goroutine (pgxlisten calls Connect and the
+	// handlers on it, one at a time).
+	firstConn *pgx.Conn // the connection made by Start, handed to the first Connect
+	listened  int       // channels LISTENed on the current connection
+	wd        *watchdog // bounds the current attempt, nil if none
+
+	// onHeartbeat, if set (by tests, before Start), is called after every
+	// heartbeat with its outcome.
+	onHeartbeat func(error)
+	// onAttemptTimeout, if set (by tests, before Start), is called when a
+	// connection attempt is abandoned after Config.ConnectTimeout.
+	onAttemptTimeout func()
+
+	// backoffStep counts reconnects since a connection last proved healthy.
+	backoffStep atomic.Int32
+
+	notifications, malformed, reconnects atomic.Uint64
+	heartbeatsSent, heartbeatFailures    atomic.Uint64
+	lastRTT, lastSync                    atomic.Int64 // nanoseconds; Unix nanoseconds
+}
+
+// New returns a Listener that will drive target with the notifications of
+// the database pool connects to. It fills the defaults of cfg and validates
+// it; the error is a *ConfigError naming the field. Nothing is connected
+// before Start.
+func New(pool *pgxpool.Pool, target Target, cfg Config) (*Listener, error) {
+	if pool == nil {
+		return nil, errors.New("listener: New: pool is nil")
+	}
+	if target == nil {
+		return nil, errors.New("listener: New: target is nil")
+	}
+	cfg, err := cfg.resolve()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Connect == nil {
+		cfg.Connect = defaultConnect(pool)
+	}
+	l := &Listener{
+		pool:      pool,
+		target:    target,
+		cfg:       cfg,
+		log:       cfg.Logger,
+		hbChannel: HeartbeatChannelPrefix + cfg.InstanceID,
+		hbArrived: make(chan uint64, 8),
+		ready:     make(chan struct{}),
+	}
+	l.pl = pgxlisten.Listener{
+		Connect:  l.connect,
+		LogError: l.logError,
+		// pgxlisten waits this long between a lost connection and the next
+		// Connect: not at all, since connect does its own backoff with
+		// jitter (pgxlisten's default is a fixed minute).
+		ReconnectDelay: -1,
+	}
+	l.pl.Handle(cfg.Channel, invalidationHandler{l})
+	if cfg.HeartbeatInterval > 0 {
+		l.pl.Handle(l.hbChannel, heartbeatHandler{l})
+	}
+	return l, nil
+}
+
+// defaultConnect connects with a copy of the pool's ConnConfig under
+// application_name ApplicationName.
+func defaultConnect(pool *pgxpool.Pool) func(context.Context) (*pgx.Conn, error) {
+	base := pool.Config().ConnConfig
+	return func(ctx context.Context) (*pgx.Conn, error) {
+		cc := base.Copy()
+		if cc.RuntimeParams == nil {
+			cc.RuntimeParams = map[string]string{}
+		}
+		cc.RuntimeParams["application_name"] = ApplicationName
+		return pgx.ConnectConfig(ctx, cc)
+	}
+}
+
+// Start marks the Target unsynced, connects once synchronously (so that a
+// bad DSN or missing rights fail here, within ctx and Config.ConnectTimeout),
+// then listens in the background, reconnecting with backoff whenever the
+// connection is lost. ctx bounds only this first connect. Wait on Ready for
+// the Target to be first synced. Start returns ErrAlreadyStarted if called
+// twice, ErrStopped after Stop; a Start that failed to connect may be
+// retried.
+func (l *Listener) Start(ctx context.Context) error {
+	l.mu.Lock()
+	switch {
+	case l.stopped:
+		l.mu.Unlock()
+		return ErrStopped
+	case l.started:
+		l.mu.Unlock()
+		return ErrAlreadyStarted
+	}
+	l.started = true
+	l.mu.Unlock()
+
+	l.syncMu.Lock()
+	l.target.MarkUnsynced()
+	l.syncMu.Unlock()
+
+	cctx, cancel := context.WithTimeout(ctx, l.cfg.ConnectTimeout)
+	conn, err := l.cfg.Connect(cctx)
+	cancel()
+	if err == nil && conn == nil {
+		err = errors.New("Config.Connect returned no connection")
+	}
+	if err != nil {
+		l.mu.Lock()
+		l.started = false
+		l.mu.Unlock()
+		return fmt.Errorf("listener: connect: %w", err)
+	}
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopped { // Stop ran while we connected
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		conn.Close(cctx)
+		return ErrStopped
+	}
+	l.firstConn = conn
+	runCtx, cancelRun := context.WithCancel(context.Background())
+	l.cancel = cancelRun
+	l.done = make(chan struct{})
+	go l.run(runCtx)
+	return nil
+}
+
+// Stop stops listening, waits (within ctx) for every goroutine of the
+// listener to exit, and leaves the Target unsynced: without a listener its
+// cache cannot be trusted. It is idempotent and safe before Start; it
+// returns ctx.Err() if ctx ends first (the goroutines still exit).
+func (l *Listener) Stop(ctx context.Context) error {
+	l.mu.Lock()
+	l.stopped = true
+	cancel, done := l.cancel, l.done
+	l.mu.Unlock()
+	if cancel == nil {
+		return nil
+	}
+	cancel()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Ready returns a channel closed the first time the Target is synced.
+func (l *Listener) Ready() <-chan struct{} { return l.ready }
+
+// State returns the current state.
+func (l *Listener) State() State { return State(l.state.Load()) }
+
+// Stats returns the listener's counters.
+func (l *Listener) Stats() Stats {
+	s := Stats{
+		Notifications:     l.notifications.Load(),
+		Malformed:         l.malformed.Load(),
+		Reconnects:        l.reconnects.Load(),
+		HeartbeatsSent:    l.heartbeatsSent.Load(),
+		HeartbeatFailures: l.heartbeatFailures.Load(),
+		LastHeartbeatRTT:  time.Duration(l.lastRTT.Load()),
+		State:             l.State(),
+	}
+	if ns := l.lastSync.Load(); ns != 0 {
+		s.LastSync = time.Unix(0, ns)
+	}
+	return s
+}
+
+// run owns the background goroutines: the heartbeat, and the listening
+// loop, which runs pgxlisten.Listen in sessions. A session ends when its
+// context is cancelled: by Stop, or by a failed heartbeat or watchdog that
+// wants the connection replaced even if its peer is silent (cancelling
+// makes pgx close the socket); the next session connects again.
+func (l *Listener) run(ctx context.Context) {
+	defer close(l.done)
+	hbDone := make(chan struct{})
+	if l.cfg.HeartbeatInterval > 0 {
+		go func() {
+			defer close(hbDone)
+			l.heartbeat(ctx)
+		}()
+	} else {
+		close(hbDone)
+	}
+
+	for ctx.Err() == nil {
+		sctx, cancel := context.WithCancelCause(ctx)
+		l.syncMu.Lock()
+		l.sessionCancel = cancel
+		l.syncMu.Unlock()
+		err := l.pl.Listen(sctx) // returns only when sctx is done, or on misuse
+		cause := context.Cause(sctx)
+		cancel(nil)
+		l.stopWatchdog()
+		if sctx.Err() == nil { // cannot happen with our Connect and handlers
+			l.log.Error("listener: pgxlisten stopped", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(l.cfg.MaxReconnectDelay):
+			}
+		} else if ctx.Err() == nil {
+			l.log.Info("listener: replacing the connection", "cause", cause)
+		}
+	}
+	<-hbDone
+
+	// Cleanup after cancellation: a connection Start made that no session
+	// took, and the final state.
+	if l.firstConn != nil {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		l.firstConn.Close(cctx)
+		cancel()
+		l.firstConn = nil
+	}
+	l.syncMu.Lock()
+	if l.State() == Synced {
+		l.target.MarkUnsynced()
+	}
+	l.setStateLocked(Unsynced)
+	l.sessionCancel = nil
+	l.syncMu.Unlock()
+	l.log.Info("listener: stopped")
+}
+
+// connect is pgxlisten's Connect: it makes sure the Target is unsynced,
+// waits out the backoff, and connects under a watchdog.
+func (l *Listener) connect(ctx context.Context) (*pgx.Conn, error) {
+	l.markUnsynced("reconnecting", nil) // normally done already by logError
+	l.listened = 0
+	l.stopWatchdog()
+	if c := l.firstConn; c != nil {
+		l.firstConn = nil
+		l.startWatchdog()
+		return c, nil
+	}
+
+	step := l.backoffStep.Add(1)
+	delay := l.backoff(step)
+	l.log.Info("listener: reconnecting", "attempt", step, "delay", delay)
+	t := time.NewTimer(delay)
+	select {
+	case <-ctx.Done():
+		t.Stop()
+		return nil, context.Cause(ctx)
+	case <-t.C:
+	}
+
+	l.startWatchdog()
+	conn, err := l.cfg.Connect(ctx)
+	if err == nil && conn == nil {
+		err = errors.New("Config.Connect returned no connection")
+	}
+	if err != nil {
+		return nil, err
+	}
+	l.reconnects.Add(1)
+	return conn, nil
+}
+
+// backoff returns the wait before reconnect attempt step (1 for the
+// first): ReconnectDelay doubled step-1 times, capped at MaxReconnectDelay,
+// drawn at random from [d/2, d] so that instances cut off together do not
+// reconnect together.
+func (l *Listener) backoff(step int32) time.Duration {
+	d := l.cfg.ReconnectDelay
+	for i := int32(1); i < step && d < l.cfg.MaxReconnectDelay; i++ {
+		d *= 2
+	}
+	d = min(d, l.cfg.MaxReconnectDelay)
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// logError is pgxlisten's LogError: any error of the listening connection
+// means notifications may be lost.
+func (l *Listener) logError(ctx context.Context, err error) {
+	if ctx.Err() != nil {
+		// The session is ending on purpose (Stop, heartbeat, watchdog): the
+		// reason was logged where it was decided.
+		cause := context.Cause(ctx)
+		l.log.Debug("listener: session ended", "err", err, "cause", cause)
+		l.markUnsynced("stopping", cause) // a heartbeat or watchdog marked it already
+		return
+	}
+	l.log.Warn("listener: connection error", "err", err)
+	l.markUnsynced("connection error", err)
+}
+
+// markUnsynced moves a Synced listener (and its Target) to Unsynced; in
+// any other state the Target is unsynced already.
+func (l *Listener) markUnsynced(reason string, err error) {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	l.markUnsyncedLocked(reason, err)
+}
+
+// markUnsyncedLocked is markUnsynced; it must be called with syncMu held.
+func (l *Listener) markUnsyncedLocked(reason string, err error) {
+	if l.State() != Synced {
+		return
+	}
+	l.target.MarkUnsynced()
+	l.setStateLocked(Unsynced)
+	level := slog.LevelWarn
+	if errors.Is(err, context.Canceled) {
+		level = slog.LevelInfo // Stop: nothing wrong
+	}
+	l.log.Log(context.Background(), level, "listener: unsynced", "reason", reason, "err", err)
+}
+
+// setStateLocked records s and calls the hook; it must be called with
+// syncMu held.
+func (l *Listener) setStateLocked(s State) {
+	if l.State() == s {
+		return
+	}
+	l.state.Store(int32(s))
+	l.cfg.OnStateChange(s)
+}
+
+// listenedOne is called after LISTEN on each channel (pgxlisten's
+// HandleBacklog, on the listening goroutine). Once every channel listens on
+// this connection, nothing from now on can be missed: the Target is purged
+// and synced. Waiting for the heartbeat channel too means a heartbeat is
+// never sent before it can come back.
+func (l *Listener) listenedOne(ctx context.Context) {
+	l.listened++
+	if l.listened < len(l.channels()) {
+		return
+	}
+	l.stopWatchdog()
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	if ctx.Err() != nil { // the session is being torn down: stay unsynced
+		return
+	}
+	l.target.Resync()
+	l.syncEpoch++
+	l.lastSync.Store(time.Now().UnixNano())
+	l.setStateLocked(Synced)
+	if !l.readyClosed {
+		l.readyClosed = true
+		close(l.ready)
+	}
+	if l.cfg.HeartbeatInterval <= 0 {
+		l.backoffStep.Store(0) // no heartbeat will prove it healthy
+	}
+	l.log.Info("listener: synced", "channel", l.cfg.Channel)
+}
+
+// channels returns the channels listened on.
+func (l *Listener) channels() []string {
+	if l.cfg.HeartbeatInterval > 0 {
+		return []string{l.cfg.Channel, l.hbChannel}
+	}
+	return []string{l.cfg.Channel}
+}
+
+// handleInvalidation hands one payload to the Target. A payload that does
+// not parse evicts everything: it was meant to evict something, and what is
+// unknown.
+func (l *Listener) handleInvalidation(payload string) {
+	l.notifications.Add(1)
+	inv, err := ParsePayload(payload)
+	if err != nil {
+		l.malformed.Add(1)
+		if len(payload) > 256 {
+			payload = payload[:256] + "..."
+		}
+		l.log.Warn("listener: malformed payload, evicting everything", "err", err, "payload", payload)
+		inv = Invalidation{Source: SourceMalformed, All: true}
+	}
+	l.target.Invalidate(inv)
+	l.cfg.OnNotification(inv, err)
+}
+
+type invalidationHandler struct{ l *Listener }
+
+// HandleNotification implements pgxlisten.Handler.
+func (h invalidationHandler) HandleNotification(_ context.Context, n *pgconn.Notification, _ *pgx.Conn) error {
+	h.l.handleInvalidation(n.Payload)
+	return nil
+}
+
+// HandleBacklog implements pgxlisten.BacklogHandler.
+func (h invalidationHandler) HandleBacklog(ctx context.Context, _ string, _ *pgx.Conn) error {
+	h.l.listenedOne(ctx)
+	return nil
+}
+
+// watchdog bounds one connection attempt: if the attempt has not synced
+// within Config.ConnectTimeout, it cancels the session. It runs in a
+// goroutine owned by the listening goroutine, which stops and joins it.
+type watchdog struct {
+	stop, exited chan struct{}
+}
+
+// startWatchdog starts a watchdog for the current attempt. It must be
+// called on the listening goroutine.
+func (l *Listener) startWatchdog() {
+	wd := &watchdog{stop: make(chan struct{}), exited: make(chan struct{})}
+	l.wd = wd
+	go func() {
+		defer close(wd.exited)
+		t := time.NewTimer(l.cfg.ConnectTimeout)
+		defer t.Stop()
+		select {
+		case <-wd.stop:
+		case <-t.C:
+			l.syncMu.Lock()
+			defer l.syncMu.Unlock()
+			if l.State() != Synced && l.sessionCancel != nil {
+				l.log.Warn("listener: connection attempt timed out", "timeout", l.cfg.ConnectTimeout)
+				l.sessionCancel(ErrConnectTimeout)
+				if l.onAttemptTimeout != nil {
+					l.onAttemptTimeout()
+				}
+			}
+		}
+	}()
+}
+
+// stopWatchdog stops and joins the current watchdog, if any. It must be
+// called on the listening goroutine (or after it exited), without syncMu.
+func (l *Listener) stopWatchdog() {
+	if wd := l.wd; wd != nil {
+		l.wd = nil
+		close(wd.stop)
+		<-wd.exited
+	}
+}

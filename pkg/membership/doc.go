@@ -1,0 +1,78 @@
+// Package membership is orgperm's domain: organization-scoped memberships,
+// roles, permissions and record-level data access, stored in PostgreSQL
+// (schema orgperm), read as one immutable PermissionSet per (org, user) in
+// one database round trip, and checked in memory.
+//
+// # The model
+//
+// Organizations and users belong to the app; their IDs are text (1 to 128
+// bytes, no control characters). In each organization a user may hold a
+// membership with a status (active, invited, suspended, revoked) and an
+// optional window [valid_from, valid_until). A member holds roles, each
+// optionally until a time (time-bound elevation): system roles (org_id NULL,
+// offered in every organization) and roles of that organization, never a
+// role of another one (the database's guard trigger refuses it, and Load
+// ignores one that slipped in anyway). A role is a named set of permission
+// codenames from the catalog, Django style (billing.view_invoice). Data
+// access grants, made in one organization to a user or to a role, cover one
+// record of a resource type or all records of it.
+//
+// # The permission set
+//
+// [Store.Load] evaluates everything at the instant the caller passes:
+//
+//   - Active: status active, valid_from <= at (inclusive; NULL is open) and
+//     at < valid_until (exclusive; NULL is open). Exactly at valid_from the
+//     member is in; exactly at valid_until they are out.
+//   - Roles: held when the assignment's valid_until is NULL or after at;
+//     exactly at valid_until the role is gone.
+//   - Permissions: the union of the held roles' codenames.
+//   - Data access, per resource type: all of the type, or a set of IDs,
+//     from grants of the set's organization to the user or to a held role.
+//   - ValidUntil: the first instant after at at which the set would change
+//     with no write (a valid_from to come, valid_until, the end of a held
+//     role's assignment); a cache may keep the set until then.
+//
+// Deny by default: a nil set, a user with no membership, a membership that
+// is not active or outside its window grants nothing at all, neither
+// permissions nor data access; a grant never crosses organizations. The
+// checks ([PermissionSet.Has], HasAny, HasAll, CanAccess, AccessibleIDs) are
+// map lookups that do not allocate; [PermissionSet.Explain] and
+// [PermissionSet.ExplainAccess] say which role or grant allowed a check, or
+// why it was denied ([Reason]).
+//
+// # JSON
+//
+// A PermissionSet encodes to a stable, documented JSON form (the seeds'
+// "permission JSON"), for front ends, and decodes from it:
+//
+//	{"org":"acme","user":"alice","status":"active","active":true,
+//	 "window":{"from":null,"until":null},
+//	 "roles":[{"id":1,"name":"viewer","system":true,"valid_until":null}],
+//	 "permissions":["billing.view_invoice"],
+//	 "data_access":{"invoice":{"all":false,"ids":["inv-1"]},"customer":{"all":true,"ids":[]}},
+//	 "valid_until":null,"computed_at":"2030-01-01T12:00:00Z"}
+//
+// Lists are sorted; times are RFC 3339 in UTC, null for none. See
+// [PermissionSet.MarshalJSON].
+//
+// # Reads and writes
+//
+// [Store.Load] is one SQL statement (one snapshot) whatever the size of the
+// set; [Store.LoadMany] is one pgx batch; [Store.LoadUserActive] answers the
+// first seed's user_has_active_membership in one statement. The admin
+// writes ([Store.AddMember], [Store.CreateRole], [Store.AssignRole],
+// [Store.GrantDataAccess], ...) each run in one transaction and report the
+// scope they changed to [Store.OnWrite], so a cache in the writing process
+// evicts at once; the database's triggers tell every other process.
+//
+// # Errors
+//
+// Bad input is rejected before any SQL with a [*ValidationError] that
+// unwraps to a sentinel ([ErrInvalidID], [ErrInvalidCodename], ...); a
+// broken rule only the database can see (an unknown role, a role of another
+// organization, a name taken) maps the violated constraint to its sentinel
+// ([ErrUnknownRole], [ErrRoleOrgMismatch], [ErrRoleExists], ...), so
+// errors.Is works either way and nothing is written. Any other database
+// error is returned wrapped, with no set: callers must deny (fail closed).
+package membership

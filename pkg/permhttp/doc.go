@@ -1,0 +1,48 @@
+// Package permhttp is net/http middleware that lets a request through only
+// when its user holds the required permissions in its organization: the
+// seed design's organization_console view decorator.
+//
+// The user comes from the request's context, where the app's own
+// authentication middleware put it with [WithUser]; the organization comes
+// from the request, by default the {org} wildcard of the route pattern. Both
+// are pluggable through [Config].
+//
+//	client, err := membership.New(ctx, pool, membership.Config{})
+//	...
+//	requireInvoices, err := permhttp.Require(permhttp.Config{Checker: client}, "billing.view_invoice")
+//	...
+//	mux.Handle("GET /orgs/{org}/invoices", requireInvoices(invoicesHandler))
+//	http.ListenAndServe(addr, authenticate(mux)) // authenticate calls permhttp.WithUser
+//
+// # Status codes
+//
+// Every denial has a small JSON body, the same bytes for every request that
+// gets that status:
+//
+//   - 401 {"error":"unauthorized"}: the request has no user.
+//   - 400 {"error":"bad_request"}: the request names no organization (an
+//     empty path value or a missing header). Nothing about any organization
+//     is revealed by it; with [OrgFromPath] it usually means that the route
+//     pattern lacks the wildcard.
+//   - 403 {"error":"forbidden"}: not allowed. The answer is the same whether
+//     the organization does not exist, the user is not a member, the
+//     membership is not active, or a permission is missing; and an
+//     organization ID that is not even valid (too long, control
+//     characters) gets it too, so that no caller can tell which
+//     organizations exist.
+//   - 503 {"error":"unavailable"}: the check failed (the database cannot be
+//     asked, the request was cancelled). It fails closed: nothing is granted
+//     and the handler is not called.
+//
+// Denials carry Cache-Control: no-store. The reason behind a 403 is logged
+// at Debug level (see Config.Logger); use membership's Explain to tell a user
+// why.
+//
+// # In the handler
+//
+// On success the middleware calls the handler with a context that carries
+// the checked permission set, read with [Permissions], and a request-scoped
+// cache (membership.WithRequestCache): every further check of the same
+// (organization, user) in the request is answered from it, without
+// touching the shared cache or the database.
+package permhttp

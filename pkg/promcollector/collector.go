@@ -1,0 +1,174 @@
+package promcollector
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/orgperm/orgperm/pkg/listener"
+	"github.com/orgperm/orgperm/pkg/membership"
+)
+
+// StatsSource is what the collector reads: *membership.Client implements
+// it.
+type StatsSource interface {
+	// Stats returns a snapshot of the cache and listener counters.
+	Stats() membership.Stats
+}
+
+var _ StatsSource = (*membership.Client)(nil)
+
+// Option configures New.
+type Option func(*Collector)
+
+// WithConstLabels adds labels with fixed values to every metric, for an
+// app that registers more than one client (one per database, say) with the
+// same registry: give each collector a distinct label, such as
+// prometheus.Labels{"database": "billing"}. Defaults to none.
+func WithConstLabels(labels prometheus.Labels) Option {
+	return func(c *Collector) { c.constLabels = labels }
+}
+
+// metric is one metric with no variable label, and how to read its value
+// from a Stats snapshot; ok false leaves it out of this scrape.
+type metric struct {
+	desc  *prometheus.Desc
+	typ   prometheus.ValueType
+	value func(st *membership.Stats, now time.Time) (v float64, ok bool)
+}
+
+// Collector is a prometheus.Collector over the counters of a
+// [StatsSource]. It keeps no state of its own: every scrape reads one Stats
+// snapshot and reports it as constant metrics. Create it with [New].
+type Collector struct {
+	src         StatsSource
+	constLabels prometheus.Labels
+	now         func() time.Time // for seconds_since_sync; a test hook
+
+	metrics   []metric
+	evictions *prometheus.Desc // orgperm_cache_evictions_total{reason}
+}
+
+var _ prometheus.Collector = (*Collector)(nil)
+
+// New returns a Collector over src, usually a *membership.Client:
+//
+//	prometheus.MustRegister(promcollector.New(client))
+func New(src StatsSource, opts ...Option) *Collector {
+	if src == nil {
+		panic("promcollector: New with a nil StatsSource")
+	}
+	c := &Collector{src: src, now: time.Now}
+	for _, opt := range opts {
+		opt(c)
+	}
+	c.build()
+	return c
+}
+
+// counter returns a value func for a counter that is always reported.
+func counter(f func(st *membership.Stats) uint64) func(*membership.Stats, time.Time) (float64, bool) {
+	return func(st *membership.Stats, _ time.Time) (float64, bool) { return float64(f(st)), true }
+}
+
+// build makes the descriptors, once, in New.
+func (c *Collector) build() {
+	desc := func(subsystem, name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName("orgperm", subsystem, name), help, labels, c.constLabels)
+	}
+	add := func(subsystem, name, help string, typ prometheus.ValueType, value func(*membership.Stats, time.Time) (float64, bool)) {
+		c.metrics = append(c.metrics, metric{desc: desc(subsystem, name, help), typ: typ, value: value})
+	}
+	cnt := prometheus.CounterValue
+	gauge := prometheus.GaugeValue
+
+	// The local cache.
+	add("cache", "hits_total", "Lookups answered from the local cache.",
+		cnt, counter(func(st *membership.Stats) uint64 { return st.Cache.Hits }))
+	add("cache", "misses_total", "Lookups that found no live entry in the local cache while it was synced (an expired entry counts here and in orgperm_cache_expired_total).",
+		cnt, counter(func(st *membership.Stats) uint64 { return st.Cache.Misses }))
+	add("cache", "bypassed_total", "Lookups that skipped the local cache because it was unsynced (the listener could not vouch for it) and went to the database.",
+		cnt, counter(func(st *membership.Stats) uint64 { return st.Cache.Bypassed }))
+	add("cache", "loads_total", "Database loads started on a miss or a bypass.",
+		cnt, counter(func(st *membership.Stats) uint64 { return st.Cache.Loads }))
+	add("cache", "coalesced_total", "Lookups that joined a database load of the same key already in flight instead of starting one.",
+		cnt, counter(func(st *membership.Stats) uint64 { return st.Cache.Coalesced }))
+	add("cache", "fills_total", "Loaded values stored in the local cache (warm-up included).",
+		cnt, counter(func(st *membership.Stats) uint64 { return st.Cache.Fills }))
+	add("cache", "stale_fills_total", "Loaded values refused by the local cache because an invalidation covering the key, or a loss of sync, happened while they loaded.",
+		cnt, counter(func(st *membership.Stats) uint64 { return st.Cache.StaleFills }))
+	add("cache", "expired_total", "Entries found past their valid_until or the safety TTL, and values already past it when about to be stored.",
+		cnt, counter(func(st *membership.Stats) uint64 { return st.Cache.Expired }))
+	add("cache", "entries", "Entries held in the local cache, including expired entries no lookup has removed yet.",
+		gauge, func(st *membership.Stats, _ time.Time) (float64, bool) { return float64(st.Cache.Entries), true })
+	add("cache", "fills_in_flight", "Fills registered and not yet finished: database loads running and warm-up fills not yet stored.",
+		gauge, func(st *membership.Stats, _ time.Time) (float64, bool) { return float64(st.Cache.InFlight), true })
+	c.evictions = desc("cache", "evictions_total", "Entries removed from the local cache, by reason: capacity (least recently used, to make room), or an invalidation of one key, of an organization, of a user, or of everything (a resync included).", "reason")
+
+	// The listener.
+	add("listener", "notifications_total", "Invalidation notifications received, malformed ones included.",
+		cnt, counter(func(st *membership.Stats) uint64 { return st.Listener.Notifications }))
+	add("listener", "malformed_total", "Invalidation notifications whose payload failed to parse; each evicted everything.",
+		cnt, counter(func(st *membership.Stats) uint64 { return st.Listener.Malformed }))
+	add("listener", "reconnects_total", "Listening connections established after the first.",
+		cnt, counter(func(st *membership.Stats) uint64 { return st.Listener.Reconnects }))
+	add("listener", "heartbeats_total", "Heartbeats sent (or attempted) through the pool.",
+		cnt, counter(func(st *membership.Stats) uint64 { return st.Listener.HeartbeatsSent }))
+	add("listener", "heartbeat_failures_total", "Heartbeats that could not be sent or did not come back in time; each marked the cache unsynced and replaced the listening connection.",
+		cnt, counter(func(st *membership.Stats) uint64 { return st.Listener.HeartbeatFailures }))
+	add("listener", "heartbeat_rtt_seconds", "Round trip of the last successful heartbeat, from the pool to the listening connection. Absent until one has succeeded.",
+		gauge, func(st *membership.Stats, _ time.Time) (float64, bool) {
+			rtt := st.Listener.LastHeartbeatRTT
+			return rtt.Seconds(), rtt > 0
+		})
+	add("listener", "synced", "1 while the listener is synced and the local cache answers, 0 while lookups bypass it (connecting, or the connection is in doubt).",
+		gauge, func(st *membership.Stats, _ time.Time) (float64, bool) {
+			if st.Listener.State == listener.Synced {
+				return 1, true
+			}
+			return 0, true
+		})
+	add("listener", "last_sync_timestamp_seconds", "Unix time of the listener's last resync (LISTEN in place and the cache purged). Absent until the first.",
+		gauge, func(st *membership.Stats, _ time.Time) (float64, bool) {
+			t := st.Listener.LastSync
+			return float64(t.UnixNano()) / 1e9, !t.IsZero()
+		})
+	add("listener", "seconds_since_sync", "Seconds since the listener's last resync. While synced it is the age of the listening connection, not a staleness: read it with orgperm_listener_synced. Absent until the first resync.",
+		gauge, func(st *membership.Stats, now time.Time) (float64, bool) {
+			t := st.Listener.LastSync
+			return max(now.Sub(t).Seconds(), 0), !t.IsZero()
+		})
+}
+
+// Describe sends the descriptors of every metric the collector may report.
+// It implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, m := range c.metrics {
+		ch <- m.desc
+	}
+	ch <- c.evictions
+}
+
+// Collect reads one Stats snapshot and sends it as constant metrics. It
+// implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	st := c.src.Stats()
+	now := c.now()
+	for _, m := range c.metrics {
+		if v, ok := m.value(&st, now); ok {
+			ch <- prometheus.MustNewConstMetric(m.desc, m.typ, v)
+		}
+	}
+	for _, e := range []struct {
+		reason string
+		n      uint64
+	}{
+		{"capacity", st.Cache.CapacityEvictions},
+		{"key", st.Cache.EvictedKey},
+		{"org", st.Cache.EvictedOrg},
+		{"user", st.Cache.EvictedUser},
+		{"all", st.Cache.EvictedAll},
+	} {
+		ch <- prometheus.MustNewConstMetric(c.evictions, prometheus.CounterValue, float64(e.n), e.reason)
+	}
+}

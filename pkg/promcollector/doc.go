@@ -1,0 +1,54 @@
+// Package promcollector exports the counters of a membership.Client to
+// Prometheus: the seed design's "monitor cache hit ratios". It is a package
+// of its own so that an app that does not use Prometheus imports nothing of
+// client_golang.
+//
+//	client, err := membership.New(ctx, pool, membership.Config{})
+//	...
+//	prometheus.MustRegister(promcollector.New(client))
+//	http.Handle("/metrics", promhttp.Handler())
+//
+// The collector holds no state: each scrape takes one snapshot of
+// client.Stats() and reports it. To register two clients with one registry,
+// tell them apart with [WithConstLabels].
+//
+// # Metrics
+//
+// The local cache (one lookup is one check that reached the shared cache;
+// checks answered by a request's memo are not counted):
+//
+//	orgperm_cache_hits_total                 counter  lookups answered from the cache
+//	orgperm_cache_misses_total               counter  lookups with no live entry, while synced
+//	orgperm_cache_bypassed_total             counter  lookups that skipped the cache while unsynced
+//	orgperm_cache_loads_total                counter  database loads started
+//	orgperm_cache_coalesced_total            counter  lookups that joined a load in flight
+//	orgperm_cache_fills_total                counter  loaded values stored
+//	orgperm_cache_stale_fills_total          counter  loaded values refused (invalidated while loading)
+//	orgperm_cache_expired_total              counter  entries past valid_until or the safety TTL
+//	orgperm_cache_evictions_total{reason}    counter  entries removed; reason is capacity, key, org, user or all
+//	orgperm_cache_entries                    gauge    entries held
+//	orgperm_cache_fills_in_flight            gauge    loads and warm-up fills not yet finished
+//
+// The listener:
+//
+//	orgperm_listener_notifications_total        counter  notifications received
+//	orgperm_listener_malformed_total            counter  payloads that failed to parse (each evicted everything)
+//	orgperm_listener_reconnects_total           counter  connections after the first
+//	orgperm_listener_heartbeats_total           counter  heartbeats sent
+//	orgperm_listener_heartbeat_failures_total   counter  heartbeats lost or late
+//	orgperm_listener_heartbeat_rtt_seconds      gauge    round trip of the last successful heartbeat
+//	orgperm_listener_synced                     gauge    1 while the cache answers, 0 while it is bypassed
+//	orgperm_listener_last_sync_timestamp_seconds gauge   Unix time of the last resync
+//	orgperm_listener_seconds_since_sync         gauge    seconds since the last resync
+//
+// The hit ratio is rate(orgperm_cache_hits_total[5m]) divided by the rate of
+// hits + misses + bypassed. A bypassed rate above zero for long, or
+// orgperm_listener_synced at 0, means every check goes to the database.
+//
+// heartbeat_rtt_seconds, last_sync_timestamp_seconds and seconds_since_sync
+// are absent until what they report has happened once (a heartbeat, a
+// resync), rather than reporting a misleading 0. The
+// time since the last resync is the age of the listening connection while
+// synced, not a staleness: the cache is exact while synced, and bypassed
+// while not.
+package promcollector
