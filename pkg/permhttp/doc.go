@@ -29,7 +29,8 @@
 //     membership is not active, or a permission is missing; and an
 //     organization ID that is not even valid (too long, control
 //     characters) gets it too, so that no caller can tell which
-//     organizations exist.
+//     organizations exist. So does a user ID that is not valid: such a
+//     user cannot be a member of anything.
 //   - 503 {"error":"unavailable"}: the check failed (the database cannot be
 //     asked, the request was cancelled). It fails closed: nothing is granted
 //     and the handler is not called.

@@ -31,15 +31,15 @@
 //
 // The listener:
 //
-//	orgperm_listener_notifications_total        counter  notifications received
-//	orgperm_listener_malformed_total            counter  payloads that failed to parse (each evicted everything)
-//	orgperm_listener_reconnects_total           counter  connections after the first
-//	orgperm_listener_heartbeats_total           counter  heartbeats sent
-//	orgperm_listener_heartbeat_failures_total   counter  heartbeats lost or late
-//	orgperm_listener_heartbeat_rtt_seconds      gauge    round trip of the last successful heartbeat
-//	orgperm_listener_synced                     gauge    1 while the cache answers, 0 while it is bypassed
-//	orgperm_listener_last_sync_timestamp_seconds gauge   Unix time of the last resync
-//	orgperm_listener_seconds_since_sync         gauge    seconds since the last resync
+//	orgperm_listener_notifications_total           counter  notifications received
+//	orgperm_listener_malformed_total               counter  payloads that failed to parse (each evicted everything)
+//	orgperm_listener_reconnects_total              counter  connections after the first
+//	orgperm_listener_heartbeats_total              counter  heartbeats sent
+//	orgperm_listener_heartbeat_failures_total      counter  heartbeats lost or late
+//	orgperm_listener_heartbeat_rtt_seconds         gauge    round trip of the last successful heartbeat
+//	orgperm_listener_synced                        gauge    1 while the cache answers, 0 while it is bypassed
+//	orgperm_listener_last_sync_timestamp_seconds   gauge    Unix time of the last resync
+//	orgperm_listener_seconds_since_sync            gauge    seconds since the last resync
 //
 // The hit ratio is rate(orgperm_cache_hits_total[5m]) divided by the rate of
 // hits + misses + bypassed. A bypassed rate above zero for long, or
