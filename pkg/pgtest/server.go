@@ -57,6 +57,16 @@ var (
 // stopped by [Run]. It fails tb when no server can be had.
 func Shared(tb testing.TB) *Server {
 	tb.Helper()
+	s, err := SharedServer()
+	if err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	return s
+}
+
+// SharedServer is Shared for code that has no testing.TB, such as Example
+// functions: it returns the test binary's server, which [Run] stops.
+func SharedServer() (*Server, error) {
 	sharedOnce.Do(func() {
 		if url := os.Getenv("DATABASE_URL"); url != "" {
 			shared, sharedErr = external(url)
@@ -64,10 +74,7 @@ func Shared(tb testing.TB) *Server {
 		}
 		shared, sharedErr = startCluster()
 	})
-	if sharedErr != nil {
-		tb.Fatalf("pgtest: %v", sharedErr)
-	}
-	return shared
+	return shared, sharedErr
 }
 
 // StartServer starts a throwaway cluster of the test's own, stopped when the
