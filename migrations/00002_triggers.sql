@@ -53,8 +53,10 @@ DECLARE
     pair_list text[];
     user_list text[];
 BEGIN
-    IF NOT everything AND orgs IS NULL AND users IS NULL AND cardinality(member_orgs) = 1 THEN
-        -- Fast path for the common single-row write: one pair.
+    IF NOT everything AND orgs IS NULL AND users IS NULL AND cardinality(member_orgs) >= 1
+       AND member_orgs[1] = ALL (member_orgs) AND member_users[1] = ALL (member_users) THEN
+        -- Fast path for the common single-row write: one pair (an UPDATE
+        -- lists it twice, old and new). Simple expressions, no query.
         PERFORM pg_notify('orgperm_invalidate',
             head || ',"members":[[' || to_json(member_orgs[1])::text || ',' || to_json(member_users[1])::text || ']]}');
         RETURN;
