@@ -28,12 +28,13 @@ type Batch[V any] struct {
 func (c *Cache[V]) BeginBatch(ctx context.Context, keys []Key) *Batch[V] {
 	b := &Batch[V]{c: c}
 	now := c.now()
+	nowMono := int64(now.Sub(c.base))
 	for _, k := range keys {
-		s := c.shardFor(k)
+		s, h := c.locate(k)
 		s.mu.Lock()
 		synced := c.Synced()
 		if synced {
-			if _, r := s.lookupLocked(k, now); r == lookupHit {
+			if _, r := s.lookupLocked(k, h, nowMono); r == lookupHit {
 				s.mu.Unlock()
 				continue
 			}
@@ -43,6 +44,7 @@ func (c *Cache[V]) BeginBatch(ctx context.Context, keys []Key) *Batch[V] {
 			continue
 		}
 		f := newFlight[V](ctx, k, now) // its one waiter is the batch itself
+		f.hash = h
 		s.registerLocked(&f.fill, synced)
 		s.flights[k] = f
 		s.mu.Unlock()

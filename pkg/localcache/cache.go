@@ -20,6 +20,12 @@ type Cache[V any] struct {
 	ttl    time.Duration
 	now    func() time.Time
 
+	// base is the cache's epoch: entries expire at a number of nanoseconds
+	// after it. With the default clock, lookups read only the monotonic
+	// clock (time.Since), which costs about half of a time.Now.
+	base      time.Time
+	monoClock bool
+
 	// state is epoch<<1 | synced. MarkUnsynced clears synced and bumps
 	// epoch in one CAS; Resync sets synced only if epoch has not moved
 	// since it began, so a MarkUnsynced racing a Resync always wins.
@@ -39,16 +45,19 @@ type Cache[V any] struct {
 // that keeps it coherent calls MarkUnsynced before it connects and Resync once
 // LISTEN is in place.
 func New[V any](cfg Config) (*Cache[V], error) {
+	defaultClock := cfg.Now == nil
 	cfg, err := cfg.resolve()
 	if err != nil {
 		return nil, err
 	}
 	c := &Cache[V]{
-		shards: make([]shard[V], cfg.Shards),
-		mask:   uint64(cfg.Shards - 1),
-		seed:   maphash.MakeSeed(),
-		ttl:    cfg.TTL,
-		now:    cfg.Now,
+		shards:    make([]shard[V], cfg.Shards),
+		mask:      uint64(cfg.Shards - 1),
+		seed:      maphash.MakeSeed(),
+		ttl:       cfg.TTL,
+		now:       cfg.Now,
+		base:      cfg.Now(),
+		monoClock: defaultClock,
 	}
 	// Split Capacity exactly: the first Capacity%Shards shards take one
 	// more entry than the others.
@@ -64,16 +73,36 @@ func New[V any](cfg Config) (*Cache[V], error) {
 	return c, nil
 }
 
-// shardFor returns k's shard. It hashes Org and User with the cache's seed,
-// without allocating.
-func (c *Cache[V]) shardFor(k Key) *shard[V] {
-	if c.mask == 0 {
-		return &c.shards[0]
-	}
+// locate returns k's hash and shard. The hash, of Org and User with the
+// cache's seed, also keys the shard's LRU, so a lookup hashes the strings
+// once; entries keep their Key, and a lookup that finds another key under
+// the same hash (a 64-bit collision) is a miss.
+func (c *Cache[V]) locate(k Key) (*shard[V], uint64) {
 	// Two one-shot string hashes are cheaper than a streaming maphash.Hash;
 	// the multiplier keeps (a, b) and (b, a) apart.
 	h := maphash.String(c.seed, k.Org)*0x9e3779b97f4a7c15 ^ maphash.String(c.seed, k.User)
-	return &c.shards[h&c.mask]
+	return &c.shards[h&c.mask], h
+}
+
+// nowMono is the current instant in nanoseconds after c.base.
+func (c *Cache[V]) nowMono() int64 {
+	if c.monoClock {
+		return int64(time.Since(c.base))
+	}
+	return int64(c.now().Sub(c.base))
+}
+
+// expiry is the instant, in nanoseconds after c.base, at which a value
+// whose fill began at began and that is true until validUntil (zero: no
+// end) expires: min(validUntil, began + TTL). validUntil is a wall-clock
+// instant; the time left until it is measured at began, on the wall clock,
+// and counted down on the monotonic one.
+func (c *Cache[V]) expiry(began, validUntil time.Time) int64 {
+	d := c.ttl
+	if !validUntil.IsZero() {
+		d = min(d, validUntil.Sub(began))
+	}
+	return int64(began.Sub(c.base)) + int64(d)
 }
 
 // Synced reports whether the cache is synced: whether Get may answer from it
@@ -85,15 +114,15 @@ func (c *Cache[V]) Synced() bool {
 // Get returns k's value if the cache is synced and holds a live entry for k.
 // An expired entry is removed and is a miss. Get does not allocate.
 func (c *Cache[V]) Get(k Key) (V, bool) {
-	s := c.shardFor(k)
+	s, h := c.locate(k)
 	if !c.Synced() {
 		s.bypassed.Add(1)
 		var zero V
 		return zero, false
 	}
-	now := c.now()
+	now := c.nowMono()
 	s.mu.Lock()
-	v, r := s.lookupLocked(k, now)
+	v, r := s.lookupLocked(k, h, now)
 	s.mu.Unlock()
 	s.countLookup(r)
 	return v, r == lookupHit
@@ -138,7 +167,7 @@ func (c *Cache[V]) do(ctx context.Context, k Key, load func(ctx context.Context)
 		var zero V
 		return zero, err
 	}
-	s := c.shardFor(k)
+	s, h := c.locate(k)
 	now := c.now()
 	synced := c.Synced()
 
@@ -146,7 +175,7 @@ func (c *Cache[V]) do(ctx context.Context, k Key, load func(ctx context.Context)
 	r := lookupBypassed
 	if synced {
 		var v V
-		if v, r = s.lookupLocked(k, now); r == lookupHit {
+		if v, r = s.lookupLocked(k, h, int64(now.Sub(c.base))); r == lookupHit {
 			s.mu.Unlock()
 			s.countLookup(r)
 			return v, nil
@@ -158,6 +187,7 @@ func (c *Cache[V]) do(ctx context.Context, k Key, load func(ctx context.Context)
 		f.waiters++
 	} else {
 		f = newFlight[V](ctx, k, now)
+		f.hash = h
 		// Register under the same lock that invalidations take: from
 		// here on, any invalidation covering k marks f stale.
 		s.registerLocked(&f.fill, c.Synced())
@@ -187,9 +217,9 @@ func (c *Cache[V]) do(ctx context.Context, k Key, load func(ctx context.Context)
 // that is never stored nor cancelled stays registered, so release every one
 // (defer t.Cancel() is safe after Store).
 func (c *Cache[V]) Begin(k Key) *Ticket[V] {
-	s := c.shardFor(k)
+	s, h := c.locate(k)
 	t := &Ticket[V]{c: c, s: s}
-	t.fill.key = k
+	t.fill.key, t.fill.hash = k, h
 	t.fill.began = c.now()
 	s.mu.Lock()
 	s.registerLocked(&t.fill, c.Synced())
@@ -223,7 +253,8 @@ func (c *Cache[V]) InvalidateAll() {
 // invalidate applies sc to every shard it can touch, one shard lock at a time.
 func (c *Cache[V]) invalidate(sc scope) {
 	if sc.kind == scopeKey {
-		s := c.shardFor(sc.key)
+		var s *shard[V]
+		s, sc.hash = c.locate(sc.key)
 		s.mu.Lock()
 		n := s.invalidateLocked(sc)
 		s.mu.Unlock()
@@ -314,7 +345,7 @@ func (c *Cache[V]) Len() int {
 // the second most recently used of every shard, and so on. Keys does not
 // change recency.
 func (c *Cache[V]) Keys() []Key {
-	now := c.now()
+	now := c.nowMono()
 	perShard := make([][]Key, len(c.shards))
 	total, longest := 0, 0
 	for i := range c.shards {
@@ -323,8 +354,8 @@ func (c *Cache[V]) Keys() []Key {
 		all := s.lru.Keys() // oldest first
 		live := make([]Key, 0, len(all))
 		for j := len(all) - 1; j >= 0; j-- {
-			if e, ok := s.lru.Peek(all[j]); ok && now.Before(e.expires) {
-				live = append(live, all[j])
+			if e, ok := s.lru.Peek(all[j]); ok && now < e.expires {
+				live = append(live, e.key)
 			}
 		}
 		s.mu.Unlock()

@@ -64,7 +64,7 @@ func callLoad[V any](ctx context.Context, load func(context.Context) (V, time.Ti
 // releases its waiters.
 func (c *Cache[V]) finish(s *shard[V], f *flight[V], v V, validUntil time.Time, err error) {
 	f.cancel() // the load is over; release its context
-	now := c.now()
+	now := c.nowMono()
 
 	s.mu.Lock()
 	f.finished = true
@@ -74,7 +74,7 @@ func (c *Cache[V]) finish(s *shard[V], f *flight[V], v V, validUntil time.Time, 
 	s.unregisterLocked(&f.fill)
 	r := storeNone
 	if err == nil {
-		r = s.storeLocked(&f.fill, c.Synced(), c.ttl, v, validUntil, now)
+		r = s.storeLocked(&f.fill, c.Synced(), c.expiry(f.began, validUntil), now, v)
 	}
 	s.mu.Unlock()
 

@@ -27,6 +27,7 @@ const (
 type scope struct {
 	kind scopeKind
 	key  Key
+	hash uint64 // the key's hash, for scopeKey
 }
 
 // covers reports whether k is inside the scope.

@@ -11,10 +11,12 @@ import (
 // cache lines in adjacent pairs.
 const cacheLine = 128
 
-// entry is a cached value with the instant it stops being valid.
+// entry is a cached value with its key and the instant it stops being
+// valid.
 type entry[V any] struct {
+	key     Key
 	value   V
-	expires time.Time // min(validUntil, fill began + TTL); invalid at and after it
+	expires int64 // ns after Cache.base: min(validUntil, fill began + TTL); invalid at and after it
 }
 
 // fill is one registered, in-flight fill: a Do flight or a Ticket. It is
@@ -23,6 +25,7 @@ type entry[V any] struct {
 // query may predate the invalidation can never land (rule 1).
 type fill struct {
 	key   Key
+	hash  uint64 // the key's hash (Cache.locate)
 	began time.Time
 	stale bool // guarded by the shard lock
 }
@@ -33,7 +36,8 @@ type fill struct {
 type shard[V any] struct {
 	mu sync.Mutex
 	// lru holds the entries.
-	lru *simplelru.LRU[Key, entry[V]]
+	// lru holds the entries, by key hash (Cache.locate).
+	lru *simplelru.LRU[uint64, entry[V]]
 	// flights maps a key to the Do flight later callers of that key join.
 	// A flight is removed ("detached") when it finishes, when an
 	// invalidation covering its key happens, when the cache is marked
@@ -51,7 +55,7 @@ type shard[V any] struct {
 
 func (s *shard[V]) init(capacity int) {
 	// NewLRU fails only for a size <= 0, which resolve rules out.
-	s.lru, _ = simplelru.NewLRU[Key, entry[V]](capacity, nil)
+	s.lru, _ = simplelru.NewLRU[uint64, entry[V]](capacity, nil)
 	s.flights = make(map[Key]*flight[V])
 	s.fills = make(map[*fill]struct{})
 }
@@ -68,14 +72,14 @@ const (
 
 // lookupLocked returns k's value if it has a live entry at now. An expired
 // entry is removed. It does not check the synced flag.
-func (s *shard[V]) lookupLocked(k Key, now time.Time) (V, lookupResult) {
-	e, ok := s.lru.Get(k)
-	if !ok {
+func (s *shard[V]) lookupLocked(k Key, h uint64, now int64) (V, lookupResult) {
+	e, ok := s.lru.Get(h)
+	if !ok || e.key != k {
 		var zero V
 		return zero, lookupMiss
 	}
-	if !now.Before(e.expires) {
-		s.lru.Remove(k)
+	if now >= e.expires {
+		s.lru.Remove(h)
 		var zero V
 		return zero, lookupExpired
 	}
@@ -96,21 +100,17 @@ const (
 // storeLocked stores v for f's key unless f is stale or the cache is unsynced,
 // with expiry min(validUntil, f.began+ttl). A result already expired at now is
 // not stored. The caller unregisters f.
-func (s *shard[V]) storeLocked(f *fill, synced bool, ttl time.Duration, v V, validUntil, now time.Time) storeResult {
+func (s *shard[V]) storeLocked(f *fill, synced bool, expires, now int64, v V) storeResult {
 	// The synced check is belt and braces: MarkUnsynced marks every
 	// registered fill stale, but it clears the flag before it reaches this
 	// shard, and a store in between must not land either.
 	if f.stale || !synced {
 		return storeStale
 	}
-	expires := f.began.Add(ttl)
-	if !validUntil.IsZero() && validUntil.Before(expires) {
-		expires = validUntil
-	}
-	if !now.Before(expires) {
+	if now >= expires {
 		return storeExpired
 	}
-	if s.lru.Add(f.key, entry[V]{value: v, expires: expires}) {
+	if s.lru.Add(f.hash, entry[V]{key: f.key, value: v, expires: expires}) {
 		return storeLandedEvicted
 	}
 	return storeLanded
@@ -137,7 +137,7 @@ func (s *shard[V]) invalidateLocked(sc scope) int {
 	n := 0
 	switch sc.kind {
 	case scopeKey:
-		if s.lru.Remove(sc.key) {
+		if e, ok := s.lru.Peek(sc.hash); ok && e.key == sc.key && s.lru.Remove(sc.hash) {
 			n = 1
 		}
 		delete(s.flights, sc.key)
@@ -149,9 +149,9 @@ func (s *shard[V]) invalidateLocked(sc scope) int {
 		// Org and user scopes walk the shard. They are rare (a role or
 		// user changed), and an index by org and by user would cost
 		// memory and allocations on every fill.
-		for _, k := range s.lru.Keys() {
-			if sc.covers(k) {
-				s.lru.Remove(k)
+		for _, h := range s.lru.Keys() {
+			if e, ok := s.lru.Peek(h); ok && sc.covers(e.key) {
+				s.lru.Remove(h)
 				n++
 			}
 		}

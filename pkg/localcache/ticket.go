@@ -21,7 +21,7 @@ func (t *Ticket[V]) Key() Key { return t.key }
 // reports whether the value landed, and releases the ticket: once released,
 // Store does nothing and returns false.
 func (t *Ticket[V]) Store(v V, validUntil time.Time) bool {
-	now := t.c.now()
+	now := t.c.nowMono()
 	s := t.s
 	s.mu.Lock()
 	if t.released {
@@ -30,7 +30,7 @@ func (t *Ticket[V]) Store(v V, validUntil time.Time) bool {
 	}
 	t.released = true
 	s.unregisterLocked(&t.fill)
-	r := s.storeLocked(&t.fill, t.c.Synced(), t.c.ttl, v, validUntil, now)
+	r := s.storeLocked(&t.fill, t.c.Synced(), t.c.expiry(t.fill.began, validUntil), now, v)
 	s.mu.Unlock()
 	s.countStore(r)
 	return r == storeLanded || r == storeLandedEvicted

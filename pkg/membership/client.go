@@ -235,28 +235,33 @@ func isConsistent(ctx context.Context) bool {
 // Permissions returns the permission set of user in org. It never returns
 // a nil set with a nil error; on error the caller must deny (fail closed).
 func (c *Client) Permissions(ctx context.Context, org, user string) (*PermissionSet, error) {
+	consistent := isConsistent(ctx)
+	memo := memoFrom(ctx)
+	ck := localcache.Key{Org: org, User: user}
+	// The hit path: no validation (an entry's key was validated when it was
+	// filled, and an empty org, which would name a user-wide key, never gets
+	// here), no closure, no allocation.
+	if org != "" && !consistent {
+		if memo != nil {
+			if s, ok := memo.set(org, user); ok {
+				return s, nil
+			}
+		}
+		if v, ok := c.cache.Get(ck); ok {
+			if memo != nil {
+				memo.putSet(org, user, v.set)
+			}
+			return v.set, nil
+		}
+	}
 	if err := checkID("org", org); err != nil {
 		return nil, err
 	}
 	if err := checkID("user", user); err != nil {
 		return nil, err
 	}
-	if isConsistent(ctx) {
+	if consistent {
 		return c.store.Load(ctx, org, user, c.cfg.Now())
-	}
-	memo := memoFrom(ctx)
-	if memo != nil {
-		if s, ok := memo.set(org, user); ok {
-			return s, nil
-		}
-	}
-	ck := localcache.Key{Org: org, User: user}
-	if v, ok := c.cache.Get(ck); ok {
-		// The hit path: no closure, no allocation.
-		if memo != nil {
-			memo.putSet(org, user, v.set)
-		}
-		return v.set, nil
 	}
 	k := Key{Org: org, User: user}
 	v, err := c.cache.DoAfterGet(ctx, ck, func(ctx context.Context) (cached, time.Time, error) {
@@ -283,25 +288,28 @@ func (c *Client) Permissions(ctx context.Context, org, user string) (*Permission
 // user_has_active_membership. It is cached under a user-wide key; see the
 // package documentation for which notifications evict it.
 func (c *Client) UserHasActiveMembership(ctx context.Context, user string) (bool, error) {
+	consistent := isConsistent(ctx)
+	memo := memoFrom(ctx)
+	ck := localcache.Key{User: user}
+	if user != "" && !consistent { // the hit path, as in Permissions
+		if memo != nil {
+			if a, ok := memo.userActive(user); ok {
+				return a, nil
+			}
+		}
+		if v, ok := c.cache.Get(ck); ok {
+			if memo != nil {
+				memo.putUserActive(user, v.active.Active)
+			}
+			return v.active.Active, nil
+		}
+	}
 	if err := checkID("user", user); err != nil {
 		return false, err
 	}
-	if isConsistent(ctx) {
+	if consistent {
 		ua, err := c.store.LoadUserActive(ctx, user, c.cfg.Now())
 		return ua.Active && err == nil, err
-	}
-	memo := memoFrom(ctx)
-	if memo != nil {
-		if a, ok := memo.userActive(user); ok {
-			return a, nil
-		}
-	}
-	ck := localcache.Key{User: user}
-	if v, ok := c.cache.Get(ck); ok {
-		if memo != nil {
-			memo.putUserActive(user, v.active.Active)
-		}
-		return v.active.Active, nil
 	}
 	k := Key{User: user}
 	v, err := c.cache.DoAfterGet(ctx, ck, func(ctx context.Context) (cached, time.Time, error) {
