@@ -56,9 +56,12 @@
 // calls MarkUnsynced before it first connects, and Resync once LISTEN is in
 // place (and again after every reconnection).
 //
-// 4. An entry expires at min(validUntil, fill began + Config.TTL), on the
-// Config.Now clock; it is valid on [began, expiry). A lookup that finds it
-// expired removes it and misses.
+// 4. An entry expires at min(validUntil, fill began + Config.TTL); it is
+// valid on [began, expiry). A lookup that finds it expired removes it and
+// misses. The time left until validUntil (a wall-clock instant) is measured
+// on the Config.Now clock when the fill begins, and then counted down on the
+// monotonic clock, so that a lookup reads the cheaper monotonic clock only
+// and a wall-clock step cannot stretch an entry's life past its TTL.
 //
 // 5. Concurrent Do calls for one key share one load (single flight). The
 // flight is detached from its key when an invalidation covering the key,
