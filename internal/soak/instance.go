@@ -1,0 +1,141 @@
+package soak
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/orgperm/orgperm/pkg/listener"
+	"github.com/orgperm/orgperm/pkg/membership"
+)
+
+// reader is what the soak checks through: a [membership.Client], or in
+// this package's tests a deliberately broken wrapper around one.
+type reader interface {
+	Permissions(ctx context.Context, org, user string) (*membership.PermissionSet, error)
+	UserHasActiveMembership(ctx context.Context, user string) (bool, error)
+}
+
+// instance is one app instance: a Client on a pool of its own, and the
+// watermark of the sentinels it has applied.
+type instance struct {
+	idx    int
+	pool   *pgxpool.Pool
+	client *membership.Client
+	read   reader
+
+	// wm is the snapshot of the latest sentinel applied; it never moves
+	// back.
+	wm atomic.Pointer[snapshot]
+
+	h     *hub
+	state listener.State // guarded by h.mu
+	syncs int            // transitions to Synced; guarded by h.mu
+}
+
+// hub lets the soak wait for a condition over every instance: it is
+// signalled whenever an instance's watermark or listener state changes.
+type hub struct {
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced at every change
+}
+
+func newHub() *hub { return &hub{changed: make(chan struct{})} }
+
+// signalLocked wakes the waiters; it must be called with mu held.
+func (h *hub) signalLocked() {
+	close(h.changed)
+	h.changed = make(chan struct{})
+}
+
+// wait waits until ok, called with mu held, is true, or ctx is done.
+func (h *hub) wait(ctx context.Context, ok func() bool) error {
+	for {
+		h.mu.Lock()
+		done, ch := ok(), h.changed
+		h.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// newInstance starts instance idx over url. The watermark starts at zero,
+// the seed's versions: it was all committed before the Client existed.
+func newInstance(ctx context.Context, idx int, url string, h *hub, clk *clock, zero *snapshot, logger *slog.Logger) (*instance, error) {
+	pcfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, err
+	}
+	pcfg.MaxConns = 6
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, err
+	}
+	in := &instance{idx: idx, pool: pool, h: h}
+	in.wm.Store(zero)
+	c, err := membership.New(ctx, pool, membership.Config{
+		Logger: logger.With("instance", idx),
+		OnInvalidate: func(inv listener.Invalidation, err error) {
+			if err != nil || inv.Source != "evict" || len(inv.Users) != 1 {
+				return
+			}
+			if s := clk.lookup(inv.Users[0]); s != nil {
+				in.advance(s)
+			}
+		},
+		OnStateChange: in.setState,
+	})
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	in.client, in.read = c, c
+	select {
+	case <-c.Ready():
+	case <-ctx.Done():
+		in.close()
+		return nil, fmt.Errorf("instance %d never synced: %w", idx, ctx.Err())
+	}
+	return in, nil
+}
+
+// advance moves the watermark to s if s is newer. It runs on the
+// listener's goroutine after the sentinel's notification, and with it
+// every notification committed before it, has been applied to the cache.
+func (in *instance) advance(s *snapshot) {
+	in.h.mu.Lock()
+	defer in.h.mu.Unlock()
+	if cur := in.wm.Load(); cur != nil && cur.n >= s.n {
+		return
+	}
+	in.wm.Store(s)
+	in.h.signalLocked()
+}
+
+func (in *instance) setState(s listener.State) {
+	in.h.mu.Lock()
+	defer in.h.mu.Unlock()
+	in.state = s
+	if s == listener.Synced {
+		in.syncs++
+	}
+	in.h.signalLocked()
+}
+
+func (in *instance) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_ = in.client.Close(ctx)
+	in.pool.Close()
+}

@@ -1,0 +1,135 @@
+package soak
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/orgperm/orgperm/pkg/membership"
+	"github.com/orgperm/orgperm/pkg/pgtest"
+)
+
+func TestMain(m *testing.M) {
+	code := pgtest.Run(m)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// frozen is a broken cache in front of a reader: it keeps the first answer
+// for each key forever, whatever the notifications say.
+type frozen struct {
+	r     reader
+	mu    sync.Mutex
+	sets  map[[2]string]*membership.PermissionSet
+	users map[string]bool
+}
+
+func (f *frozen) Permissions(ctx context.Context, org, user string) (*membership.PermissionSet, error) {
+	f.mu.Lock()
+	s, ok := f.sets[[2]string{org, user}]
+	f.mu.Unlock()
+	if ok {
+		return s, nil
+	}
+	s, err := f.r.Permissions(ctx, org, user)
+	if err == nil {
+		f.mu.Lock()
+		f.sets[[2]string{org, user}] = s
+		f.mu.Unlock()
+	}
+	return s, err
+}
+
+func (f *frozen) UserHasActiveMembership(ctx context.Context, user string) (bool, error) {
+	f.mu.Lock()
+	a, ok := f.users[user]
+	f.mu.Unlock()
+	if ok {
+		return a, nil
+	}
+	a, err := f.r.UserHasActiveMembership(ctx, user)
+	if err == nil {
+		f.mu.Lock()
+		f.users[user] = a
+		f.mu.Unlock()
+	}
+	return a, err
+}
+
+// smallSoak is a few seconds of soak on a small data set, without faults.
+func smallSoak(t *testing.T) Config {
+	return Config{
+		DatabaseURL: pgtest.NewDatabase(t),
+		Duration:    2 * time.Second,
+		Writers:     2,
+		Readers:     2,
+		Instances:   2,
+		Orgs:        2,
+		UsersPerOrg: 4,
+		FaultEvery:  -1,
+	}
+}
+
+// TestRunCountsStaleReads proves the soak can fail: one instance answers
+// through a cache that ignores every notification, while its listener
+// still applies the sentinels. Its reads must be counted stale, and the
+// final verification must find it out.
+func TestRunCountsStaleReads(t *testing.T) {
+	t.Parallel()
+	cfg := smallSoak(t)
+	cfg.wrap = func(i int, r reader) reader {
+		if i != 1 {
+			return r
+		}
+		return &frozen{r: r, sets: map[[2]string]*membership.PermissionSet{}, users: map[string]bool{}}
+	}
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", rep)
+	if rep.Stale == 0 || rep.Mismatches == 0 || rep.OK() {
+		t.Errorf("a frozen cache went unnoticed: stale %d, mismatches %d", rep.Stale, rep.Mismatches)
+	}
+	if rep.Inconsistent != 0 {
+		t.Errorf("inconsistent = %d, want 0: a frozen answer is old, not torn", rep.Inconsistent)
+	}
+}
+
+// TestRunClean is the control: the same soak with the Clients as they are
+// finds nothing.
+func TestRunClean(t *testing.T) {
+	t.Parallel()
+	rep, err := Run(context.Background(), smallSoak(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", rep)
+	if !rep.OK() || rep.Checks == 0 || rep.Verifications != 1 {
+		t.Errorf("clean soak: %+v", rep)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	t.Parallel()
+	for name, cfg := range map[string]Config{
+		"no database":            {},
+		"negative readers":       {DatabaseURL: "x", Readers: -1},
+		"more writers than orgs": {DatabaseURL: "x", Writers: 3, Orgs: 2},
+		"negative duration":      {DatabaseURL: "x", Duration: -time.Second},
+	} {
+		if _, err := Run(context.Background(), cfg); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}
