@@ -4,7 +4,7 @@ STATICCHECK_VERSION ?= v0.8.2
 BENCHTIME ?= 1s
 SOAK_DURATION ?= 10m
 
-.PHONY: help test bench lint demo serve generate fuzz soak cover
+.PHONY: help test bench bench-go lint demo serve generate fuzz soak cover
 
 help: ## List the targets.
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -12,7 +12,10 @@ help: ## List the targets.
 test: ## Run every test with the race detector against a real PostgreSQL (throwaway cluster, or DATABASE_URL).
 	$(GO) test -race -count=1 ./...
 
-bench: ## Run the benchmarks (one run; ratios are reported by the benchmarks themselves).
+bench: ## The seed's comparison (no cache, Redis, request cache, orgperm) into docs/BENCHMARKS.md; needs redis-server.
+	cd bench && $(GO) run . -out ../docs/BENCHMARKS.md
+
+bench-go: ## Every Go benchmark of the library (one run; ratios are reported by the benchmarks themselves).
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -cpu 1,2 ./...
 
 lint: ## gofmt, go vet and staticcheck.

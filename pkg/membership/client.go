@@ -155,11 +155,14 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Client, error) {
 	if pool == nil {
 		return nil, &ConfigError{Field: "pool", Reason: "must not be nil"}
 	}
+	// The cache gets the app's clock only if it set one: with its own
+	// default, a lookup reads the cheaper monotonic clock.
+	cacheNow := cfg.Now
 	cfg, err := cfg.resolve()
 	if err != nil {
 		return nil, err
 	}
-	cache, err := localcache.New[cached](localcache.Config{Capacity: cfg.Capacity, TTL: cfg.TTL, Now: cfg.Now})
+	cache, err := localcache.New[cached](localcache.Config{Capacity: cfg.Capacity, TTL: cfg.TTL, Now: cacheNow})
 	if err != nil {
 		return nil, fmt.Errorf("membership: %w", err)
 	}
