@@ -71,7 +71,7 @@ func markdown(res results, o options) report {
 		{"orgperm hit ≥ 100× faster than the Redis cache", fmt.Sprintf("%s (%s vs %s); %s against the boolean variant", fmtRatio(rRedis), fmtNs(hit(nameRedis)), fmtNs(orgHit), fmtRatio(rBool)), yesNo(rRedis >= 100 && rBool >= 100)},
 		{fmt.Sprintf("invalidation p99 to %d instances ≤ 1 ms", inval8.K), fmt.Sprintf("%s per instance; %s until the last of the %d", fmtDur(p99), fmtDur(inval8.AllK.pct(99)), inval8.K), yesNo(p99 <= time.Millisecond)},
 	})
-	t.WriteString(fmt.Sprintf("An orgperm hit reads the clock once (for expiry): one `time.Now()` takes %s of its %s on this machine (see Hit latency). "+
+	t.WriteString(fmt.Sprintf("An orgperm hit reads the monotonic clock once (for expiry): one `time.Since` takes %s of its %s on this machine (see Hit latency). "+
 		"The request memo, which reads no clock, answers %s faster than the query.\n\n",
 		fmtNs(res.Clock.NsPerOp), fmtNs(orgHit), fmtRatio(hit(nameNoCache)/hit(nameRequest))))
 
@@ -84,8 +84,8 @@ func markdown(res results, o options) report {
 			fmt.Sprint(h.AllocsPerOp), fmt.Sprint(h.BytesPerOp), commas(int64(h.N)), fmtRatio(h.NsPerOp / orgHit)})
 	}
 	table(&t, []string{"Strategy", "ns/op (median)", "range over rounds", "allocs/op", "B/op", "iterations", "× orgperm"}, rows)
-	t.WriteString(fmt.Sprintf("Where an orgperm hit's %s go: its local cache reads the clock once per lookup, for expiry, and one `time.Now()` costs **%s** on this machine; "+
-		"`PermissionSet.Has` on a set in hand costs %s; the rest (%s) goes to ID validation, two context lookups, the key hash, the shard's mutex and the LRU's move to front (not timed apart). "+
+	t.WriteString(fmt.Sprintf("Where an orgperm hit's %s go: its local cache reads the monotonic clock once per lookup, for expiry, and one `time.Since` costs **%s** on this machine; "+
+		"`PermissionSet.Has` on a set in hand costs %s; the rest (%s) goes to two context lookups, the key hash, the shard's mutex and the LRU's move to front (not timed apart). "+
 		"The request memo's hit reads no clock.\n\n",
 		fmtNs(orgHit), fmtNs(res.Clock.NsPerOp), fmtNs(res.Has.NsPerOp), fmtNs(orgHit-res.Clock.NsPerOp-res.Has.NsPerOp)))
 
