@@ -66,6 +66,37 @@
 // scope they changed to [Store.OnWrite], so a cache in the writing process
 // evicts at once; the database's triggers tell every other process.
 //
+// # The Client and its cache
+//
+// [New] returns a [Client]: every check goes request memo
+// ([WithRequestCache]) → local cache (pkg/localcache) → single flight →
+// [Store]. A listener (pkg/listener) applies the triggers' notifications to
+// the cache; while it is not synced, checks go to the database (still
+// coalesced). [FullyConsistent] bypasses the cache for one context.
+//
+// The cache holds two kinds of values: the permission set of (org, user),
+// and the user-wide answer of [Client.UserHasActiveMembership] under a key of
+// the user alone. A notification evicts:
+//
+//   - (org, user): that set; and, from the memberships table or an explicit
+//     orgperm.evict_member, the user's user-wide answer too (the user's
+//     membership row may have changed);
+//   - an org from the memberships table (a bulk write collapsed to the org),
+//     or from an explicit orgperm.evict_org: every set of the org, and every
+//     user-wide answer, since the notification does not say which users'
+//     memberships changed;
+//   - an org, or (org, user), from roles, role_permissions,
+//     membership_roles or data_access: the sets only. Those tables cannot
+//     change whether a membership is active, which is all the user-wide
+//     answer depends on;
+//   - a user (orgperm.evict_user): every set of the user and the user-wide
+//     answer;
+//   - everything (a system role, the permission catalog, TRUNCATE,
+//     orgperm.evict_all, a payload that does not parse): everything.
+//
+// A notification from a source this version does not know evicts the
+// user-wide answers too: only sources proven harmless leave them.
+//
 // # Errors
 //
 // Bad input is rejected before any SQL with a [*ValidationError] that
