@@ -20,14 +20,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	code := pgtest.Run(m)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	os.Exit(pgtest.Run(m, func() error { return goleak.Find() }))
 }
 
 // waitTimeout bounds every wait for a signal; it is a failure bound, never a

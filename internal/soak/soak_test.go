@@ -2,7 +2,6 @@ package soak
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"sync"
 	"testing"
@@ -15,14 +14,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	code := pgtest.Run(m)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	os.Exit(pgtest.Run(m, func() error { return goleak.Find() }))
 }
 
 // frozen is a broken cache in front of a reader: it keeps the first answer

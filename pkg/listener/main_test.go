@@ -2,7 +2,6 @@ package listener
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"strings"
@@ -18,14 +17,7 @@ import (
 
 func TestMain(m *testing.M) {
 	ignore := goleak.IgnoreCurrent()
-	code := pgtest.Run(m)
-	if code == 0 {
-		if err := goleak.Find(ignore); err != nil {
-			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	os.Exit(pgtest.Run(m, func() error { return goleak.Find(ignore) }))
 }
 
 // waitTimeout bounds every wait of a test; reaching it is a failure, never a

@@ -1,7 +1,6 @@
 package permhttp_test
 
 import (
-	"fmt"
 	"os"
 	"testing"
 
@@ -13,12 +12,5 @@ import (
 // TestMain runs the tests against a real PostgreSQL (see package pgtest)
 // and then checks that no goroutine outlived them.
 func TestMain(m *testing.M) {
-	code := pgtest.Run(m)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintf(os.Stderr, "permhttp: leaked goroutines: %v\n", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	os.Exit(pgtest.Run(m, func() error { return goleak.Find() }))
 }

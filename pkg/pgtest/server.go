@@ -103,11 +103,13 @@ func StartServer(tb testing.TB) *Server {
 // Close it.
 func Start() (*Server, error) { return startCluster() }
 
-// Run runs the tests of m and then stops the shared throwaway cluster, if
-// one was started. Call it from TestMain:
+// Run runs the tests of m, stops the shared throwaway cluster if one was
+// started, and then, if the tests passed, runs each of after (a goroutine
+// leak check, say): an error from one fails the run. Call it from TestMain:
 //
 //	func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
-func Run(m *testing.M) int {
+//	func TestMain(m *testing.M) { os.Exit(pgtest.Run(m, func() error { return goleak.Find() })) }
+func Run(m *testing.M, after ...func() error) int {
 	code := m.Run()
 	if shared != nil {
 		if err := shared.Close(); err != nil {
@@ -115,6 +117,15 @@ func Run(m *testing.M) int {
 			if code == 0 {
 				code = 1
 			}
+		}
+	}
+	for _, check := range after {
+		if code != 0 {
+			break
+		}
+		if err := check(); err != nil {
+			fmt.Fprintf(os.Stderr, "pgtest: after the tests: %v\n", err)
+			code = 1
 		}
 	}
 	return code
