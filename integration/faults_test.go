@@ -167,6 +167,19 @@ func checkBypass(t *testing.T, w *world, in *instance) {
 	}
 }
 
+// resynced waits for the listener to resync, runs the load a little longer
+// so that some writes land after the resync, and then shows that no read is
+// stale once the instance has caught up with every write.
+func resynced(t *testing.T, w *world, in *instance) {
+	t.Helper()
+	in.waitState(listener.Synced)
+	l := startLoad(t, w, in)
+	syncAll(t, w.raw, in)
+	l.stop()
+	syncAll(t, w.raw, in)
+	checkAll(t, w, in, "after resync")
+}
+
 func warm(t *testing.T, w *world, in *instance) {
 	t.Helper()
 	checkAll(t, w, in, "warming")
@@ -194,16 +207,10 @@ func TestFaultTerminatedBackend(t *testing.T) {
 	checkBypass(t, w, in)
 
 	g.open()
-	in.waitState(listener.Synced)
-	l = startLoad(t, w, in)
-	syncAll(t, w.raw, in) // some writes land after the resync
-	l.stop()
-	syncAll(t, w.raw, in)
-	checkAll(t, w, in, "after resync")
+	resynced(t, w, in)
 	if st := in.c.Stats().Listener; st.Reconnects < 1 {
 		t.Errorf("reconnects = %d, want >= 1", st.Reconnects)
 	}
-	t.Logf("load: %d writes, %d reads", l.writes, l.reads)
 }
 
 // TestFaultServerRestart: the server restarts under the client.
@@ -226,12 +233,7 @@ func TestFaultServerRestart(t *testing.T) {
 	checkBypass(t, w, in)
 
 	g.open()
-	in.waitState(listener.Synced)
-	l = startLoad(t, w, in)
-	syncAll(t, w.raw, in)
-	l.stop()
-	syncAll(t, w.raw, in)
-	checkAll(t, w, in, "after resync")
+	resynced(t, w, in)
 }
 
 // TestFaultSilentConnection: the listener's connection goes silent through
@@ -259,12 +261,7 @@ func TestFaultSilentConnection(t *testing.T) {
 	checkBypass(t, w, in)
 
 	proxy.Restore()
-	in.waitState(listener.Synced)
-	l = startLoad(t, w, in)
-	syncAll(t, w.raw, in)
-	l.stop()
-	syncAll(t, w.raw, in)
-	checkAll(t, w, in, "after resync")
+	resynced(t, w, in)
 }
 
 // TestGarbagePayload: a malformed NOTIFY purges the cache, is counted, and
