@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/orgperm/orgperm/internal/soak"
@@ -39,7 +40,7 @@ func main() {
 	verbose := flag.Bool("v", false, "log everything the listeners log (by default only their warnings)")
 	flag.Parse()
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	rep, err := run(ctx, cfg, *verbose)
 	if rep.Checks > 0 || err == nil {
