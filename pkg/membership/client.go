@@ -221,25 +221,40 @@ func (c *Client) Stats() Stats {
 	return Stats{Cache: c.cache.Stats(), Listener: c.listener.Stats()}
 }
 
-type consistentKey struct{}
-
 // FullyConsistent returns a context whose checks bypass the local cache and
 // read straight from the database (the request memo too), for the rare
 // caller who cannot accept even notification delay.
 func FullyConsistent(ctx context.Context) context.Context {
-	return context.WithValue(ctx, consistentKey{}, true)
+	o := optionsFrom(ctx)
+	if o.consistent {
+		return ctx
+	}
+	o.consistent = true
+	return context.WithValue(ctx, optionsKey{}, &o)
 }
 
-func isConsistent(ctx context.Context) bool {
-	v, _ := ctx.Value(consistentKey{}).(bool)
-	return v
+// optionsKey carries a *checkOptions: one context lookup per check, however
+// deep the request's context is.
+type optionsKey struct{}
+
+// checkOptions are what a context says about its checks.
+type checkOptions struct {
+	memo       *requestMemo // WithRequestCache
+	consistent bool         // FullyConsistent
+}
+
+func optionsFrom(ctx context.Context) checkOptions {
+	if o, _ := ctx.Value(optionsKey{}).(*checkOptions); o != nil {
+		return *o
+	}
+	return checkOptions{}
 }
 
 // Permissions returns the permission set of user in org. It never returns
 // a nil set with a nil error; on error the caller must deny (fail closed).
 func (c *Client) Permissions(ctx context.Context, org, user string) (*PermissionSet, error) {
-	consistent := isConsistent(ctx)
-	memo := memoFrom(ctx)
+	opts := optionsFrom(ctx)
+	consistent, memo := opts.consistent, opts.memo
 	ck := localcache.Key{Org: org, User: user}
 	// The hit path: no validation (an entry's key was validated when it was
 	// filled, and an empty org, which would name a user-wide key, never gets
@@ -291,8 +306,8 @@ func (c *Client) Permissions(ctx context.Context, org, user string) (*Permission
 // user_has_active_membership. It is cached under a user-wide key; see the
 // package documentation for which notifications evict it.
 func (c *Client) UserHasActiveMembership(ctx context.Context, user string) (bool, error) {
-	consistent := isConsistent(ctx)
-	memo := memoFrom(ctx)
+	opts := optionsFrom(ctx)
+	consistent, memo := opts.consistent, opts.memo
 	ck := localcache.Key{User: user}
 	if user != "" && !consistent { // the hit path, as in Permissions
 		if memo != nil {

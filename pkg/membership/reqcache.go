@@ -14,23 +14,18 @@ type requestMemo struct {
 	active map[string]bool
 }
 
-type memoKey struct{}
-
 // WithRequestCache returns a context that memoizes permission checks for
 // its lifetime: the first check of an (org, user) goes to the client's
 // cache or the database, later ones in the same context are answered from
 // the memo. Use one per request (the HTTP middleware does); a memo never
 // sees later writes, so do not keep it longer than a request.
 func WithRequestCache(ctx context.Context) context.Context {
-	if memoFrom(ctx) != nil {
+	o := optionsFrom(ctx)
+	if o.memo != nil {
 		return ctx
 	}
-	return context.WithValue(ctx, memoKey{}, &requestMemo{})
-}
-
-func memoFrom(ctx context.Context) *requestMemo {
-	m, _ := ctx.Value(memoKey{}).(*requestMemo)
-	return m
+	o.memo = &requestMemo{}
+	return context.WithValue(ctx, optionsKey{}, &o)
 }
 
 func (m *requestMemo) set(org, user string) (*PermissionSet, bool) {
