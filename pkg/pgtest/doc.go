@@ -21,6 +21,12 @@
 //		...
 //	}
 //
+// On a DATABASE_URL server the template (orgperm_tmpl_<hash of the
+// migrations>) stays for the next run; a changed migration makes a new one.
+// To remove an old one: ALTER DATABASE ... IS_TEMPLATE false, then DROP
+// DATABASE.
+//
 // Tests that restart or cut their server take one of their own with
-// [StartServer].
+// [StartServer]; [NewProxy] puts a TCP proxy in front of a server that a
+// test can cut silently.
 package pgtest
