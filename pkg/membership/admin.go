@@ -155,10 +155,17 @@ func (s *Store) setStatus(ctx context.Context, op, org, user string, status Stat
 	if err := checkMember(org, user); err != nil {
 		return err
 	}
+	return s.updateMembership(ctx, op, org, user, `status = $3`, string(status))
+}
+
+// updateMembership sets the columns of set (parameters from $3, args) and
+// updated_at on the membership of user in org, in one transaction:
+// ErrNotMember if there is none; OnWrite with the member's scope if there
+// is. The caller has validated its arguments.
+func (s *Store) updateMembership(ctx context.Context, op, org, user, set string, args ...any) error {
 	err := s.inTx(ctx, op, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `
-			UPDATE orgperm.memberships SET status = $3, updated_at = now()
-			WHERE org_id = $1 AND user_id = $2`, org, user, string(status))
+		tag, err := tx.Exec(ctx, `UPDATE orgperm.memberships SET `+set+`, updated_at = now()
+			WHERE org_id = $1 AND user_id = $2`, append([]any{org, user}, args...)...)
 		if err == nil && tag.RowsAffected() == 0 {
 			err = fmt.Errorf("%w: user %q in org %q", ErrNotMember, user, org)
 		}
@@ -182,20 +189,7 @@ func (s *Store) SetMembershipWindow(ctx context.Context, org, user string, from,
 	if err := checkWindow(from, until); err != nil {
 		return err
 	}
-	err := s.inTx(ctx, "set membership window", func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `
-			UPDATE orgperm.memberships SET valid_from = $3, valid_until = $4, updated_at = now()
-			WHERE org_id = $1 AND user_id = $2`, org, user, from, until)
-		if err == nil && tag.RowsAffected() == 0 {
-			err = fmt.Errorf("%w: user %q in org %q", ErrNotMember, user, org)
-		}
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	s.notify(Scope{Org: org, User: user})
-	return nil
+	return s.updateMembership(ctx, "set membership window", org, user, `valid_from = $3, valid_until = $4`, from, until)
 }
 
 // EnsurePermission adds codename to the permission catalog, or updates its
