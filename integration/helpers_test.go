@@ -81,6 +81,16 @@ func newInstance(t *testing.T, pool *pgxpool.Pool, cfg membership.Config) *insta
 	return in
 }
 
+// newInstances starts n instances with the default configuration on pool.
+func newInstances(t *testing.T, pool *pgxpool.Pool, n int) []*instance {
+	t.Helper()
+	ins := make([]*instance, n)
+	for i := range ins {
+		ins[i] = newInstance(t, pool, membership.Config{})
+	}
+	return ins
+}
+
 // waitInvalidation waits until the instance has applied a notification for
 // which match is true.
 func (in *instance) waitInvalidation(what string, match func(listener.Invalidation) bool) {

@@ -92,10 +92,7 @@ func TestInstancesSeeRawWrites(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			w := newWorld(t, server)
-			var ins []*instance
-			for range 4 {
-				ins = append(ins, newInstance(t, w.pool, membership.Config{}))
-			}
+			ins := newInstances(t, w.pool, 4)
 			ctx := context.Background()
 			before := w.truth(t, tc.org, tc.user)
 			for _, in := range ins {

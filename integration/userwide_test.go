@@ -33,10 +33,7 @@ func TestUserWideFlipsOnEveryInstance(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			w := newWorld(t, server)
-			var ins []*instance
-			for range 4 {
-				ins = append(ins, newInstance(t, w.pool, membership.Config{}))
-			}
+			ins := newInstances(t, w.pool, 4)
 			ctx := context.Background()
 			for _, in := range ins {
 				for range 2 {
@@ -85,9 +82,8 @@ func TestSQLEvictionFromPsql(t *testing.T) {
 			t.Parallel()
 			w := newWorld(t, server)
 			ctx := context.Background()
-			var ins []*instance
-			for range 4 {
-				in := newInstance(t, w.pool, membership.Config{})
+			ins := newInstances(t, w.pool, 4)
+			for _, in := range ins {
 				for _, k := range []membership.Key{{Org: "o1", User: "u1"}, {Org: "o1", User: "u2"}, {Org: "o2", User: "u1"}} {
 					if _, err := in.c.Permissions(ctx, k.Org, k.User); err != nil {
 						t.Fatal(err)
@@ -96,7 +92,6 @@ func TestSQLEvictionFromPsql(t *testing.T) {
 				if _, err := in.c.UserHasActiveMembership(ctx, "u1"); err != nil {
 					t.Fatal(err)
 				}
-				ins = append(ins, in)
 			}
 			out, err := exec.Command(psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", w.url, "-c", "SELECT "+tc.call).CombinedOutput()
 			if err != nil {
