@@ -98,6 +98,7 @@ DROP FUNCTION IF EXISTS orgperm.setting_int(text, integer);
 DROP FUNCTION IF EXISTS orgperm.fingerprint();
 DROP FUNCTION IF EXISTS orgperm.schema_version();
 DROP FUNCTION IF EXISTS orgperm.inspect();
+DROP FUNCTION IF EXISTS orgperm.reset_trigger_modes();
 DROP FUNCTION IF EXISTS orgperm.installed_digests();
 DROP FUNCTION IF EXISTS orgperm.current_digests();
 DROP FUNCTION IF EXISTS orgperm.expected_functions();
@@ -736,6 +737,26 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 -- +goose StatementEnd
 
+-- orgperm.reset_trigger_modes puts every notify trigger back in its mode
+-- (ENABLE, ENABLE REPLICA or ENABLE ALWAYS, as expected_triggers() says).
+-- ALTER TABLE ... ENABLE TRIGGER ALL or USER puts every trigger in mode O,
+-- and so does `pg_restore --disable-triggers` when it re-enables them:
+-- inspect() then reports the replica and TRUNCATE triggers; this repairs
+-- them. It needs the tables' owner (it runs ALTER TABLE).
+-- +goose StatementBegin
+CREATE FUNCTION orgperm.reset_trigger_modes() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    x record;
+BEGIN
+    FOR x IN SELECT * FROM orgperm.expected_triggers() LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE orgperm.%I ENABLE %s TRIGGER %I', x.table_name,
+            CASE x.enabled WHEN 'R' THEN 'REPLICA' WHEN 'A' THEN 'ALWAYS' ELSE '' END, x.trigger_name);
+    END LOOP;
+END
+$$;
+-- +goose StatementEnd
+
 -- The functions invalidation runs (trigger functions and what they call):
 -- each must be SECURITY DEFINER with the pinned search_path, and unchanged
 -- since this file installed it.
@@ -827,8 +848,8 @@ BEGIN
         SELECT 'error', 'trigger ' || g.trigger_name || ' on orgperm.' || g.table_name,
                CASE WHEN g.tgoid IS NULL THEN 'notify trigger missing'
                     WHEN g.actual = 'D' THEN 'notify trigger disabled'
-                    ELSE pg_catalog.format('notify trigger enabled in mode %s, expected %s (O: origin, R: replica, A: always)',
-                                           g.actual, g.enabled) END, 2
+                    ELSE pg_catalog.format('notify trigger enabled in mode %s, expected %s (O: origin, R: replica, A: always); '
+                                           'SELECT orgperm.reset_trigger_modes() repairs it', g.actual, g.enabled) END, 2
         FROM trig g WHERE g.relid IS NOT NULL AND g.actual IS DISTINCT FROM g.enabled
         UNION ALL
         SELECT 'error', i.object, 'changed since the migration installed it (restore it by migrating again)', 3
