@@ -1056,6 +1056,11 @@ END
 $$;
 -- +goose StatementEnd
 
+-- Running instances purge: the definitions changed (with the event triggers
+-- installed, creating installed_digests above sent the same payload, which
+-- PostgreSQL folds into this one).
+SELECT orgperm.emit('ddl', true);
+
 -- +goose Down
 -- Drop this version (the teardown part of sql/triggers.sql), then reinstall
 -- the previous one: the Up section of 00002_triggers.sql.
@@ -1533,3 +1538,6 @@ CREATE TRIGGER data_access_notify_delete AFTER DELETE ON orgperm.data_access
 CREATE TRIGGER data_access_notify_truncate AFTER TRUNCATE ON orgperm.data_access
     FOR EACH STATEMENT EXECUTE FUNCTION orgperm.notify_truncate();
 
+
+-- Running instances purge: the definitions changed.
+SELECT pg_catalog.pg_notify('orgperm_invalidate', '{"v":1,"t":"ddl","all":true}');

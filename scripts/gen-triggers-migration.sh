@@ -12,7 +12,7 @@
 # Its Up section is sql/triggers.sql, which starts from nothing (its
 # teardown part drops what any earlier version installed). Its Down section
 # is that teardown followed by the previous triggers migration's Up section,
-# which reinstalls the previous version.
+# which reinstalls the previous version, and a ddl payload.
 #
 # When you release, append the new migrations' checksums:
 #   (cd migrations && sha256sum 0000N_*.sql) >> scripts/released-migrations.sha256
@@ -56,6 +56,9 @@ tmp=$(mktemp)
   echo "$teardown"
   echo
   sed -n '/^-- +goose Up$/,/^-- +goose Down$/p' "$prev" | sed '1d;$d'
+  echo
+  echo "-- Running instances purge: the definitions changed."
+  echo "SELECT pg_catalog.pg_notify('orgperm_invalidate', '{\"v\":1,\"t\":\"ddl\",\"all\":true}');"
 } > "$tmp"
 mv "$tmp" "$target"
 echo "wrote $target (down to $(basename "$prev"))"

@@ -1052,3 +1052,8 @@ BEGIN
 END
 $$;
 -- +goose StatementEnd
+
+-- Running instances purge: the definitions changed (with the event triggers
+-- installed, creating installed_digests above sent the same payload, which
+-- PostgreSQL folds into this one).
+SELECT orgperm.emit('ddl', true);
