@@ -83,7 +83,12 @@ func TestSQLEvictionFromPsql(t *testing.T) {
 			t.Parallel()
 			w := newWorld(t, server)
 			ctx := context.Background()
-			ins := newInstances(t, w.pool, 4)
+			// A long lease: every load counted below is an eviction's, never
+			// a lease that ran out on a slow machine.
+			var ins []*instance
+			for range 4 {
+				ins = append(ins, newInstance(t, w.pool, membership.Config{Lease: time.Minute}))
+			}
 			for _, in := range ins {
 				for _, k := range []membership.Key{{Org: "o1", User: "u1"}, {Org: "o1", User: "u2"}, {Org: "o2", User: "u1"}} {
 					if _, err := in.c.Permissions(ctx, k.Org, k.User); err != nil {
