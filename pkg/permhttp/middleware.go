@@ -15,8 +15,9 @@ import (
 // is an active member of its organization and holds every one of
 // codenames there. See the package documentation for the status codes.
 //
-// It returns a *ConfigError when cfg.Checker is nil, when codenames is
-// empty (to require only an active membership, use [RequireMember]) or when
+// It returns a *ConfigError when cfg is invalid (a nil Checker, an
+// AuthScheme that is not an HTTP token, a Realm with a control character),
+// when codenames is empty (to require only an active membership, use [RequireMember]) or when
 // one of them is not a valid codename (it could never be granted).
 func Require(cfg Config, codenames ...string) (func(http.Handler) http.Handler, error) {
 	codes, err := checkCodenames(codenames)
@@ -40,7 +41,7 @@ func RequireAny(cfg Config, codenames ...string) (func(http.Handler) http.Handle
 // RequireMember returns middleware that lets a request through only when
 // its user is an active member of its organization (status active, inside
 // the membership's window), whatever the permissions. It returns a
-// *ConfigError when cfg.Checker is nil.
+// *ConfigError when cfg is invalid, as [Require] does.
 func RequireMember(cfg Config) (func(http.Handler) http.Handler, error) {
 	return middleware(cfg, (*membership.PermissionSet).Active)
 }
