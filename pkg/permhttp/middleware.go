@@ -17,8 +17,9 @@ import (
 //
 // It returns a *ConfigError when cfg is invalid (a nil Checker, an
 // AuthScheme that is not an HTTP token, a Realm with a control character),
-// when codenames is empty (to require only an active membership, use [RequireMember]) or when
-// one of them is not a valid codename (it could never be granted).
+// when codenames is empty (to require only an active membership, use
+// [RequireMember]) or when one of them is not a valid codename (it could
+// never be granted).
 func Require(cfg Config, codenames ...string) (func(http.Handler) http.Handler, error) {
 	codes, err := checkCodenames(codenames)
 	if err != nil {
