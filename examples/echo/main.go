@@ -17,7 +17,6 @@ package main
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"log"
 	"net/http"
 	"os"
@@ -33,8 +32,9 @@ import (
 	"github.com/orgperm/orgperm/pkg/permhttp"
 )
 
-// newApp returns the app: checker answers the permission checks (the
-// membership client), ready the readiness probe.
+// newApp returns the app: checker answers the permission checks and ready
+// the readiness probe (both are the *membership.Client; the tests pass a
+// ready of their own).
 func newApp(checker membership.Checker, ready permhttp.ReadinessChecker) (*echo.Echo, error) {
 	requireInvoices, err := permhttp.Require(permhttp.Config{Checker: checker}, "billing.view_invoice")
 	if err != nil {
@@ -78,21 +78,6 @@ func listInvoices(c *echo.Context) error {
 	})
 }
 
-// readiness returns what the probe asks: the client itself once it has
-// Check (membership.Client.Check, issue #11), else whether its listener is
-// synced.
-func readiness(client *membership.Client) permhttp.ReadinessChecker {
-	if c, ok := any(client).(permhttp.ReadinessChecker); ok {
-		return c
-	}
-	return permhttp.ReadinessFunc(func(context.Context) error {
-		if st := client.Stats().Listener.State.String(); st != "synced" {
-			return errors.New("orgperm listener " + st)
-		}
-		return nil
-	})
-}
-
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -116,7 +101,7 @@ func run(ctx context.Context) error {
 	}
 	defer client.Close(context.WithoutCancel(ctx))
 
-	app, err := newApp(client, readiness(client))
+	app, err := newApp(client, client) // the client is also the readiness check
 	if err != nil {
 		return err
 	}

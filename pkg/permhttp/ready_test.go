@@ -10,8 +10,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/orgperm/orgperm/pkg/membership"
 	"github.com/orgperm/orgperm/pkg/permhttp"
+	"github.com/orgperm/orgperm/pkg/pgtest"
 )
 
 // switchable is a ReadinessChecker whose answer the test sets.
@@ -152,5 +155,47 @@ func TestReadyConfigError(t *testing.T) {
 	var ce *permhttp.ConfigError
 	if h != nil || !errors.Is(err, permhttp.ErrInvalidConfig) || !errors.As(err, &ce) || ce.Field != "ReadyConfig.Checker" {
 		t.Fatalf("got %v, %v; want a ConfigError on ReadyConfig.Checker", h != nil, err)
+	}
+}
+
+// The membership client is a ReadinessChecker.
+var _ permhttp.ReadinessChecker = (*membership.Client)(nil)
+
+func TestReadyOverClient(t *testing.T) {
+	t.Parallel()
+	client, err := membership.New(context.Background(), pgtest.NewPool(t), membership.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			_ = client.Close(context.Background())
+		}
+	})
+	h, err := permhttp.Ready(permhttp.ReadyConfig{Checker: client, Detail: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe := func() *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+		return w
+	}
+	select { // the listener's first sync; until then Check says why not
+	case <-client.Ready():
+	case <-time.After(30 * time.Second):
+		t.Fatal("client not synced after 30 s")
+	}
+	if w := probe(); w.Code != http.StatusOK || w.Body.String() != "ready\n" {
+		t.Fatalf("live client: got %d %q", w.Code, w.Body.String())
+	}
+	if err := client.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	closed = true
+	want := "not ready: " + membership.ErrClosed.Error() + "\n"
+	if w := probe(); w.Code != http.StatusServiceUnavailable || w.Body.String() != want {
+		t.Fatalf("closed client: got %d %q, want 503 %q", w.Code, w.Body.String(), want)
 	}
 }
