@@ -55,10 +55,11 @@ func newApp(checker membership.Checker, ready permhttp.ReadinessChecker) (*echo.
 
 // principal is the echo middleware that hands permhttp what only echo
 // knows: the :org path parameter. (echo v5's WrapMiddleware also copies
-// path parameters to the request, where permhttp's default OrgFromPath("org")
-// finds them; WithOrg depends neither on the parameter's name nor on that,
-// and works with echo v4 too, whose Context is an interface.) It also plays the app's
-// authentication, trusting the X-User header, which no real app should do.
+// path parameters to the request, where permhttp's default
+// OrgFromPath("org") finds them; WithOrg depends neither on the
+// parameter's name nor on that, and works with echo v4 too, whose Context
+// is an interface.) It also plays the app's authentication, trusting the
+// X-User header, which no real app should do.
 func principal(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c *echo.Context) error {
 		r := c.Request()
