@@ -15,6 +15,7 @@ import (
 // terminated listener backend and, on a throwaway server of its own, a
 // server restart. No read may be stale beyond the notification bound.
 func TestSoak(t *testing.T) {
+	skipShort(t)
 	t.Parallel()
 	cfg := soak.Config{
 		Duration:    9 * time.Second,

@@ -82,6 +82,7 @@ func TestWritePathReplicaSession(t *testing.T) {
 // fingerprint), reads the database meanwhile, Check names the trigger, and
 // it trusts the cache again only once the triggers are whole.
 func TestWritePathDisabledTrigger(t *testing.T) {
+	skipShort(t)
 	t.Parallel()
 	for _, disable := range []string{
 		`ALTER TABLE orgperm.memberships DISABLE TRIGGER memberships_notify_update`,
@@ -262,6 +263,7 @@ func TestStartGuard(t *testing.T) {
 // the database's clock, and the time left is counted on the local
 // monotonic clock.
 func TestClockSkew(t *testing.T) {
+	skipShort(t)
 	t.Parallel()
 	w := newWorld(t, pgtest.Shared(t))
 	var ins []*instance
