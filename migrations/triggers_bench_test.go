@@ -176,7 +176,7 @@ func BenchmarkFingerprint(b *testing.B) {
 	}
 	b.StopTimer()
 	n := float64(b.N)
-	b.ReportMetric(float64((took[0] - took[1]).Nanoseconds())/n/calls, "ns/fingerprint-server")
+	b.ReportMetric(float64((took[0]-took[1]).Nanoseconds())/n/calls, "ns/fingerprint-server")
 	b.ReportMetric(float64(took[2].Nanoseconds())/n, "ns/roundtrip-fingerprint")
 	b.ReportMetric(float64(took[3].Nanoseconds())/n, "ns/roundtrip-select-1")
 }
