@@ -229,6 +229,9 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS 'BEGI
 				"error|function orgperm.notify_truncate()|" + changed,
 				"error|function orgperm.notify_truncate()|search_path not pinned to pg_catalog, pg_temp",
 			}},
+		{"overload that captures calls", `CREATE FUNCTION orgperm.emit(source name, everything boolean) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS 'SELECT NULL::void'`,
+			[]string{"error|function orgperm.emit(name,boolean)|not installed by the migration: another function of an invalidation function's name can capture its calls"}},
 		{"helper dropped", `DROP FUNCTION orgperm.emit_chunks(text, text[])`,
 			[]string{"error|function orgperm.emit_chunks(text,text[])|function missing"}},
 		{"table dropped", `DROP TABLE orgperm.data_access`,
