@@ -45,11 +45,12 @@
 --     triggers keep the default (ORIGIN) enablement, so no write is notified
 --     twice. TRUNCATE triggers are ENABLE ALWAYS (the apply worker fires
 --     statement-level TRUNCATE triggers).
---   * Every function below is SECURITY DEFINER (it runs as the schema owner:
---     the writer's row-level security and privileges do not filter its
---     lookups) with search_path pinned to pg_catalog, pg_temp, so no schema
---     of the writer's can shadow a function or operator it uses; the
---     functions it calls are schema-qualified as well.
+--   * Every function on the invalidation path (trigger functions and what
+--     they call: orgperm.expected_functions()) is SECURITY DEFINER (it runs
+--     as the schema owner: the writer's row-level security and privileges
+--     do not filter its lookups) with search_path pinned to pg_catalog,
+--     pg_temp, so no schema of the writer's can shadow a function or
+--     operator it uses; the functions it calls are schema-qualified too.
 --   * Rows of a table that INHERITS an orgperm table are not part of the
 --     model: every lookup reads FROM ONLY, and writes to a child table send
 --     nothing (docs/DECISIONS.md).
@@ -59,12 +60,15 @@
 --     an object of schema orgperm (disabling, dropping or replacing a
 --     trigger, altering or dropping a table, replacing a function). Creating
 --     them needs a superuser; without one the migration says so in a NOTICE
---     and orgperm.fingerprint() is the only signal.
+--     and orgperm.fingerprint() is the only signal (as it is for DROP SCHEMA
+--     orgperm CASCADE and pg_restore --clean, which drop the event triggers
+--     first).
 --   * orgperm.fingerprint() changes whenever an orgperm table, a trigger on
 --     one, or a function of schema orgperm comes, goes or is replaced, and
 --     whenever such a trigger is enabled, disabled or altered;
 --     orgperm.inspect() lists what is wrong; orgperm.schema_version() is the
---     version of this file.
+--     version of this file; orgperm.reset_trigger_modes() repairs the modes
+--     that ENABLE TRIGGER ALL (pg_restore --disable-triggers) resets.
 --   * PREPARE TRANSACTION after a write to an orgperm table fails (SQLSTATE
 --     0A000): PostgreSQL cannot prepare a transaction that sent NOTIFY.
 
