@@ -277,8 +277,15 @@ CREATE POLICY org_roles_only ON orgperm.roles USING (org_id IS NOT NULL);`)
 	if !errors.As(err, &pgErr) || pgErr.Code != "42501" {
 		t.Errorf("writer calling orgperm.emit: %v, want permission denied (42501)", err)
 	}
-	// The evict functions stay callable.
+	// The evict functions stay callable, and so do the checks a client runs.
 	e.expectSet(w, `SELECT orgperm.evict_all()`, payload("evict", `"all":true`))
+	var (
+		fp      string
+		version int
+	)
+	if err := w.QueryRow(e.ctx, `SELECT orgperm.fingerprint(), orgperm.schema_version(), (SELECT count(*) FROM orgperm.inspect())`).Scan(&fp, &version, &visible); err != nil || fp == "" || version < 3 {
+		t.Errorf("the writer's fingerprint, schema_version, inspect: %q, %d, %d rows, %v", fp, version, visible, err)
+	}
 }
 
 // TestInheritance: rows of a table that INHERITS an orgperm table are not
