@@ -54,11 +54,11 @@ type soak struct {
 	storm                    *stormer
 
 	permChecks, userChecks, belowWatermark, inconsistent, failed atomic.Uint64
-	stale, beyondBound, wronglyAllowed, wronglyDenied           atomic.Uint64
-	staleness                                                   staleStats
-	writes, writeErrors                                         atomic.Uint64
-	terminations, restarts, blackholes, storms, stormSent       atomic.Uint64
-	verifications, verified, mismatches, verifiedByBound        atomic.Uint64
+	stale, beyondBound, wronglyAllowed, wronglyDenied            atomic.Uint64
+	staleness                                                    staleStats
+	writes, writeErrors                                          atomic.Uint64
+	terminations, restarts, blackholes, storms, stormSent        atomic.Uint64
+	verifications, verified, mismatches, verifiedByBound         atomic.Uint64
 
 	phase    atomic.Pointer[phase] // the fault the reads are attributed to
 	phasesMu sync.Mutex
@@ -72,9 +72,9 @@ type soak struct {
 // "terminate-one", "blackhole-listener (held)", "blackhole-listener
 // (after)"... Reads are attributed to the phase current when they began.
 type phase struct {
-	name                string
+	name                 string
 	reads, stale, beyond atomic.Uint64
-	max                 atomic.Int64 // the largest staleness, in ns
+	max                  atomic.Int64 // the largest staleness, in ns
 }
 
 // Run runs a soak as cfg says and returns its report. The error is for a
