@@ -93,6 +93,11 @@ func newInstance(ctx context.Context, idx int, rt route, h *hub, clk *clock, zer
 		return nil, err
 	}
 	pcfg.MaxConns = 6
+	if pcfg.ConnConfig.ConnectTimeout == 0 {
+		// A connection attempt into a black hole would otherwise never end,
+		// and closing the pool waits for it.
+		pcfg.ConnConfig.ConnectTimeout = connectTimeout
+	}
 	if rt.poolAddr != "" {
 		if err := setAddr(pcfg.ConnConfig, rt.poolAddr); err != nil {
 			return nil, err

@@ -28,7 +28,10 @@ const (
 	startTimeout  = time.Minute     // an instance's first sync
 	resyncTimeout = time.Minute     // every instance synced again after a fault
 	sentinelRetry = 5 * time.Second // before a sentinel is considered lost, and another sent
-	verifyTimeout = 3 * time.Minute // a whole verification round
+	// connectTimeout bounds the instances' connection attempts (unless
+	// their URL sets connect_timeout).
+	connectTimeout = 5 * time.Second
+	verifyTimeout  = 3 * time.Minute // a whole verification round
 )
 
 // maxSamples bounds Report.Samples.
@@ -132,9 +135,17 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 
 	zero := &snapshot{v: make([]int64, s.l.components())}
 	defer func() {
-		for _, in := range s.ins {
-			in.close()
+		if s.poolProxy != nil {
+			// Connections a black hole killed would each take pgx 15 s to
+			// give up on: cut them.
+			s.poolProxy.CutAll()
+			s.listenerProxy.CutAll()
 		}
+		var wg sync.WaitGroup
+		for _, in := range s.ins {
+			wg.Go(in.close)
+		}
+		wg.Wait()
 	}()
 	sctx, cancel := context.WithTimeout(ctx, startTimeout)
 	for i := range cfg.Instances {
@@ -425,11 +436,28 @@ func (s *soak) runFaults(ctx context.Context) error {
 	}
 }
 
-// inject causes fault f. A loud fault returns once the instances it cut
-// off have synced again (unless they go through a pooler, where none is
-// expected to); a lasting one once it has been held for FaultHold and the
+// inject causes fault f. Unless the instances go through a pooler (where
+// no listener is expected to sync), it first waits until every instance is
+// synced, so that each fault strikes healthy instances. A loud fault
+// returns once the instances it cut off have synced again (not through a
+// pooler); a lasting one once it has been held for FaultHold and the
 // network restored, or the storm ended.
 func (s *soak) inject(ctx context.Context, f Fault) error {
+	if s.cfg.PoolerURL == "" {
+		rctx, cancel := context.WithTimeout(ctx, resyncTimeout)
+		err := s.hub.wait(rctx, func() bool {
+			for _, in := range s.ins {
+				if in.state != listener.Synced {
+					return false
+				}
+			}
+			return true
+		})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("soak: instances not synced before %s: %w", f, err)
+		}
+	}
 	switch f {
 	case FaultBlackholeListener, FaultBlackholeAll:
 		s.setPhase(string(f) + " (held)")
