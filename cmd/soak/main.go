@@ -125,7 +125,11 @@ func run(ctx context.Context, cfg soak.Config, faults string, pooler, verbose bo
 		if err != nil {
 			return soak.Report{}, err
 		}
-		defer b.Close()
+		defer func() {
+			if err := b.Close(); err != nil {
+				fmt.Fprintln(os.Stderr, "soak:", err)
+			}
+		}()
 		cfg.PoolerURL = b.ConnString(cc.User, name)
 		fmt.Printf("Instances connect through PgBouncer (transaction mode) on %s:%d\n", b.Host, b.Port)
 	}

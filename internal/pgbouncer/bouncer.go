@@ -242,7 +242,8 @@ func (b *Bouncer) ConnString(user, dbname string) string {
 }
 
 // Close stops the bouncer (SIGINT: PgBouncer's immediate shutdown, closing
-// every client connection) and removes its files. It is idempotent.
+// every client connection) and removes its files. It is idempotent. If the
+// bouncer had exited before, the error says so, with its log's tail.
 func (b *Bouncer) Close() error {
 	b.once.Do(func() {
 		b.err = b.stop()
@@ -256,6 +257,11 @@ func (b *Bouncer) Close() error {
 func (b *Bouncer) stop() error {
 	if b.cmd == nil {
 		return nil
+	}
+	select {
+	case <-b.exited:
+		return fmt.Errorf("pgbouncer: exited before Close (%v):\n%s", b.cmd.ProcessState, b.logTail())
+	default:
 	}
 	_ = b.cmd.Process.Signal(syscall.SIGINT)
 	select {

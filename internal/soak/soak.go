@@ -631,7 +631,9 @@ func (s *soak) verify(ctx context.Context, why string) error {
 	s.pause.Lock()
 	defer s.pause.Unlock()
 	quiesced := time.Now()
+	byBound := false
 	if err := s.syncAll(ctx, s.cfg.Bound); err != nil {
+		byBound = true
 		t := time.NewTimer(time.Until(quiesced.Add(s.cfg.Bound)))
 		select {
 		case <-ctx.Done():
@@ -639,7 +641,6 @@ func (s *soak) verify(ctx context.Context, why string) error {
 			return ctx.Err()
 		case <-t.C:
 		}
-		s.verifiedByBound.Add(1)
 	}
 	low := make([]int64, len(s.vs.committed))
 	for i := range low {
@@ -701,6 +702,9 @@ func (s *soak) verify(ctx context.Context, why string) error {
 	}
 	s.mismatches.Add(uint64(mismatches))
 	s.verifications.Add(1)
+	if byBound {
+		s.verifiedByBound.Add(1)
+	}
 	s.cfg.Logger.Info("soak: verified", "when", why, "keys", s.l.keys(), "instances", len(s.ins), "mismatches", mismatches)
 	return nil
 }
