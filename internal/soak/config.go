@@ -53,6 +53,12 @@ type Config struct {
 	// until the client they test bounds its staleness under them.
 	Faults []Fault
 
+	// FaultRounds, when positive, ends the load once that many faults have
+	// been injected and verified, before Duration if need be (Duration
+	// still bounds it): a short soak then covers every fault it lists
+	// however slow the machine. Defaults to 0: the load lasts Duration.
+	FaultRounds int
+
 	// FaultHold is how long a fault that lasts (a black hole, a NOTIFY
 	// storm) is held before the network is restored or the storm stops.
 	// Defaults to 10 seconds.
@@ -136,6 +142,7 @@ func (cfg Config) resolve() (Config, error) {
 		{"Instances", &cfg.Instances, 4},
 		{"Orgs", &cfg.Orgs, 16},
 		{"UsersPerOrg", &cfg.UsersPerOrg, 32},
+		{"FaultRounds", &cfg.FaultRounds, 0},
 	} {
 		if *f.v < 0 {
 			return cfg, configError(f.name, "must not be negative")

@@ -186,7 +186,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if cfg.Progress != nil {
 		wg.Go(func() { s.runProgress(lctx) })
 	}
-	wg.Go(func() { faultErr = s.runFaults(lctx) })
+	wg.Go(func() { faultErr = s.runFaults(lctx, stopLoad) })
 	wg.Wait()
 	stopLoad()
 
@@ -410,7 +410,10 @@ func (s *soak) runProgress(ctx context.Context) {
 // through Config.Faults; after each it verifies every key on every
 // instance. A fault or a verification cut short by the end of the load is
 // not an error: the final verification follows.
-func (s *soak) runFaults(ctx context.Context) error {
+//
+// With FaultRounds set, it ends the load (stop) once that many faults have
+// been injected and verified.
+func (s *soak) runFaults(ctx context.Context, stop context.CancelFunc) error {
 	if s.cfg.FaultEvery < 0 {
 		return nil
 	}
@@ -432,6 +435,10 @@ func (s *soak) runFaults(ctx context.Context) error {
 				return nil
 			}
 			return err
+		}
+		if s.cfg.FaultRounds > 0 && i+1 >= s.cfg.FaultRounds {
+			stop()
+			return nil
 		}
 	}
 }

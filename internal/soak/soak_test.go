@@ -157,6 +157,7 @@ func TestConfigErrors(t *testing.T) {
 		"restart, no Restart":    {DatabaseURL: "x", Faults: []Fault{FaultRestart}},
 		"empty fault list":       {DatabaseURL: "x", Faults: []Fault{}},
 		"negative storm rate":    {DatabaseURL: "x", StormRate: -1},
+		"negative fault rounds":  {DatabaseURL: "x", FaultRounds: -1},
 	} {
 		if _, err := Run(context.Background(), cfg); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("%s: err = %v, want ErrInvalidConfig", name, err)
