@@ -81,8 +81,8 @@ type Report struct {
 	// that differed. Mismatches must be 0.
 	Verifications, VerifiedByBound, VerifiedReads, Mismatches uint64
 
-	// Samples describes the first few reads stale beyond the bound, below
-	// the watermark, inconsistent or mismatched.
+	// Samples describes the first few reads (up to 4 of each kind) stale
+	// beyond the bound, below the watermark, inconsistent or mismatched.
 	Samples []string
 }
 

@@ -34,8 +34,9 @@ const (
 	verifyTimeout  = 3 * time.Minute // a whole verification round
 )
 
-// maxSamples bounds Report.Samples.
-const maxSamples = 10
+// maxSamples bounds Report.Samples per kind of finding (the first word of
+// the sample: STALE, BELOW, INCONSISTENT, MISMATCH).
+const maxSamples = 4
 
 // soak is one run.
 type soak struct {
@@ -69,6 +70,7 @@ type soak struct {
 
 	samplesMu sync.Mutex
 	samples   []string
+	sampled   map[string]int // samples taken per kind
 }
 
 // phase is a stretch of the soak named after the last fault injected:
@@ -90,7 +92,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	s := &soak{cfg: cfg, l: newLayout(cfg.Orgs, cfg.UsersPerOrg), hub: newHub()}
+	s := &soak{cfg: cfg, l: newLayout(cfg.Orgs, cfg.UsersPerOrg), hub: newHub(), sampled: map[string]int{}}
 	s.vs = newVersions(s.l.components())
 	s.setPhase("before any fault")
 
@@ -386,9 +388,11 @@ func (s *soak) inconsistentRead(in *instance, what string) {
 }
 
 func (s *soak) sample(what string) {
+	kind, _, _ := strings.Cut(what, " ")
 	s.samplesMu.Lock()
 	defer s.samplesMu.Unlock()
-	if len(s.samples) < maxSamples {
+	if s.sampled[kind] < maxSamples {
+		s.sampled[kind]++
 		s.samples = append(s.samples, what)
 	}
 }
