@@ -5,10 +5,12 @@ import (
 	"errors"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/goleak"
 
 	"github.com/orgperm/orgperm/pkg/membership"
@@ -185,5 +187,32 @@ func TestParseFaults(t *testing.T) {
 	}
 	if _, err := ParseFaults("terminate-one,unplug", false); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("unknown fault: err = %v, want ErrInvalidConfig", err)
+	}
+}
+
+// TestStormerUnprivileged: the storm's role must hold no orgperm privilege;
+// if PUBLIC has been granted some, the soak refuses to call it
+// unprivileged.
+func TestStormerUnprivileged(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewDatabase(t)
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	st, err := newStormer(ctx, pool, url)
+	if err != nil {
+		t.Fatalf("fresh database: %v", err)
+	}
+	if err := st.close(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, "GRANT SELECT ON orgperm.memberships TO PUBLIC"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newStormer(ctx, pool, url); err == nil || !strings.Contains(err.Error(), "privileges on schema orgperm") {
+		t.Errorf("with SELECT on memberships granted to PUBLIC: err = %v, want a refusal", err)
 	}
 }

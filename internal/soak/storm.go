@@ -49,6 +49,19 @@ func newStormer(ctx context.Context, raw *pgxpool.Pool, databaseURL string) (*st
 	if _, err := raw.Exec(ctx, fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD '%s'", st.role, password)); err != nil {
 		return nil, fmt.Errorf("storm: create role: %w", err)
 	}
+	// The point of the storm is that anyone can send it: check the role
+	// can touch nothing of orgperm's (PUBLIC might have been granted some).
+	var privileged bool
+	if err := raw.QueryRow(ctx, `SELECT has_schema_privilege($1, 'orgperm', 'USAGE')
+		OR EXISTS (SELECT FROM pg_tables WHERE schemaname = 'orgperm'
+			AND has_table_privilege($1, format('%I.%I', schemaname, tablename), 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE'))`,
+		st.role).Scan(&privileged); err != nil {
+		return nil, fmt.Errorf("storm: check the role's privileges: %w", err)
+	}
+	if privileged {
+		_ = st.close(ctx, raw)
+		return nil, fmt.Errorf("storm: role %s has privileges on schema orgperm (granted to PUBLIC?): not an unprivileged sender", st.role)
+	}
 	cfg.User, cfg.Password = st.role, password
 	n := 0
 	for range stormPayloads {
