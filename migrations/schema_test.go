@@ -121,15 +121,15 @@ func TestMigrateFromGo(t *testing.T) {
 	before := appTable()
 
 	res, err := migrations.Up(ctx, db)
-	if err != nil || len(res) != 2 {
-		t.Fatalf("first Up: %d results, %v; want 2, nil", len(res), err)
+	if err != nil || len(res) != 3 {
+		t.Fatalf("first Up: %d results, %v; want 3, nil", len(res), err)
 	}
 	res, err = migrations.Up(ctx, db)
 	if err != nil || len(res) != 0 {
 		t.Fatalf("second Up: %d results, %v; want a no-op", len(res), err)
 	}
 	st, err := migrations.Status(ctx, db)
-	if err != nil || len(st) != 2 || st[0].State != goose.StateApplied || st[1].State != goose.StateApplied {
+	if err != nil || len(st) != 3 || st[0].State != goose.StateApplied || st[1].State != goose.StateApplied || st[2].State != goose.StateApplied {
 		t.Fatalf("Status: %v, %v", st, err)
 	}
 	if _, err := migrations.DownTo(ctx, db, 0); err != nil {
@@ -169,8 +169,8 @@ func TestGooseCLI(t *testing.T) {
 	}
 	defer db.Close()
 	var n int
-	if err := db.QueryRow("SELECT count(*) FROM pg_trigger WHERE tgname LIKE '%_notify_%'").Scan(&n); err != nil || n != 22 {
-		t.Fatalf("%d notify triggers after goose up, %v; want 22", n, err)
+	if err := db.QueryRow("SELECT count(*) FROM pg_trigger WHERE tgname LIKE '%_notify_%'").Scan(&n); err != nil || n != 28 {
+		t.Fatalf("%d notify triggers after goose up, %v; want 28", n, err)
 	}
 	// The Go entry point sees the CLI's work as done.
 	if res, err := migrations.Up(context.Background(), db); err != nil || len(res) != 0 {
