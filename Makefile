@@ -33,7 +33,7 @@ serve: ## Run the demo HTTP API (middleware, /metrics, /healthz).
 generate: ## Write sql/triggers.sql as the newest triggers migration (rewritten while unreleased, else the next number).
 	sh scripts/gen-triggers-migration.sh
 
-soak: ## Consistency soak (SOAK_DURATION, default 10m; SOAK_FLAGS, e.g. '-inject all -pgbouncer'): exits 1 on any read stale beyond the bound.
+soak: ## Consistency soak (SOAK_DURATION, default 10m; SOAK_FLAGS, e.g. -pgbouncer): exits 1 on any read stale beyond the bound.
 	$(GO) run ./cmd/soak -duration $(SOAK_DURATION) $(SOAK_FLAGS)
 
 fuzz: ## Fuzz the NOTIFY payload parser for a minute.

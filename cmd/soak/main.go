@@ -9,17 +9,17 @@
 // it creates a fresh database on that server (dropped at the end) and
 // skips restarts.
 //
-//	go run ./cmd/soak                 # 10 minutes, the default faults
+//	go run ./cmd/soak                 # 10 minutes, every fault
 //	go run ./cmd/soak -duration 2m -writers 4 -readers 4 -instances 4 -faults 30s
-//	go run ./cmd/soak -duration 60s -inject silent -faults 15s -hold 10s
+//	go run ./cmd/soak -duration 60s -inject blackhole-listener,storm -faults 15s -hold 10s
 //	go run ./cmd/soak -duration 60s -pgbouncer
 //
 // -inject takes a comma-separated list of faults, cycled in order:
 // terminate-one, restart, terminate-all, storm, blackhole-listener,
 // blackhole-all, or "default" (the first four), "silent" (the black
-// holes), "all". -pgbouncer puts a throwaway PgBouncer in transaction mode
-// (internal/pgbouncer; apt package pgbouncer) in front of the database and
-// connects the instances through it, pool and listener.
+// holes), "all" (the default). -pgbouncer puts a throwaway PgBouncer in
+// transaction mode (internal/pgbouncer; apt package pgbouncer) in front of
+// the database and connects the instances through it, pool and listener.
 //
 // It prints progress every 10 seconds and the report at the end, and exits
 // 1 if any read was stale beyond the bound (-bound, default the lease plus
@@ -46,7 +46,7 @@ import (
 
 func main() {
 	cfg := soak.Config{}
-	faults := flag.String("inject", "default", "faults to inject, comma-separated, cycled: terminate-one, restart, terminate-all, storm, blackhole-listener, blackhole-all; default, silent, all")
+	faults := flag.String("inject", "all", "faults to inject, comma-separated, cycled: terminate-one, restart, terminate-all, storm, blackhole-listener, blackhole-all; default, silent, all")
 	pooler := flag.Bool("pgbouncer", false, "connect the instances (pool and listener) through a throwaway PgBouncer in transaction mode")
 	flag.DurationVar(&cfg.FaultHold, "hold", 10*time.Second, "how long a black hole or a NOTIFY storm lasts")
 	flag.DurationVar(&cfg.Bound, "bound", 1050*time.Millisecond, "the staleness a read may have, by the writers' commit timeline")

@@ -48,9 +48,9 @@ type Config struct {
 	// Faults is the list of faults injected, one every FaultEvery, in this
 	// order, cycling. Defaults to [DefaultFaults]: the loud faults (a
 	// terminated listener backend, a server restart when Restart is set,
-	// every listener backend terminated) and the NOTIFY storm. The silent
-	// faults ([SilentFaults]: black holes) are not in the default list
-	// until the client they test bounds its staleness under them.
+	// every listener backend terminated) and the NOTIFY storm; add
+	// [SilentFaults] (black holes) for the faults only a proof of delivery
+	// can tell (cmd/soak injects them all by default).
 	Faults []Fault
 
 	// FaultRounds, when positive, ends the load once that many faults have
