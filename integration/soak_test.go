@@ -2,6 +2,7 @@ package integration_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/orgperm/orgperm/internal/pgbouncer"
 	"github.com/orgperm/orgperm/internal/soak"
+	"github.com/orgperm/orgperm/pkg/membership"
 	"github.com/orgperm/orgperm/pkg/pgtest"
 )
 
@@ -164,4 +166,11 @@ func TestSoakPgBouncer(t *testing.T) {
 	cfg.FaultEvery = -1
 	rep, err := soak.Run(context.Background(), cfg)
 	checkSoak(t, rep, err)
+	// No proof of delivery comes back through a transaction pooler: the
+	// health check must say the cache is bypassed.
+	for i, err := range rep.Health {
+		if !errors.Is(err, membership.ErrBypassed) {
+			t.Errorf("instance %d: Check() = %v, want ErrBypassed", i, err)
+		}
+	}
 }

@@ -81,6 +81,11 @@ type Report struct {
 	// that differed. Mismatches must be 0.
 	Verifications, VerifiedByBound, VerifiedReads, Mismatches uint64
 
+	// Health is each instance's health check (Client.Check) at the end of
+	// the soak: nil if its cache is in service, or why it is bypassed.
+	// Empty in a Progress call.
+	Health []error
+
 	// Samples describes the first few reads (up to 4 of each kind) stale
 	// beyond the bound, below the watermark, inconsistent or mismatched.
 	Samples []string
@@ -145,6 +150,16 @@ func (r Report) String() string {
 	fmt.Fprintf(&b, "cache              %d hits, %d misses (hit rate %s)\n", r.Hits, r.Misses, ratio(r.Hits, r.Hits+r.Misses))
 	fmt.Fprintf(&b, "verifications      %d rounds (%d compared once the bound had passed, no sentinel applied), %d reads compared, %d mismatches (must be 0)\n",
 		r.Verifications, r.VerifiedByBound, r.VerifiedReads, r.Mismatches)
+	for i, err := range r.Health {
+		label, h := "", "cache in service"
+		if i == 0 {
+			label = "health"
+		}
+		if err != nil {
+			h = err.Error()
+		}
+		fmt.Fprintf(&b, "%-18s instance %d: %s\n", label, i, h)
+	}
 	for _, s := range r.Samples {
 		fmt.Fprintf(&b, "  %s\n", s)
 	}

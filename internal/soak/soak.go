@@ -196,6 +196,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	defer cancel()
 	verr := s.verify(vctx, "final")
 	rep := s.report()
+	rep.Health = s.health(vctx)
 	cfg.Logger.Info("soak: done", "checks", rep.Checks, "stale", rep.Stale, "beyond bound", rep.BeyondBound, "ok", rep.OK())
 	return rep, errors.Join(faultErr, verr)
 }
@@ -734,6 +735,18 @@ func fingerprint(s *membership.PermissionSet) string {
 		fp += fmt.Sprintf(" %s:all=%v,ids=%v", rt, all, ids)
 	}
 	return fp
+}
+
+// health asks every instance's health check (Client.Check) whether its
+// cache is in service (nil), and why not.
+func (s *soak) health(ctx context.Context) []error {
+	out := make([]error, len(s.ins))
+	for i, in := range s.ins {
+		cctx, cancel := context.WithTimeout(ctx, s.cfg.ReadTimeout)
+		out[i] = in.client.Check(cctx)
+		cancel()
+	}
+	return out
 }
 
 // report returns the totals so far.
