@@ -207,7 +207,7 @@ func TestProofDetectsBlackhole(t *testing.T) {
 	p := pgtest.NewProxy(t, net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port))))
 	l, rt, h := setup(t, pool, Config{
 		Connect:           proxied(t, pool, p),
-		ProofTimeout:      300 * time.Millisecond,
+		ProofTimeout:      time.Second,
 		ConnectTimeout:    time.Second,
 		MaxReconnectDelay: 200 * time.Millisecond,
 	})

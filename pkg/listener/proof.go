@@ -126,8 +126,11 @@ type proofState struct {
 	// been applied, while synced (own or foreign proof); zero after
 	// MarkUnsynced.
 	provenAt time.Time
-	// changed is closed and replaced whenever lsn or provenAt moves or the
-	// sync state changes, to wake waiters.
+	// ownDone counts own proofs that came back (or failed), for waiters
+	// that asked for one.
+	ownDone uint64
+	// changed is closed and replaced whenever lsn, provenAt or ownDone
+	// moves or the sync state changes, to wake waiters.
 	changed chan struct{}
 }
 
@@ -208,6 +211,7 @@ func (l *Listener) refresh(ctx context.Context) {
 		return
 	}
 	sent, p, err := l.sendProof(ctx)
+	defer l.ownProofDone()
 	if ctx.Err() != nil {
 		return
 	}
@@ -268,6 +272,7 @@ func (l *Listener) syncUp(ctx context.Context) {
 	delay := l.cfg.ReconnectDelay
 	for ctx.Err() == nil {
 		sent, p, err := l.sendProof(ctx)
+		l.ownProofDone()
 		if ctx.Err() != nil {
 			return
 		}
@@ -408,30 +413,41 @@ func (l *Listener) ReachedLSN(lsn uint64) bool {
 }
 
 func (l *Listener) waitFor(ctx context.Context, done func(*proofState) bool) error {
-	asked := false
+	asked, askedAt := false, uint64(0)
 	for {
 		if l.State() != Synced {
 			return nil
 		}
 		l.ps.mu.Lock()
-		ok, ch := done(&l.ps), l.ps.changed
+		ok, ch, ownDone := done(&l.ps), l.ps.changed, l.ps.ownDone
 		l.ps.mu.Unlock()
 		if ok {
 			return nil
 		}
-		if !asked {
-			// Ask for a proof sent from now on. One already under way may
-			// have been sent before the call: then the next one is.
+		// Ask for a proof sent from now on. One already under way may have
+		// been sent before the request: then the next one, which the
+		// request queues, is; so by the second own proof to finish after
+		// asking, the one asked for has come back (or failed), and only
+		// then is it worth asking again.
+		if !asked || ownDone >= askedAt+2 {
 			l.RequestProof()
-			asked = true
+			asked, askedAt = true, ownDone
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-ch:
-			asked = false // ask again if the proof that came was not enough
 		}
 	}
+}
+
+// ownProofDone counts an own proof that came back or failed, and wakes the
+// waiters.
+func (l *Listener) ownProofDone() {
+	l.ps.mu.Lock()
+	l.ps.ownDone++
+	l.ps.notifyLocked()
+	l.ps.mu.Unlock()
 }
 
 type proofHandler struct{ l *Listener }
