@@ -3,6 +3,7 @@ GO ?= go
 STATICCHECK_VERSION ?= v0.8.2
 BENCHTIME ?= 1s
 SOAK_DURATION ?= 10m
+SOAK_FLAGS ?=
 
 .PHONY: help test test-examples bench bench-go lint demo serve generate fuzz soak cover
 
@@ -36,8 +37,8 @@ serve: ## Run the demo HTTP API (middleware, /metrics, /healthz).
 generate: ## Write sql/triggers.sql as the newest triggers migration (rewritten while unreleased, else the next number).
 	sh scripts/gen-triggers-migration.sh
 
-soak: ## Consistency soak (SOAK_DURATION, default 10m): raw SQL writers, listener faults; exits 1 on any stale read.
-	$(GO) run ./cmd/soak -duration $(SOAK_DURATION)
+soak: ## Consistency soak (SOAK_DURATION, default 10m; SOAK_FLAGS, e.g. -pgbouncer): exits 1 on any read stale beyond the bound.
+	$(GO) run ./cmd/soak -duration $(SOAK_DURATION) $(SOAK_FLAGS)
 
 fuzz: ## Fuzz the NOTIFY payload parser for a minute.
 	$(GO) test -run '^$$' -fuzz FuzzParsePayload -fuzztime 60s ./pkg/listener/
