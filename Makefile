@@ -5,13 +5,17 @@ BENCHTIME ?= 1s
 SOAK_DURATION ?= 10m
 SOAK_FLAGS ?=
 
-.PHONY: help test bench bench-go lint demo serve generate fuzz soak cover
+.PHONY: help test test-examples bench bench-go lint demo serve generate fuzz soak cover
 
 help: ## List the targets.
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 test: ## Run every test with the race detector against a real PostgreSQL (throwaway cluster, or DATABASE_URL).
 	$(GO) test -race -count=1 ./...
+	$(MAKE) test-examples
+
+test-examples: ## Vet and test the echo and gin example modules (examples/*/go.mod).
+	for d in examples/echo examples/gin; do (cd $$d && $(GO) vet ./... && $(GO) test -race -count=1 ./...) || exit 1; done
 
 bench: ## The seed's comparison (no cache, Redis, request cache, orgperm) into docs/BENCHMARKS.md; needs redis-server.
 	cd bench && $(GO) run . -out ../docs/BENCHMARKS.md

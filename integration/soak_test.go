@@ -81,6 +81,7 @@ func checkSoak(t *testing.T, rep soak.Report, err error) {
 // stale by more than the bound, by the writers' commit timeline, nor miss
 // a write its instance had been notified of.
 func TestSoak(t *testing.T) {
+	skipShort(t)
 	t.Parallel()
 	var cfg soak.Config
 	restartable := os.Getenv("DATABASE_URL") == ""
@@ -114,6 +115,7 @@ func TestSoak(t *testing.T) {
 // 3), a listener walking its whole cache per org fell behind such a storm
 // on a loaded machine, past the bound.
 func TestSoakStorm(t *testing.T) {
+	skipShort(t)
 	t.Parallel()
 	cfg := shortSoak(pgtest.NewDatabase(t), 1)
 	cfg.Faults = []soak.Fault{soak.FaultStorm}
@@ -129,6 +131,7 @@ func TestSoakStorm(t *testing.T) {
 // closes nothing), then the listeners' and the pools' together, each for
 // two seconds, while the writers go on.
 func TestSoakBlackholes(t *testing.T) {
+	skipShort(t)
 	requireSilentFaults(t)
 	t.Parallel()
 	cfg := shortSoak(pgtest.NewDatabase(t), 2)
@@ -145,6 +148,7 @@ func TestSoakBlackholes(t *testing.T) {
 // It needs the pgbouncer binary (apt package
 // pgbouncer) and skips without it.
 func TestSoakPgBouncer(t *testing.T) {
+	skipShort(t)
 	requireSilentFaults(t)
 	t.Parallel()
 	if _, err := pgbouncer.Find(); err != nil {
