@@ -143,6 +143,9 @@ func (r Report) String() string {
 		fmt.Fprintf(&b, "  instances        through a transaction pooler (pool and listener)\n")
 	}
 	for _, p := range r.Phases {
+		if p.Reads == 0 {
+			continue // a phase cut short by the next fault or the end of the load
+		}
 		fmt.Fprintf(&b, "  %-30s %d reads, %d stale (max %s), %d beyond the bound\n", p.Name+":", p.Reads, p.Stale, ms(p.MaxStaleness), p.BeyondBound)
 	}
 	fmt.Fprintf(&b, "reconnects         %d\n", r.Reconnects)
