@@ -1,0 +1,61 @@
+package pgtest
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// TestBinDirFromEnv: ORGPERM_PG_BIN is taken before any search, and one that
+// holds no initdb is an error that names it (not a silent fallback to
+// another version).
+func TestBinDirFromEnv(t *testing.T) {
+	empty := t.TempDir()
+	t.Setenv(binEnv, empty)
+	if dir, err := findBinDir(); err == nil || !strings.Contains(err.Error(), binEnv) {
+		t.Fatalf("findBinDir with %s=%s (no initdb) = %q, %v; want an error naming %s", binEnv, empty, dir, err, binEnv)
+	}
+
+	bin := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bin, "initdb"), nil, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(binEnv, bin)
+	if dir, err := findBinDir(); err != nil || dir != bin {
+		t.Fatalf("findBinDir with %s=%s = %q, %v; want %q", binEnv, bin, dir, err, bin)
+	}
+}
+
+// TestServerRunsBinEnvVersion: when ORGPERM_PG_BIN is set (make test-pg),
+// a throwaway server runs that version's postgres.
+func TestServerRunsBinEnvVersion(t *testing.T) {
+	bin := os.Getenv(binEnv)
+	if bin == "" || os.Getenv("DATABASE_URL") != "" {
+		t.Skipf("needs %s set and no DATABASE_URL", binEnv)
+	}
+	out, err := exec.Command(filepath.Join(bin, "postgres"), "--version").Output()
+	if err != nil {
+		t.Fatalf("%s/postgres --version: %v", bin, err)
+	}
+	fields := strings.Fields(string(out)) // postgres (PostgreSQL) 18.4
+	want := fields[len(fields)-1]
+
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, StartServer(t).URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var got string
+	if err := conn.QueryRow(ctx, "SHOW server_version").Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Fields(got)[0] != want {
+		t.Fatalf("the server runs PostgreSQL %q; %s/postgres is %q", got, bin, want)
+	}
+}
