@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -22,7 +23,11 @@ func TestBinDirFromEnv(t *testing.T) {
 	}
 
 	bin := t.TempDir()
-	if err := os.WriteFile(filepath.Join(bin, "initdb"), nil, 0o755); err != nil {
+	initdb := "initdb"
+	if runtime.GOOS == "windows" {
+		initdb += ".exe"
+	}
+	if err := os.WriteFile(filepath.Join(bin, initdb), nil, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv(binEnv, bin)
