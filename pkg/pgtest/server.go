@@ -34,7 +34,8 @@ type Server struct {
 
 	owned   bool // a throwaway cluster this package started
 	binDir  string
-	baseDir string // temp dir holding data/, the socket and the log
+	env     []string // the environment of the server's processes; nil: this process's
+	baseDir string   // temp dir holding data/, the socket and the log
 	cred    runAs
 
 	mu      sync.Mutex
@@ -177,6 +178,26 @@ func findBinDir() (string, error) {
 	return "", errors.New("no PostgreSQL binaries (initdb) in $" + binEnv + ", on PATH or under /usr/lib/postgresql/*/bin; install PostgreSQL, set " + binEnv + ", or set DATABASE_URL")
 }
 
+// serverEnv returns the environment to run the binaries of bin with: when
+// they come from $ORGPERM_PG_BIN and a lib directory sits beside it (the
+// layout of the binaries scripts/pg-fetch.sh fetches), that directory goes
+// first on LD_LIBRARY_PATH, for these processes only: the test binary and
+// the programs it runs (psql, say) keep their own libraries. Otherwise nil:
+// the environment of this process.
+func serverEnv(bin string) []string {
+	if os.Getenv(binEnv) == "" {
+		return nil
+	}
+	lib := filepath.Join(filepath.Dir(bin), "lib")
+	if fi, err := os.Stat(lib); err != nil || !fi.IsDir() {
+		return nil
+	}
+	if old := os.Getenv("LD_LIBRARY_PATH"); old != "" {
+		lib += string(os.PathListSeparator) + old
+	}
+	return append(os.Environ(), "LD_LIBRARY_PATH="+lib)
+}
+
 func versionOf(dir string) int {
 	for _, part := range strings.Split(dir, string(filepath.Separator)) {
 		part = strings.TrimPrefix(part, "pgsql-")
@@ -204,9 +225,10 @@ func startCluster() (*Server, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	s := &Server{owned: true, binDir: bin, baseDir: dir, cred: cred, Host: "127.0.0.1"}
+	s := &Server{owned: true, binDir: bin, env: serverEnv(bin), baseDir: dir, cred: cred, Host: "127.0.0.1"}
 	initdb := exec.Command(filepath.Join(bin, "initdb"),
 		"-D", s.dataDir(), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-locale", "--no-sync")
+	initdb.Env = s.env
 	prepare(initdb, cred, false)
 	if out, err := initdb.CombinedOutput(); err != nil {
 		os.RemoveAll(dir)
@@ -257,6 +279,7 @@ func (s *Server) start() error {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// On Linux the kernel stops the cluster if the test binary dies
 	// without cleaning up (proc_linux.go).
+	cmd.Env = s.env
 	prepare(cmd, s.cred, true)
 	if err := cmd.Start(); err != nil {
 		logf.Close()

@@ -64,3 +64,32 @@ func TestServerRunsBinEnvVersion(t *testing.T) {
 		t.Fatalf("the server runs PostgreSQL %q; %s/postgres is %q", got, bin, want)
 	}
 }
+
+// TestServerEnv: the servers from $ORGPERM_PG_BIN get its sibling lib
+// directory first on LD_LIBRARY_PATH; other servers, this process's
+// environment.
+func TestServerEnv(t *testing.T) {
+	root := t.TempDir()
+	bin, lib := filepath.Join(root, "bin"), filepath.Join(root, "lib")
+	if err := os.Mkdir(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("LD_LIBRARY_PATH", "/elsewhere")
+
+	t.Setenv(binEnv, "")
+	if env := serverEnv(bin); env != nil {
+		t.Fatalf("without %s: serverEnv = %q, want nil", binEnv, env)
+	}
+	t.Setenv(binEnv, bin)
+	if env := serverEnv(bin); env != nil {
+		t.Fatalf("with no %s: serverEnv = %q, want nil", lib, env)
+	}
+	if err := os.Mkdir(lib, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env := serverEnv(bin)
+	want := "LD_LIBRARY_PATH=" + lib + string(os.PathListSeparator) + "/elsewhere"
+	if len(env) == 0 || env[len(env)-1] != want {
+		t.Fatalf("serverEnv = ...%q, want it to end with %q", env[max(len(env)-1, 0):], want)
+	}
+}
