@@ -343,12 +343,19 @@ BEGIN
             CASE WHEN org_type IS NULL THEN quote_ident(org_column) ELSE quote_ident(id_column) END
             USING ERRCODE = 'undefined_column';
     END IF;
+    -- Domains compare as their base types.
+    WHILE (SELECT t.typtype FROM pg_type t WHERE t.oid = org_type) = 'd' LOOP
+        org_type := (SELECT t.typbasetype FROM pg_type t WHERE t.oid = org_type);
+    END LOOP;
+    WHILE (SELECT t.typtype FROM pg_type t WHERE t.oid = id_type) = 'd' LOOP
+        id_type := (SELECT t.typbasetype FROM pg_type t WHERE t.oid = id_type);
+    END LOOP;
     org_expr := quote_ident(org_column);
-    IF getbasetype(org_type) NOT IN ('text'::regtype, 'varchar'::regtype) THEN
+    IF org_type NOT IN ('text'::regtype, 'varchar'::regtype) THEN
         org_expr := org_expr || '::text';
     END IF;
     id_expr := quote_ident(id_column);
-    IF getbasetype(id_type) NOT IN ('text'::regtype, 'varchar'::regtype) THEN
+    IF id_type NOT IN ('text'::regtype, 'varchar'::regtype) THEN
         id_expr := id_expr || '::text';
     END IF;
 

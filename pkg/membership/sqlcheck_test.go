@@ -436,6 +436,8 @@ func TestSQLChecksAttributes(t *testing.T) {
 	}
 }
 
+type pgconnError = pgconn.PgError
+
 // isInsufficientPrivilege reports a permission-denied error (42501).
 func isInsufficientPrivilege(err error) bool {
 	var pgErr *pgconn.PgError
