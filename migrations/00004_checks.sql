@@ -10,6 +10,8 @@
 --       -> one row (all_of_type boolean, ids text[])
 --   orgperm.user_has_active_membership(user_id [, at])
 --   orgperm.principal_user(), orgperm.principal_org()
+--   orgperm.policy_all_of_type(resource_type [, codename]),
+--   orgperm.policy_ids(resource_type [, codename])   (what the policies ask)
 --   orgperm.protect_table(tbl, org_column, id_column, resource_type [, codename])
 --   orgperm.unprotect_table(tbl)
 --
@@ -67,7 +69,7 @@ $$;
 CREATE FUNCTION orgperm.is_active_member(org text, user_id text, at timestamptz DEFAULT pg_catalog.statement_timestamp())
 RETURNS boolean
 LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_variable
 BEGIN
@@ -89,7 +91,7 @@ $$;
 CREATE FUNCTION orgperm.has_any_permission(org text, user_id text, codenames text[], at timestamptz DEFAULT pg_catalog.statement_timestamp())
 RETURNS boolean
 LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_variable
 BEGIN
@@ -116,7 +118,7 @@ $$;
 CREATE FUNCTION orgperm.has_permission(org text, user_id text, codename text, at timestamptz DEFAULT pg_catalog.statement_timestamp())
 RETURNS boolean
 LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_variable
 BEGIN
@@ -144,7 +146,7 @@ $$;
 CREATE FUNCTION orgperm.has_all_permissions(org text, user_id text, codenames text[], at timestamptz DEFAULT pg_catalog.statement_timestamp())
 RETURNS boolean
 LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_variable
 BEGIN
@@ -174,7 +176,7 @@ $$;
 CREATE FUNCTION orgperm.can_access(org text, user_id text, resource_type text, resource_id text, at timestamptz DEFAULT pg_catalog.statement_timestamp())
 RETURNS boolean
 LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_variable
 BEGIN
@@ -212,7 +214,7 @@ $$;
 CREATE FUNCTION orgperm.accessible_ids(org text, user_id text, resource_type text, at timestamptz DEFAULT pg_catalog.statement_timestamp(),
     OUT all_of_type boolean, OUT ids text[])
 LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_variable
 BEGIN
@@ -257,7 +259,7 @@ $$;
 CREATE FUNCTION orgperm.user_has_active_membership(user_id text, at timestamptz DEFAULT pg_catalog.statement_timestamp())
 RETURNS boolean
 LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_variable
 BEGIN
@@ -293,16 +295,153 @@ SELECT CASE WHEN pg_catalog.current_setting('orgperm.org_id', true) OPERATOR(pg_
             THEN pg_catalog.current_setting('orgperm.org_id', true) END
 $$;
 
+-- text_to returns SQL that converts the text expression e to the type typ
+-- without ever raising: the value when e is the canonical text form of a
+-- value of typ, else NULL. For text and varchar, e itself; for smallint,
+-- integer, bigint and uuid, a guarded cast; NULL (no SQL) for any other type.
+-- Used by protect_table only.
+-- +goose StatementBegin
+CREATE FUNCTION orgperm.text_to(typ oid, e text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT CASE typ
+    WHEN 'text'::regtype THEN e
+    WHEN 'varchar'::regtype THEN e
+    WHEN 'int2'::regtype THEN format($f$CASE WHEN %1$s ~ '^(0|-?[1-9][0-9]{0,4})$' THEN CASE WHEN %1$s::numeric BETWEEN -32768 AND 32767 THEN %1$s::int2 END END$f$, e)
+    WHEN 'int4'::regtype THEN format($f$CASE WHEN %1$s ~ '^(0|-?[1-9][0-9]{0,9})$' THEN CASE WHEN %1$s::numeric BETWEEN -2147483648 AND 2147483647 THEN %1$s::int4 END END$f$, e)
+    WHEN 'int8'::regtype THEN format($f$CASE WHEN %1$s ~ '^(0|-?[1-9][0-9]{0,18})$' THEN CASE WHEN %1$s::numeric BETWEEN -9223372036854775808 AND 9223372036854775807 THEN %1$s::int8 END END$f$, e)
+    WHEN 'uuid'::regtype THEN format($f$CASE WHEN %1$s ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN %1$s::uuid END$f$, e)
+END
+$$;
+-- +goose StatementEnd
+
+-- The policy functions: what the policies protect_table writes ask, once
+-- per statement, about the principal (principal_org(), principal_user())
+-- at the statement's time. codename NULL means no permission is required.
+--
+-- policy_all_of_type: the principal is an active member, holds codename,
+-- and has access to every record of resource_type. One query, so a policy
+-- that admits a whole type costs one call per statement.
+-- +goose StatementBegin
+CREATE FUNCTION orgperm.policy_all_of_type(resource_type text, codename text DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan
+AS $$
+#variable_conflict use_variable
+DECLARE
+    org constant text := orgperm.principal_org();
+    usr constant text := orgperm.principal_user();
+    at  constant timestamptz := statement_timestamp();
+BEGIN
+    IF org IS NULL OR usr IS NULL OR resource_type IS NULL THEN
+        RETURN false;
+    END IF;
+    RETURN EXISTS (
+        SELECT FROM ONLY orgperm.memberships m
+        WHERE m.org_id = org AND m.user_id = usr AND m.status = 'active'
+          AND (m.valid_from IS NULL OR m.valid_from <= at)
+          AND (m.valid_until IS NULL OR m.valid_until > at)
+    ) AND (codename IS NULL OR EXISTS (
+        SELECT FROM ONLY orgperm.membership_roles mr
+        JOIN ONLY orgperm.roles r ON r.id = mr.role_id
+        JOIN ONLY orgperm.role_permissions rp ON rp.role_id = mr.role_id
+        WHERE mr.org_id = org AND mr.user_id = usr
+          AND (mr.valid_until IS NULL OR mr.valid_until > at)
+          AND (r.org_id IS NULL OR r.org_id = org)
+          AND rp.codename = codename
+    )) AND (EXISTS (
+        SELECT FROM ONLY orgperm.data_access d
+        WHERE d.org_id = org AND d.resource_type = resource_type AND d.resource_id IS NULL
+          AND d.user_id = usr
+    ) OR EXISTS (
+        SELECT FROM ONLY orgperm.data_access d
+        JOIN ONLY orgperm.membership_roles mr ON mr.role_id = d.role_id
+        JOIN ONLY orgperm.roles r ON r.id = mr.role_id
+        WHERE d.org_id = org AND d.resource_type = resource_type AND d.resource_id IS NULL
+          AND mr.org_id = org AND mr.user_id = usr
+          AND (mr.valid_until IS NULL OR mr.valid_until > at)
+          AND (r.org_id IS NULL OR r.org_id = org)
+    ));
+END
+$$;
+-- +goose StatementEnd
+
+-- policy_ids: the records of resource_type the principal may access by a
+-- grant of that record, when it is an active member that holds codename;
+-- none otherwise. Duplicates are possible (a record granted twice).
+-- +goose StatementBegin
+CREATE FUNCTION orgperm.policy_ids(resource_type text, codename text DEFAULT NULL)
+RETURNS SETOF text
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan
+AS $$
+#variable_conflict use_variable
+DECLARE
+    org constant text := orgperm.principal_org();
+    usr constant text := orgperm.principal_user();
+    at  constant timestamptz := statement_timestamp();
+BEGIN
+    IF org IS NULL OR usr IS NULL OR resource_type IS NULL THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    SELECT g.resource_id::text FROM (
+        SELECT d.resource_id
+        FROM ONLY orgperm.data_access d
+        WHERE d.org_id = org AND d.user_id = usr AND d.resource_type = resource_type
+          AND d.resource_id IS NOT NULL
+        UNION ALL
+        SELECT d.resource_id
+        FROM ONLY orgperm.membership_roles mr
+        JOIN ONLY orgperm.roles r ON r.id = mr.role_id
+        JOIN ONLY orgperm.data_access d ON d.role_id = mr.role_id
+        WHERE mr.org_id = org AND mr.user_id = usr
+          AND (mr.valid_until IS NULL OR mr.valid_until > at)
+          AND (r.org_id IS NULL OR r.org_id = org)
+          AND d.org_id = org AND d.resource_type = resource_type
+          AND d.resource_id IS NOT NULL
+    ) g
+    WHERE EXISTS (
+        SELECT FROM ONLY orgperm.memberships m
+        WHERE m.org_id = org AND m.user_id = usr AND m.status = 'active'
+          AND (m.valid_from IS NULL OR m.valid_from <= at)
+          AND (m.valid_until IS NULL OR m.valid_until > at)
+    ) AND (codename IS NULL OR EXISTS (
+        SELECT FROM ONLY orgperm.membership_roles mr
+        JOIN ONLY orgperm.roles r ON r.id = mr.role_id
+        JOIN ONLY orgperm.role_permissions rp ON rp.role_id = mr.role_id
+        WHERE mr.org_id = org AND mr.user_id = usr
+          AND (mr.valid_until IS NULL OR mr.valid_until > at)
+          AND (r.org_id IS NULL OR r.org_id = org)
+          AND rp.codename = codename));
+END
+$$;
+-- +goose StatementEnd
+
+-- Type-wide grants are few; this index finds them without walking a
+-- subject's single-record grants (policy_all_of_type, can_access).
+CREATE INDEX data_access_type_wide_idx ON orgperm.data_access (org_id, resource_type) WHERE resource_id IS NULL;
+
 -- protect_table enables row-level security on tbl and writes the policy
--- orgperm_access: a row is visible (and writable) when its org_column equals
--- the principal's organization and the principal may access
--- (resource_type, id_column) there, and, when codename is given, holds that
--- permission. The permission data is computed once per statement (scalar
--- subqueries become InitPlans, evaluated on first use; the ID list is a
--- hashed SubPlan), never once per row. Columns of a type other than text
--- (or varchar, or a domain over them) are compared in their text form.
--- Returns the policy's expression. It runs with the caller's rights: the
--- caller must own tbl. Calling it again replaces the policy.
+-- orgperm_access (FOR ALL, PERMISSIVE, TO PUBLIC): a row is visible, and may
+-- be written, when its org_column is the principal's organization, its
+-- id_column is not NULL, and the principal may access (resource_type, id)
+-- there, holding codename when one is given. The permission data is
+-- computed once per statement, never once per row: each policy function
+-- sits in a scalar subquery (an InitPlan, run on first use), and the ID list
+-- is a hashed SubPlan.
+--
+-- IDs are compared in their text form, as in the Go API: a text or varchar
+-- column (or a domain over one) directly; a smallint, integer, bigint or
+-- uuid column against the grants' IDs that are the canonical text form of a
+-- value of its type ('42', not '042'; lowercase UUIDs), converted once per
+-- statement; any other type as column::text, row by row.
+--
+-- It returns the policy's expression. It runs with the caller's rights (the
+-- caller must own tbl), and calling it again replaces the policy.
 -- +goose StatementBegin
 CREATE FUNCTION orgperm.protect_table(tbl regclass, org_column name, id_column name, resource_type text, codename text DEFAULT NULL)
 RETURNS text
@@ -311,12 +450,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
 DECLARE
-    org_type oid;
-    id_type  oid;
-    org_expr text;
-    id_expr  text;
-    who      constant text := 'orgperm.principal_org(), orgperm.principal_user()';
-    expr     text;
+    org_type    oid;
+    id_type     oid;
+    id_notnull  boolean;
+    args        text;
+    org_expr    text;
+    ids_expr    text;
+    expr        text;
 BEGIN
     IF tbl IS NULL OR org_column IS NULL OR id_column IS NULL OR resource_type IS NULL THEN
         RAISE EXCEPTION 'orgperm: protect_table: tbl, org_column, id_column and resource_type must not be NULL'
@@ -336,7 +476,7 @@ BEGIN
     END IF;
     SELECT a.atttypid INTO org_type FROM pg_attribute a
     WHERE a.attrelid = tbl AND a.attname = org_column AND a.attnum > 0 AND NOT a.attisdropped;
-    SELECT a.atttypid INTO id_type FROM pg_attribute a
+    SELECT a.atttypid, a.attnotnull INTO id_type, id_notnull FROM pg_attribute a
     WHERE a.attrelid = tbl AND a.attname = id_column AND a.attnum > 0 AND NOT a.attisdropped;
     IF org_type IS NULL OR id_type IS NULL THEN
         RAISE EXCEPTION 'orgperm: protect_table: % has no column %', tbl,
@@ -350,23 +490,20 @@ BEGIN
     WHILE (SELECT t.typtype FROM pg_type t WHERE t.oid = id_type) = 'd' LOOP
         id_type := (SELECT t.typbasetype FROM pg_type t WHERE t.oid = id_type);
     END LOOP;
-    org_expr := quote_ident(org_column);
-    IF org_type NOT IN ('text'::regtype, 'varchar'::regtype) THEN
-        org_expr := org_expr || '::text';
-    END IF;
-    id_expr := quote_ident(id_column);
-    IF id_type NOT IN ('text'::regtype, 'varchar'::regtype) THEN
-        id_expr := id_expr || '::text';
-    END IF;
 
-    expr := format('%s = (SELECT orgperm.principal_org()) AND %s IS NOT NULL', org_expr, quote_ident(id_column));
-    IF codename IS NOT NULL THEN
-        expr := expr || format(' AND (SELECT orgperm.has_permission(%s, %L))', who, codename);
+    args := quote_literal(resource_type) || CASE WHEN codename IS NULL THEN '' ELSE ', ' || quote_literal(codename) END;
+    org_expr := format('%I = (SELECT %s FROM orgperm.principal_org() p)', org_column, orgperm.text_to(org_type, 'p'));
+    IF org_expr IS NULL THEN
+        org_expr := format('%I::text = (SELECT orgperm.principal_org())', org_column);
     END IF;
-    expr := expr || format(
-        ' AND ((SELECT a.all_of_type FROM orgperm.accessible_ids(%1$s, %2$L) a)'
-        ' OR %3$s IN (SELECT unnest(a.ids) FROM orgperm.accessible_ids(%1$s, %2$L) a))',
-        who, resource_type, id_expr);
+    ids_expr := format('%I IN (SELECT v FROM (SELECT %s AS v FROM orgperm.policy_ids(%s) x) s WHERE v IS NOT NULL)',
+        id_column, orgperm.text_to(id_type, 'x'), args);
+    IF ids_expr IS NULL THEN
+        ids_expr := format('%I::text IN (SELECT x FROM orgperm.policy_ids(%s) x)', id_column, args);
+    END IF;
+    expr := org_expr
+        || CASE WHEN id_notnull THEN '' ELSE format(' AND %I IS NOT NULL', id_column) END
+        || format(' AND ((SELECT orgperm.policy_all_of_type(%s)) OR %s)', args, ids_expr);
 
     EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
     EXECUTE format('DROP POLICY IF EXISTS orgperm_access ON %s', tbl);
@@ -402,6 +539,9 @@ REVOKE EXECUTE ON FUNCTION
     orgperm.user_has_active_membership(text, timestamptz),
     orgperm.principal_user(),
     orgperm.principal_org(),
+    orgperm.policy_all_of_type(text, text),
+    orgperm.policy_ids(text, text),
+    orgperm.text_to(oid, text),
     orgperm.protect_table(regclass, name, name, text, text),
     orgperm.unprotect_table(regclass)
 FROM PUBLIC;
@@ -420,7 +560,9 @@ BEGIN
             orgperm.accessible_ids(text, text, text, timestamptz),
             orgperm.user_has_active_membership(text, timestamptz),
             orgperm.principal_user(),
-            orgperm.principal_org()
+            orgperm.principal_org(),
+            orgperm.policy_all_of_type(text, text),
+            orgperm.policy_ids(text, text)
         TO orgperm_reader;
     END IF;
 END
@@ -442,6 +584,10 @@ $$;
 -- +goose StatementEnd
 DROP FUNCTION orgperm.unprotect_table(regclass);
 DROP FUNCTION orgperm.protect_table(regclass, name, name, text, text);
+DROP INDEX orgperm.data_access_type_wide_idx;
+DROP FUNCTION orgperm.policy_ids(text, text);
+DROP FUNCTION orgperm.policy_all_of_type(text, text);
+DROP FUNCTION orgperm.text_to(oid, text);
 DROP FUNCTION orgperm.principal_org();
 DROP FUNCTION orgperm.principal_user();
 DROP FUNCTION orgperm.user_has_active_membership(text, timestamptz);

@@ -377,8 +377,9 @@ func TestSQLChecksOnlyModelRows(t *testing.T) {
 }
 
 // TestSQLChecksAttributes: every check function is SECURITY DEFINER with a
-// pinned search_path, STABLE and PARALLEL SAFE, and PUBLIC cannot execute
-// any orgperm function this migration adds.
+// pinned search_path, STABLE and PARALLEL SAFE, with generic plans (planned
+// once per session, not per call), and PUBLIC cannot execute any orgperm
+// function this migration adds.
 func TestSQLChecksAttributes(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.NewPool(t)
@@ -390,7 +391,8 @@ func TestSQLChecksAttributes(t *testing.T) {
 		FROM pg_proc p WHERE p.pronamespace = 'orgperm'::regnamespace
 		  AND p.proname IN ('is_active_member', 'has_permission', 'has_any_permission', 'has_all_permissions',
 		                    'can_access', 'accessible_ids', 'user_has_active_membership',
-		                    'principal_user', 'principal_org', 'protect_table', 'unprotect_table')
+		                    'principal_user', 'principal_org', 'policy_all_of_type', 'policy_ids',
+		                    'text_to', 'protect_table', 'unprotect_table')
 		ORDER BY 1`)
 	if err != nil {
 		t.Fatal(err)
@@ -410,8 +412,8 @@ func TestSQLChecksAttributes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(fns) != 11 {
-		t.Fatalf("%d functions, want 11: %+v", len(fns), fns)
+	if len(fns) != 14 {
+		t.Fatalf("%d functions, want 14: %+v", len(fns), fns)
 	}
 	for _, f := range fns {
 		if f.public {
@@ -422,6 +424,10 @@ func TestSQLChecksAttributes(t *testing.T) {
 			if f.secdef || f.volatile != "v" {
 				t.Errorf("%s: security definer %v, volatility %s; want invoker, volatile", f.name, f.secdef, f.volatile)
 			}
+		case "text_to":
+			if f.secdef || f.volatile != "i" {
+				t.Errorf("%s: %+v; want invoker, immutable", f.name, f)
+			}
 		case "principal_user", "principal_org":
 			// Inlined SQL: no SET clause, caller's rights.
 			if f.secdef || f.volatile != "s" || f.parallel != "s" || len(f.config) != 0 {
@@ -429,8 +435,8 @@ func TestSQLChecksAttributes(t *testing.T) {
 			}
 		default:
 			if !f.secdef || f.volatile != "s" || f.parallel != "s" ||
-				!slices.Equal(f.config, []string{"search_path=pg_catalog, pg_temp"}) {
-				t.Errorf("%s: %+v; want SECURITY DEFINER, STABLE, PARALLEL SAFE, search_path=pg_catalog, pg_temp", f.name, f)
+				!slices.Equal(f.config, []string{"search_path=pg_catalog, pg_temp", "plan_cache_mode=force_generic_plan"}) {
+				t.Errorf("%s: %+v; want SECURITY DEFINER, STABLE, PARALLEL SAFE, search_path=pg_catalog, pg_temp, generic plans", f.name, f)
 			}
 		}
 	}
