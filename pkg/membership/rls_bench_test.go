@@ -6,6 +6,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -210,12 +211,20 @@ func BenchmarkRLS(b *testing.B) {
 	for _, name := range names {
 		b.ReportMetric(median(ratios[name]), name)
 	}
-	b.Logf("%d rounds; median times:", round)
+	// At most 10 lines: the testing package truncates longer benchmark logs.
+	var line strings.Builder
 	for _, name := range slices.Sorted(maps.Keys(times)) {
-		b.Logf("  %-10s %v", name, medianD(times[name]))
+		fmt.Fprintf(&line, " %s %v;", name, medianD(times[name]).Round(time.Microsecond))
 	}
-	for _, name := range names {
-		b.Logf("  %-13s per round %.2f", name, ratios[name])
+	b.Logf("%d rounds; median times:%s", round, line.String())
+	for _, kind := range []string{"scan-", "pk-", "batch-"} {
+		line.Reset()
+		for _, name := range names {
+			if strings.HasPrefix(name, kind) {
+				fmt.Fprintf(&line, " %s %.2f;", name, ratios[name])
+			}
+		}
+		b.Logf("per round:%s", line.String())
 	}
 }
 
