@@ -2,10 +2,12 @@ package membership
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -13,7 +15,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	_ "github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/orgperm/orgperm/migrations"
 	"github.com/orgperm/orgperm/pkg/pgtest"
 )
 
@@ -448,4 +452,51 @@ type pgconnError = pgconn.PgError
 func isInsufficientPrivilege(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "42501"
+}
+
+// TestChecksMigrationWithoutCreateRole: a migrator that is not a superuser
+// and may not create roles still migrates (a notice names the grants to
+// make by hand), and the check functions work for it; PUBLIC cannot run
+// them. On a cluster of its own, where orgperm_reader does not exist yet.
+func TestChecksMigrationWithoutCreateRole(t *testing.T) {
+	t.Parallel()
+	srv := pgtest.StartServer(t)
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	for _, sql := range []string{
+		`CREATE ROLE migrator LOGIN NOCREATEROLE`,
+		`CREATE DATABASE migrated OWNER migrator`,
+	} {
+		if _, err := admin.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u, err := url.Parse(srv.ConnString("migrated"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User("migrator")
+	db, err := sql.Open("pgx", u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := migrations.Up(ctx, db); err != nil {
+		t.Fatalf("migrating as a migrator without CREATEROLE: %v", err)
+	}
+	var readers int
+	var ok, public bool
+	if err := db.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM pg_roles WHERE rolname = 'orgperm_reader'),
+		orgperm.is_active_member('o', 'u') IS NOT NULL,
+		has_function_privilege('public', 'orgperm.has_permission(text, text, text, timestamptz)', 'EXECUTE')`).
+		Scan(&readers, &ok, &public); err != nil {
+		t.Fatal(err)
+	}
+	if readers != 0 || !ok || public {
+		t.Errorf("orgperm_reader roles %d, checks answer %v, PUBLIC may execute %v; want 0, true, false", readers, ok, public)
+	}
 }
