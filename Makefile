@@ -29,7 +29,7 @@ demo: ## Run the walk-through: a throwaway Postgres, two instances, a raw SQL re
 serve: ## Run the demo HTTP API (middleware, /metrics, /healthz).
 	$(GO) run ./cmd/demo serve
 
-generate: ## Regenerate migrations/00002_triggers.sql from sql/triggers.sql.
+generate: ## Write sql/triggers.sql as the newest triggers migration (rewritten while unreleased, else the next number).
 	sh scripts/gen-triggers-migration.sh
 
 soak: ## Consistency soak (SOAK_DURATION, default 10m): raw SQL writers, listener faults; exits 1 on any stale read.

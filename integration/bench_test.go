@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/orgperm/orgperm/internal/hooks"
 	"github.com/orgperm/orgperm/pkg/membership"
 	"github.com/orgperm/orgperm/pkg/pgtest"
 )
@@ -62,9 +63,8 @@ func TestConcurrentMissesOneQuery(t *testing.T) {
 	pool, qc := countingPool(t, w.url)
 	release := make(chan struct{})
 	var held atomic.Bool
-	in := newInstance(t, pool, membership.Config{
-		HeartbeatInterval: -1,
-		AfterLoad: func(membership.Key) {
+	in := newInstance(t, pool, membership.Config{Lease: time.Minute}, hooks.Client{
+		AfterLoad: func(string, string) {
 			if held.CompareAndSwap(false, true) {
 				<-release
 			}

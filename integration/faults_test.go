@@ -237,17 +237,18 @@ func TestFaultServerRestart(t *testing.T) {
 }
 
 // TestFaultSilentConnection: the listener's connection goes silent through
-// a TCP proxy (no FIN, no RST). The heartbeat notices, the cache is marked
-// unsynced, and after the network returns it resyncs with no stale reads.
+// a TCP proxy (no FIN, no RST). The next proof of delivery, asked for by
+// the reads, does not come back: the cache is marked unsynced, and after the
+// network returns it resyncs with no stale reads.
 func TestFaultSilentConnection(t *testing.T) {
 	t.Parallel()
 	server := pgtest.Shared(t)
 	w := newWorld(t, server)
 	proxy := pgtest.NewProxy(t, fmt.Sprintf("%s:%d", server.Host, server.Port))
 	in := newInstance(t, w.pool, membership.Config{
-		ListenerConnect:   connectVia(t, w.url, proxy.Addr(), &gate{}),
-		HeartbeatInterval: 100 * time.Millisecond,
-		HeartbeatTimeout:  300 * time.Millisecond,
+		ListenerConnect: connectVia(t, w.url, proxy.Addr(), &gate{}),
+		Lease:           200 * time.Millisecond,
+		ProofTimeout:    300 * time.Millisecond,
 	})
 	warm(t, w, in)
 
@@ -255,8 +256,8 @@ func TestFaultSilentConnection(t *testing.T) {
 	proxy.Blackhole()
 	in.waitState(listener.Unsynced)
 	l.stop()
-	if st := in.c.Stats().Listener; st.HeartbeatFailures < 1 {
-		t.Fatalf("unsynced without a heartbeat failure: %+v", st)
+	if st := in.c.Stats().Listener; st.ProofFailures < 1 {
+		t.Fatalf("unsynced without a proof failure: %+v", st)
 	}
 	checkBypass(t, w, in)
 

@@ -39,22 +39,22 @@ func newFlight[V any](ctx context.Context, k Key, began time.Time) *flight[V] {
 // run calls load for f and publishes the result. It finishes the flight in a
 // deferred call so that waiters are released even if load calls
 // runtime.Goexit.
-func (c *Cache[V]) run(s *shard[V], f *flight[V], load func(context.Context) (V, time.Time, error)) {
+func (c *Cache[V]) run(s *shard[V], f *flight[V], load LoadFunc[V]) {
 	var (
-		v          V
-		validUntil time.Time
-		err        = ErrLoadGoexit // kept only if load never returns
+		v    V
+		left time.Duration
+		err  = ErrLoadGoexit // kept only if load never returns
 	)
-	defer func() { c.finish(s, f, v, validUntil, err) }()
-	v, validUntil, err = callLoad(f.ctx, load)
+	defer func() { c.finish(s, f, v, left, err) }()
+	v, left, err = callLoad(f.ctx, load)
 }
 
 // callLoad calls load, turning a panic into a *PanicError.
-func callLoad[V any](ctx context.Context, load func(context.Context) (V, time.Time, error)) (v V, validUntil time.Time, err error) {
+func callLoad[V any](ctx context.Context, load LoadFunc[V]) (v V, left time.Duration, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			var zero V
-			v, validUntil, err = zero, time.Time{}, &PanicError{Value: r, Stack: debug.Stack()}
+			v, left, err = zero, 0, &PanicError{Value: r, Stack: debug.Stack()}
 		}
 	}()
 	return load(ctx)
@@ -62,7 +62,7 @@ func callLoad[V any](ctx context.Context, load func(context.Context) (V, time.Ti
 
 // finish detaches and unregisters f, stores its result if it may land, and
 // releases its waiters.
-func (c *Cache[V]) finish(s *shard[V], f *flight[V], v V, validUntil time.Time, err error) {
+func (c *Cache[V]) finish(s *shard[V], f *flight[V], v V, left time.Duration, err error) {
 	f.cancel() // the load is over; release its context
 	now := c.nowMono()
 
@@ -74,7 +74,7 @@ func (c *Cache[V]) finish(s *shard[V], f *flight[V], v V, validUntil time.Time, 
 	s.unregisterLocked(&f.fill)
 	r := storeNone
 	if err == nil {
-		r = s.storeLocked(&f.fill, c.Synced(), c.expiry(f.began, validUntil), now, v)
+		r = s.storeLocked(&f.fill, c.Synced(), c.expiry(f.began, left), now, v)
 	}
 	s.mu.Unlock()
 
