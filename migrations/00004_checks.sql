@@ -299,7 +299,7 @@ $$;
 -- without ever raising: the value when e is the canonical text form of a
 -- value of typ, else NULL. For text and varchar, e itself; for smallint,
 -- integer, bigint and uuid, a guarded cast; NULL (no SQL) for any other type.
--- Used by protect_table only.
+-- Used by protect_table only, for the principal's organization.
 -- +goose StatementBegin
 CREATE FUNCTION orgperm.text_to(typ oid, e text)
 RETURNS text
@@ -435,10 +435,12 @@ CREATE INDEX data_access_type_wide_idx ON orgperm.data_access (org_id, resource_
 -- is a hashed SubPlan.
 --
 -- IDs are compared in their text form, as in the Go API: a text or varchar
--- column (or a domain over one) directly; a smallint, integer, bigint or
--- uuid column against the grants' IDs that are the canonical text form of a
--- value of its type ('42', not '042'; lowercase UUIDs), converted once per
--- statement; any other type as column::text, row by row.
+-- column (or a domain over one) as it is, any other as column::text (so a
+-- grant of '042' does not cover the bigint 42, nor an uppercase UUID the
+-- uuid). The organization column is compared with the principal's
+-- organization converted once per statement to the column's type when that
+-- is smallint, integer, bigint or uuid (only from its canonical text form),
+-- else as column::text.
 --
 -- It returns the policy's expression. It runs with the caller's rights (the
 -- caller must own tbl), and calling it again replaces the policy.
@@ -496,11 +498,10 @@ BEGIN
     IF org_expr IS NULL THEN
         org_expr := format('%I::text = (SELECT orgperm.principal_org())', org_column);
     END IF;
-    ids_expr := format('%I IN (SELECT v FROM (SELECT %s AS v FROM orgperm.policy_ids(%s) x) s WHERE v IS NOT NULL)',
-        id_column, orgperm.text_to(id_type, 'x'), args);
-    IF ids_expr IS NULL THEN
-        ids_expr := format('%I::text IN (SELECT x FROM orgperm.policy_ids(%s) x)', id_column, args);
-    END IF;
+    -- The IDs: the column itself when it is text, else its text form, so
+    -- that the grants' IDs are taken as they are, with no conversion.
+    ids_expr := format('%I%s IN (SELECT x FROM orgperm.policy_ids(%s) x)', id_column,
+        CASE WHEN id_type IN ('text'::regtype, 'varchar'::regtype) THEN '' ELSE '::text' END, args);
     expr := org_expr
         || CASE WHEN id_notnull THEN '' ELSE format(' AND %I IS NOT NULL', id_column) END
         || format(' AND ((SELECT orgperm.policy_all_of_type(%s)) OR %s)', args, ids_expr);
