@@ -19,11 +19,11 @@ import (
 // BenchmarkRLS measures orgperm.protect_table's policy on a 200,000-row
 // table of one organization, against the same statements on the same table
 // without row-level security (the table owner's session, which RLS does not
-// apply to), in interleaved rounds (one op = one round; the order of the
-// sides alternates) so that the load of the machine hits every side alike.
-// Within a round, a scan's time is the fastest of 3 and a lookup's the
-// median of 100; every ratio is policy time / plain time of the same round,
-// and the medians over the rounds are reported.
+// apply to), in rounds (one op = one round) in which the sides take turns
+// statement by statement, so that the load of the machine hits every side
+// alike. Within a round, a scan's time is the fastest of 3 and a lookup's
+// the median of 60; every ratio is policy time / plain time of the same
+// round, and the medians over the rounds are reported.
 //
 //	go test -run '^$' -bench BenchmarkRLS -benchtime 10x ./pkg/membership/
 //
@@ -114,86 +114,83 @@ func BenchmarkRLS(b *testing.B) {
 	}
 	const scanSQL = `SELECT count(*), sum(amount) FROM public.invoices`
 	const pkSQL = `SELECT id, amount, note FROM public.invoices WHERE id = $1`
-	// A scan's time is the fastest of 3 (the load of other processes only
-	// ever adds time); a lookup's is the median of 100 lookups.
-	scan := func(sd side) time.Duration {
-		best := time.Duration(0)
-		for range 3 {
-			start := time.Now()
-			var n, sum int64
-			if err := sd.conn.QueryRow(ctx, scanSQL).Scan(&n, &sum); err != nil {
+	// The sides take turns statement by statement (the order rotating), so
+	// that a burst of load from other processes hits every side alike.
+	// Within a round, a scan's time is the fastest of 3 per side (load only
+	// ever adds time) and a lookup's the median of 60 per side.
+	scanOnce := func(sd side) time.Duration {
+		start := time.Now()
+		var n, sum int64
+		if err := sd.conn.QueryRow(ctx, scanSQL).Scan(&n, &sum); err != nil {
+			b.Fatal(err)
+		}
+		d := time.Since(start)
+		if n != sd.rows {
+			b.Fatalf("%s: scan saw %d rows, want %d", sd.name, n, sd.rows)
+		}
+		return d
+	}
+	// The lookups: invoices every principal may see (those of "few").
+	lookupOnce := func(sd side, batched bool) time.Duration {
+		id := int64(1+rand.IntN(20)) * 197 * 50
+		var got int64
+		var amount int
+		var note string
+		start := time.Now()
+		if batched {
+			// The per-transaction form: set_config and the query in one
+			// batch, one round trip, one implicit transaction.
+			batch := &pgx.Batch{}
+			batch.Queue(setPrincipalSQL, sd.user, "acme")
+			batch.Queue(pkSQL, id)
+			br := sd.conn.SendBatch(ctx, batch)
+			if _, err := br.Exec(); err != nil {
 				b.Fatal(err)
 			}
-			if d := time.Since(start); best == 0 || d < best {
-				best = d
+			if err := br.QueryRow().Scan(&got, &amount, &note); err != nil {
+				b.Fatalf("%s: batch lookup %d: %v", sd.name, id, err)
 			}
-			if n != sd.rows {
-				b.Fatalf("%s: scan saw %d rows, want %d", sd.name, n, sd.rows)
+			if err := br.Close(); err != nil {
+				b.Fatal(err)
+			}
+		} else if err := sd.conn.QueryRow(ctx, pkSQL, id).Scan(&got, &amount, &note); err != nil {
+			b.Fatalf("%s: lookup %d: %v", sd.name, id, err)
+		}
+		return time.Since(start)
+	}
+	type sample struct{ scan, pk, batch []time.Duration }
+	measure := func(round int) map[string]*sample {
+		m := map[string]*sample{}
+		for _, sd := range sides {
+			m[sd.name] = &sample{}
+		}
+		for i := range 60 {
+			for k := range sides {
+				sd := sides[(i+round+k)%len(sides)]
+				if i < 3 {
+					m[sd.name].scan = append(m[sd.name].scan, scanOnce(sd))
+				}
+				m[sd.name].pk = append(m[sd.name].pk, lookupOnce(sd, false))
+				if sd.user != "" {
+					m[sd.name].batch = append(m[sd.name].batch, lookupOnce(sd, true))
+				}
 			}
 		}
-		return best
+		return m
 	}
-	// The lookups: invoices every principal may see (those of "few"), in
-	// random order, the same for every side.
-	lookups := make([]int64, 100)
-	for i := range lookups {
-		lookups[i] = int64(1+rand.IntN(20)) * 197 * 50
-	}
-	lookup := func(sd side, batched bool) time.Duration {
-		times := make([]time.Duration, len(lookups))
-		for i, id := range lookups {
-			var got int64
-			var amount int
-			var note string
-			start := time.Now()
-			if batched {
-				// The per-transaction form: set_config and the query in
-				// one batch, one round trip, one implicit transaction.
-				batch := &pgx.Batch{}
-				batch.Queue(setPrincipalSQL, sd.user, "acme")
-				batch.Queue(pkSQL, id)
-				br := sd.conn.SendBatch(ctx, batch)
-				if _, err := br.Exec(); err != nil {
-					b.Fatal(err)
-				}
-				if err := br.QueryRow().Scan(&got, &amount, &note); err != nil {
-					b.Fatalf("%s: batch lookup %d: %v", sd.name, id, err)
-				}
-				if err := br.Close(); err != nil {
-					b.Fatal(err)
-				}
-			} else if err := sd.conn.QueryRow(ctx, pkSQL, id).Scan(&got, &amount, &note); err != nil {
-				b.Fatalf("%s: lookup %d: %v", sd.name, id, err)
-			}
-			times[i] = time.Since(start)
-		}
-		return medianD(times)
-	}
-	// Warm every connection (shared buffers, statement caches, plans).
-	for _, sd := range sides {
-		scan(sd)
-		lookup(sd, false)
-		if sd.user != "" {
-			lookup(sd, true)
-		}
-	}
+	measure(0) // warm every connection: shared buffers, statement caches, plans
 
 	ratios := map[string][]float64{}
 	times := map[string][]time.Duration{}
 	round := 0
 	for b.Loop() {
-		// Alternate the order of the sides from round to round.
-		order := slices.Clone(sides)
-		if round%2 == 1 {
-			slices.Reverse(order)
-		}
+		m := measure(round)
 		round++
 		sc, pk, bt := map[string]time.Duration{}, map[string]time.Duration{}, map[string]time.Duration{}
-		for _, sd := range order {
-			sc[sd.name] = scan(sd)
-			pk[sd.name] = lookup(sd, false)
-			if sd.user != "" {
-				bt[sd.name] = lookup(sd, true)
+		for name, x := range m {
+			sc[name], pk[name] = slices.Min(x.scan), medianD(x.pk)
+			if len(x.batch) > 0 {
+				bt[name] = medianD(x.batch)
 			}
 		}
 		for _, sd := range sides {
