@@ -339,7 +339,22 @@ BEGIN
     IF org IS NULL OR usr IS NULL OR resource_type IS NULL THEN
         RETURN false;
     END IF;
-    RETURN EXISTS (
+    -- Type-wide grants first: most principals have none, and the partial
+    -- index data_access_type_wide_idx finds that in one probe (AND stops at
+    -- the first false).
+    RETURN (EXISTS (
+        SELECT FROM ONLY orgperm.data_access d
+        WHERE d.org_id = org AND d.resource_type = resource_type AND d.resource_id IS NULL
+          AND d.user_id = usr
+    ) OR EXISTS (
+        SELECT FROM ONLY orgperm.data_access d
+        JOIN ONLY orgperm.membership_roles mr ON mr.role_id = d.role_id
+        JOIN ONLY orgperm.roles r ON r.id = mr.role_id
+        WHERE d.org_id = org AND d.resource_type = resource_type AND d.resource_id IS NULL
+          AND mr.org_id = org AND mr.user_id = usr
+          AND (mr.valid_until IS NULL OR mr.valid_until > at)
+          AND (r.org_id IS NULL OR r.org_id = org)
+    )) AND EXISTS (
         SELECT FROM ONLY orgperm.memberships m
         WHERE m.org_id = org AND m.user_id = usr AND m.status = 'active'
           AND (m.valid_from IS NULL OR m.valid_from <= at)
@@ -352,18 +367,6 @@ BEGIN
           AND (mr.valid_until IS NULL OR mr.valid_until > at)
           AND (r.org_id IS NULL OR r.org_id = org)
           AND rp.codename = codename
-    )) AND (EXISTS (
-        SELECT FROM ONLY orgperm.data_access d
-        WHERE d.org_id = org AND d.resource_type = resource_type AND d.resource_id IS NULL
-          AND d.user_id = usr
-    ) OR EXISTS (
-        SELECT FROM ONLY orgperm.data_access d
-        JOIN ONLY orgperm.membership_roles mr ON mr.role_id = d.role_id
-        JOIN ONLY orgperm.roles r ON r.id = mr.role_id
-        WHERE d.org_id = org AND d.resource_type = resource_type AND d.resource_id IS NULL
-          AND mr.org_id = org AND mr.user_id = usr
-          AND (mr.valid_until IS NULL OR mr.valid_until > at)
-          AND (r.org_id IS NULL OR r.org_id = org)
     ));
 END
 $$;
