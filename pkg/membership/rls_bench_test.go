@@ -242,3 +242,79 @@ func medianD(xs []time.Duration) time.Duration {
 	slices.Sort(s)
 	return s[len(s)/2]
 }
+
+// BenchmarkRLSPerRowTrap shows the trap the policy avoids: a policy that
+// calls a check function per row (orgperm.can_access(org_id, user, type,
+// id)) against protect_table's, whose permission data is computed once per
+// statement, on a full scan of 20,000 rows (a tenth of BenchmarkRLS's table:
+// the per-row form is that slow) that the principal may all see, in
+// alternating rounds. per-row-x and per-statement-x are each form's time
+// over the scan without RLS.
+//
+//	go test -run '^$' -bench BenchmarkRLSPerRowTrap -benchtime 5x ./pkg/membership/
+func BenchmarkRLSPerRowTrap(b *testing.B) {
+	ctx := context.Background()
+	pool := pgtest.NewPool(b)
+	role := fmt.Sprintf("orgperm_bench_app_%d", rand.Uint64())
+	for _, sql := range []string{
+		`INSERT INTO orgperm.memberships (org_id, user_id) VALUES ('acme', 'all')`,
+		`INSERT INTO orgperm.data_access (org_id, user_id, resource_type) VALUES ('acme', 'all', 'invoice')`,
+		`CREATE TABLE public.per_statement (id bigint PRIMARY KEY, org_id text NOT NULL, amount int NOT NULL)`,
+		`INSERT INTO public.per_statement SELECT i, 'acme', i % 1000 FROM generate_series(1, 20000) i`,
+		`CREATE TABLE public.per_row (LIKE public.per_statement INCLUDING ALL)`,
+		`INSERT INTO public.per_row SELECT * FROM public.per_statement`,
+		`VACUUM ANALYZE public.per_statement, public.per_row`,
+		`CREATE ROLE ` + role + ` NOLOGIN IN ROLE orgperm_reader`,
+		`GRANT SELECT ON public.per_statement, public.per_row TO ` + role,
+		`SELECT orgperm.protect_table('public.per_statement', 'org_id', 'id', 'invoice')`,
+		`ALTER TABLE public.per_row ENABLE ROW LEVEL SECURITY`,
+		`CREATE POLICY per_row ON public.per_row USING (orgperm.can_access(org_id, orgperm.principal_user(), 'invoice', id::text))`,
+	} {
+		if _, err := pool.Exec(ctx, sql); err != nil {
+			b.Fatalf("%v\n%s", err, sql)
+		}
+	}
+	b.Cleanup(func() {
+		if _, err := pool.Exec(context.Background(), `DROP OWNED BY `+role+`; DROP ROLE `+role); err != nil {
+			b.Errorf("dropping role: %v", err)
+		}
+	})
+	conn := func(app bool) *pgxpool.Conn {
+		c, err := pool.Acquire(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(c.Release)
+		setup := `SET max_parallel_workers_per_gather = 0`
+		if app {
+			setup += `; SET ROLE ` + role + `; SELECT set_config('orgperm.org_id', 'acme', false), set_config('orgperm.user_id', 'all', false)`
+		}
+		if _, err := c.Exec(ctx, setup); err != nil {
+			b.Fatal(err)
+		}
+		return c
+	}
+	plain, app := conn(false), conn(true)
+	scan := func(c *pgxpool.Conn, table string) time.Duration {
+		start := time.Now()
+		var n int64
+		if err := c.QueryRow(ctx, `SELECT count(*) FROM public.`+table).Scan(&n); err != nil || n != 20000 {
+			b.Fatalf("%s: %d rows, %v", table, n, err)
+		}
+		return time.Since(start)
+	}
+	scan(plain, "per_statement")
+	scan(app, "per_statement")
+	scan(app, "per_row")
+	var rowX, stmtX []float64
+	var tPlain, tStmt, tRow []time.Duration
+	for b.Loop() {
+		p, s, r := scan(plain, "per_statement"), scan(app, "per_statement"), scan(app, "per_row")
+		tPlain, tStmt, tRow = append(tPlain, p), append(tStmt, s), append(tRow, r)
+		rowX, stmtX = append(rowX, float64(r)/float64(p)), append(stmtX, float64(s)/float64(p))
+	}
+	b.ReportMetric(median(rowX), "per-row-x")
+	b.ReportMetric(median(stmtX), "per-statement-x")
+	b.Logf("median times: no RLS %v, per statement %v, per row %v",
+		medianD(tPlain).Round(time.Microsecond), medianD(tStmt).Round(time.Microsecond), medianD(tRow).Round(time.Microsecond))
+}
