@@ -66,6 +66,7 @@ func TestUserWideFlipsOnEveryInstance(t *testing.T) {
 // TestSQLEvictionFromPsql: orgperm.evict_* called from psql evicts the named
 // scope on four instances, and only that scope.
 func TestSQLEvictionFromPsql(t *testing.T) {
+	skipShort(t)
 	t.Parallel()
 	psql := psqlBinary(t)
 	cases := []struct {
@@ -83,7 +84,12 @@ func TestSQLEvictionFromPsql(t *testing.T) {
 			t.Parallel()
 			w := newWorld(t, server)
 			ctx := context.Background()
-			ins := newInstances(t, w.pool, 4)
+			// A long lease: every load counted below is an eviction's, never
+			// a lease that ran out on a slow machine.
+			var ins []*instance
+			for range 4 {
+				ins = append(ins, newInstance(t, w.pool, membership.Config{Lease: time.Minute}))
+			}
 			for _, in := range ins {
 				for _, k := range []membership.Key{{Org: "o1", User: "u1"}, {Org: "o1", User: "u2"}, {Org: "o2", User: "u1"}} {
 					if _, err := in.c.Permissions(ctx, k.Org, k.User); err != nil {
@@ -184,6 +190,7 @@ func TestWarmOneRoundTrip(t *testing.T) {
 // listener's backend is terminated; after the resync the database sees at
 // most one query per hot key, not one per concurrent reader.
 func TestRewarmAfterReconnect(t *testing.T) {
+	skipShort(t)
 	t.Parallel()
 	const hot, readers = 1000, 8
 	w := hotWorld(t, hot)

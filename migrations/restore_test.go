@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -30,6 +31,10 @@ import (
 // row-level replica triggers, TRUNCATE through the ALWAYS ones.
 func TestLogicalReplication(t *testing.T) {
 	t.Parallel()
+	needSuperuser(t)
+	if os.Getenv("DATABASE_URL") != "" {
+		t.Skip("the subscriber (the DATABASE_URL server) may not reach a publisher on this host")
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -172,6 +177,7 @@ func runProgram(t *testing.T, name string, args ...string) {
 // whole again.
 func TestPgRestoreClean(t *testing.T) {
 	t.Parallel()
+	needSuperuser(t)
 	e := setup(t)
 	e.exec(fixture)
 	e.drain()
@@ -210,6 +216,7 @@ func TestPgRestoreClean(t *testing.T) {
 // reports and orgperm.reset_trigger_modes() repairs.
 func TestPgRestoreDataOnly(t *testing.T) {
 	t.Parallel()
+	needSuperuser(t)
 	e := setup(t)
 	e.exec(fixture)
 	e.drain()
@@ -249,6 +256,7 @@ DELETE FROM orgperm.role_permissions; DELETE FROM orgperm.roles; DELETE FROM org
 // and it migrates back down to 2 and up again.
 func TestUpgradeFromFirstRelease(t *testing.T) {
 	t.Parallel()
+	needSuperuser(t)
 	ctx := context.Background()
 	url := pgtest.Shared(t).NewEmptyDatabase(t)
 	db, err := sql.Open("pgx", url)
@@ -292,9 +300,13 @@ func TestUpgradeFromFirstRelease(t *testing.T) {
 	if got := e.drain(); !ddlPayloads(got, len(res)) {
 		t.Errorf("payloads of the upgrade: %q, want 1 to %d ddl payloads", got, len(res))
 	}
+	// schema_version() is the number of the newest triggers migration.
+	names, _ := filepath.Glob("[0-9]*_triggers*.sql")
+	slices.Sort(names)
+	want, _ := strconv.Atoi(strings.TrimLeft(strings.SplitN(names[len(names)-1], "_", 2)[0], "0"))
 	var version int
-	if err := pool.QueryRow(ctx, "SELECT orgperm.schema_version()").Scan(&version); err != nil || version != 3 {
-		t.Fatalf("schema_version() = %d, %v; want 3", version, err)
+	if err := pool.QueryRow(ctx, "SELECT orgperm.schema_version()").Scan(&version); err != nil || version != want || want < 3 {
+		t.Fatalf("schema_version() = %d, %v; want %d (%s)", version, err, want, names[len(names)-1])
 	}
 	if rows := e.inspect(); len(rows) != 0 {
 		t.Errorf("inspect after the upgrade: %q", rows)

@@ -13,6 +13,10 @@ type Client struct {
 	// "" for a user-wide answer): a test holds a fill there to race it
 	// with an invalidation (correctness rule 1).
 	AfterLoad func(org, user string)
+	// DropInvalidations makes the Client ignore every notification (proofs
+	// still flow, so its cache stays trusted): a test shows with it that a
+	// staleness detector sees lost notifications.
+	DropInvalidations bool
 }
 
 type clientKey struct{}

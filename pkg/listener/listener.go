@@ -72,7 +72,7 @@ type Listener struct {
 	fingerprint   string                  // the schema fingerprint verified at the last Resync
 	readyClosed   bool
 	ready         chan struct{}
-	state         atomic.Int32         // written under syncMu, read anywhere
+	state         atomic.Int32          // written under syncMu, read anywhere
 	reason        atomic.Pointer[error] // why not synced; nil when synced
 
 	// Owned by the listening goroutine (pgxlisten calls Connect and the
@@ -88,10 +88,10 @@ type Listener struct {
 	// backoffStep counts reconnects since a connection last proved healthy.
 	backoffStep atomic.Int32
 
-	notifications, malformed, reconnects   atomic.Uint64
-	proofsSent, proofFailures              atomic.Uint64
-	foreignProofs, malformedProofs         atomic.Uint64
-	lastRTT, lastSync, lastProof           atomic.Int64 // nanoseconds; Unix nanoseconds
+	notifications, malformed, reconnects atomic.Uint64
+	proofsSent, proofFailures            atomic.Uint64
+	foreignProofs, malformedProofs       atomic.Uint64
+	lastRTT, lastSync, lastProof         atomic.Int64 // nanoseconds; Unix nanoseconds
 }
 
 // New returns a Listener that will drive target with the notifications of

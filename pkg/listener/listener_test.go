@@ -163,6 +163,7 @@ func TestTerminateBackend(t *testing.T) {
 }
 
 func TestServerRestart(t *testing.T) {
+	skipShort(t)
 	t.Parallel()
 	s := pgtest.StartServer(t)
 	pool := s.NewPool(t)
@@ -201,6 +202,7 @@ func proxied(t *testing.T, pool *pgxpool.Pool, p *pgtest.Proxy) func(context.Con
 }
 
 func TestProofDetectsBlackhole(t *testing.T) {
+	skipShort(t)
 	t.Parallel()
 	pool := pgtest.NewPool(t)
 	cc := pool.Config().ConnConfig
@@ -246,6 +248,7 @@ func TestProofDetectsBlackhole(t *testing.T) {
 }
 
 func TestConnectTimeout(t *testing.T) {
+	skipShort(t)
 	t.Parallel()
 	pool := pgtest.NewPool(t)
 	cc := pool.Config().ConnConfig
@@ -275,6 +278,7 @@ func TestConnectTimeout(t *testing.T) {
 }
 
 func TestCutConnection(t *testing.T) {
+	skipShort(t)
 	t.Parallel()
 	pool := pgtest.NewPool(t)
 	cc := pool.Config().ConnConfig

@@ -45,6 +45,7 @@ func (c *Cache[V]) BeginBatch(ctx context.Context, keys []Key) *Batch[V] {
 		}
 		f := newFlight[V](ctx, k, now) // its one waiter is the batch itself
 		f.hash = h
+		f.loading = true // the batch's query may begin at once
 		s.registerLocked(&f.fill, synced)
 		s.flights[k] = f
 		s.mu.Unlock()

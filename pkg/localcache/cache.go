@@ -269,6 +269,27 @@ func (c *Cache[V]) do(ctx context.Context, k Key, load LoadFunc[V], countMiss bo
 		}
 	}
 	f := s.flights[k]
+	if f != nil && !leased && f.loading {
+		// The cache cannot answer, so this caller expects what a read of
+		// the database at its start gives: the running load may have
+		// taken its snapshot before a write this caller must see. Join
+		// the flight queued behind it instead, or queue one: at most one
+		// load running and one waiting per key.
+		if f.next == nil {
+			g := newFlight[V](ctx, k, now)
+			g.hash, g.after, g.prev = h, f.done, f
+			s.registerLocked(&g.fill, c.Synced())
+			f.next = g
+			s.mu.Unlock()
+			s.loads.Add(1)
+			go c.run(s, g, load)
+			if countMiss {
+				s.countLookup(r)
+			}
+			return c.wait(ctx, s, g)
+		}
+		f = f.next
+	}
 	joined := f != nil
 	if joined {
 		f.waiters++

@@ -21,9 +21,10 @@
 //
 // # Rules
 //
-// The numbers are those of the cache rules in DESIGN.md; rule 3 (heartbeat)
-// belongs to the listener, rule 6 (fail closed) to the membership package,
-// which must treat a Do error as "no permission".
+// The numbers are those of the cache rules in DESIGN.md; the cache keeps
+// rule 3's lease (4b below), its owner obtains the proofs; rule 6 (fail
+// closed) belongs to the membership package, which must treat a Do error as
+// "no permission".
 //
 // 1. A fill that began before an invalidation covering its key never lands.
 // Every fill, a Do flight or a Ticket from Begin, is registered in its key's
@@ -73,7 +74,11 @@
 // Evicting an org or a user finds the entries through a per-shard index by
 // org and by user: it costs what it evicts, not the size of the cache.
 //
-// 5. Concurrent Do calls for one key share one load (single flight). The
+// 5. Concurrent Do calls for one key share one load (single flight). While
+// the cache cannot answer (unsynced, or past its lease), a caller expects
+// what a database read at its own start gives, so it joins a load only if
+// that load has not begun; otherwise it shares the one load queued behind
+// it, which begins once the running one is done. The
 // flight is detached from its key when an invalidation covering the key,
 // MarkUnsynced or Resync happens, so that later callers start a fresh load
 // instead of joining one whose result cannot be stored; those already waiting

@@ -20,6 +20,14 @@ type flight[V any] struct {
 	// load has returned. Both are guarded by the shard lock.
 	waiters  int
 	finished bool
+	// loading is set once the load has begun (its query may have taken
+	// its snapshot): a caller that needs a fresh read no longer joins it,
+	// but the flight queued behind it, next, which begins its load once
+	// this one is done (after). prev is the flight next hangs on. All
+	// guarded by the shard lock.
+	loading    bool
+	next, prev *flight[V]
+	after      <-chan struct{}
 
 	// done is closed once val and err are set.
 	done chan struct{}
@@ -46,6 +54,15 @@ func (c *Cache[V]) run(s *shard[V], f *flight[V], load LoadFunc[V]) {
 		err  = ErrLoadGoexit // kept only if load never returns
 	)
 	defer func() { c.finish(s, f, v, left, err) }()
+	if f.after != nil {
+		select {
+		case <-f.after:
+		case <-f.ctx.Done():
+		}
+	}
+	s.mu.Lock()
+	f.loading = true
+	s.mu.Unlock()
 	v, left, err = callLoad(f.ctx, load)
 }
 
@@ -70,6 +87,12 @@ func (c *Cache[V]) finish(s *shard[V], f *flight[V], v V, left time.Duration, er
 	f.finished = true
 	if s.flights[f.key] == f {
 		delete(s.flights, f.key)
+		if g := f.next; g != nil && !g.finished && g.waiters > 0 {
+			s.flights[f.key] = g // the queued flight takes over
+		}
+	}
+	if g := f.next; g != nil {
+		g.prev = nil
 	}
 	s.unregisterLocked(&f.fill)
 	r := storeNone
@@ -110,6 +133,9 @@ func (c *Cache[V]) wait(ctx context.Context, s *shard[V], f *flight[V]) (V, erro
 	abandoned := f.waiters == 0 && !f.finished
 	if abandoned && s.flights[f.key] == f {
 		delete(s.flights, f.key)
+	}
+	if abandoned && f.prev != nil && f.prev.next == f {
+		f.prev.next = nil
 	}
 	s.mu.Unlock()
 	if abandoned {

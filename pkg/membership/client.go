@@ -562,7 +562,12 @@ func (c *Client) rewarm(keys []localcache.Key) {
 type cacheTarget struct{ c *Client }
 
 // Invalidate applies a notification.
-func (t *cacheTarget) Invalidate(inv listener.Invalidation) { t.c.apply(inv) }
+func (t *cacheTarget) Invalidate(inv listener.Invalidation) {
+	if t.c.hooks.DropInvalidations {
+		return
+	}
+	t.c.apply(inv)
+}
 
 func (t *cacheTarget) MarkUnsynced() { t.c.cache.MarkUnsynced() }
 
