@@ -156,7 +156,7 @@ func Start(ctx context.Context, cfg Config) (*Bouncer, error) {
 	return b, nil
 }
 
-func (b *Bouncer) start(ctx context.Context, cfg Config, bin string, cred *runAs) error {
+func (b *Bouncer) start(ctx context.Context, cfg Config, bin string, cred runAs) error {
 	port, err := freePort()
 	if err != nil {
 		return fmt.Errorf("pgbouncer: %w", err)
@@ -188,13 +188,13 @@ log_disconnections = 0
 			return fmt.Errorf("pgbouncer: %w", err)
 		}
 	}
-	if err := chownTo(b.dir, cred); err != nil {
+	if err := giveTo(b.dir, cred); err != nil {
 		return fmt.Errorf("pgbouncer: %w", err)
 	}
 	cmd := exec.Command(bin, filepath.Join(b.dir, "pgbouncer.ini"))
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = procAttr(cred)
+	prepare(cmd, cred) // as cred, in its own process group, stopped with this process on Linux
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("pgbouncer: start %s: %w", bin, err)
 	}
@@ -259,7 +259,7 @@ func (b *Bouncer) stop() error {
 		return fmt.Errorf("pgbouncer: exited before Close (%v):\n%s", b.cmd.ProcessState, b.logTail())
 	default:
 	}
-	_ = b.cmd.Process.Signal(os.Interrupt)
+	_ = interrupt(b.cmd.Process)
 	select {
 	case <-b.exited:
 		return nil

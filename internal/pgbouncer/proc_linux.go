@@ -2,5 +2,6 @@ package pgbouncer
 
 import "syscall"
 
-// deathSignal makes the kernel stop PgBouncer if this process dies.
-func deathSignal(a *syscall.SysProcAttr) { a.Pdeathsig = syscall.SIGTERM }
+// stopWithParent has the kernel send PgBouncer SIGTERM when this process
+// exits. Linux only; elsewhere a PgBouncer whose parent was killed runs on.
+func stopWithParent(attr *syscall.SysProcAttr) { attr.Pdeathsig = syscall.SIGTERM }

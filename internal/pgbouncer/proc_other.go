@@ -2,11 +2,15 @@
 
 package pgbouncer
 
-import "syscall"
+import (
+	"os"
+	"os/exec"
+)
 
-// runAs is unused off Unix: PgBouncer runs as this process's user.
-type runAs struct{}
+// runAs is whom PgBouncer runs as; outside Unix, always the current user.
+type runAs = *struct{}
 
-func unprivileged() (*runAs, error)        { return nil, nil }
-func chownTo(string, *runAs) error         { return nil }
-func procAttr(*runAs) *syscall.SysProcAttr { return nil }
+func unprivileged() (runAs, error)  { return nil, nil }
+func giveTo(string, runAs) error    { return nil }
+func prepare(*exec.Cmd, runAs)      {}
+func interrupt(p *os.Process) error { return p.Kill() }

@@ -4,6 +4,5 @@ package pgbouncer
 
 import "syscall"
 
-// deathSignal does nothing where the platform has no parent-death signal:
-// Close stops PgBouncer.
-func deathSignal(*syscall.SysProcAttr) {}
+// stopWithParent does nothing: only Linux has a parent-death signal.
+func stopWithParent(*syscall.SysProcAttr) {}

@@ -5,17 +5,18 @@ package pgbouncer
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"os/user"
 	"strconv"
 	"syscall"
 )
 
-// runAs is the user PgBouncer runs as when this process is root.
-type runAs = syscall.Credential
+// runAs is whom PgBouncer runs as: nil for this process's own user.
+type runAs = *syscall.Credential
 
 // unprivileged returns the credential to run PgBouncer with when this
 // process is root (PgBouncer refuses to run as root), or nil.
-func unprivileged() (*runAs, error) {
+func unprivileged() (runAs, error) {
 	if os.Geteuid() != 0 {
 		return nil, nil
 	}
@@ -31,18 +32,21 @@ func unprivileged() (*runAs, error) {
 	return nil, errors.New("pgbouncer: running as root and found no unprivileged user (postgres, nobody) to run it as")
 }
 
-// chownTo gives dir to cred's user, if any.
-func chownTo(dir string, cred *runAs) error {
-	if cred == nil {
+// giveTo makes dir owned by who (nil: leave it).
+func giveTo(dir string, who runAs) error {
+	if who == nil {
 		return nil
 	}
-	return os.Chown(dir, int(cred.Uid), int(cred.Gid))
+	return os.Chown(dir, int(who.Uid), int(who.Gid))
 }
 
-// procAttr runs PgBouncer as cred (if any), in a process group of its own,
-// stopped with this process where the platform allows (deathSignal).
-func procAttr(cred *runAs) *syscall.SysProcAttr {
-	a := &syscall.SysProcAttr{Credential: cred, Setpgid: true}
-	deathSignal(a)
-	return a
+// prepare runs cmd as who, in a process group of its own, sent SIGTERM if
+// this process dies first where the platform can (proc_linux.go).
+func prepare(cmd *exec.Cmd, who runAs) {
+	attr := &syscall.SysProcAttr{Credential: who, Setpgid: true}
+	stopWithParent(attr)
+	cmd.SysProcAttr = attr
 }
+
+// interrupt asks PgBouncer to shut down (SIGINT: safe shutdown).
+func interrupt(p *os.Process) error { return p.Signal(syscall.SIGINT) }
