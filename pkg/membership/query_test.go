@@ -148,7 +148,10 @@ func TestQueryOneStatementAndPages(t *testing.T) {
 	one("ListRoles", func() error { _, err := e.store.ListRoles(ctx, "acme", ListOptions{}); return err })
 	one("RoleByName", func() error { _, err := e.store.RoleByName(ctx, "acme", "editor"); return err })
 	one("WhoHas", func() error { _, err := e.store.WhoHas(ctx, "acme", "app.edit", ListOptions{}); return err })
-	one("WhoCanAccess", func() error { _, err := e.store.WhoCanAccess(ctx, "acme", "invoice", "inv-1", ListOptions{}); return err })
+	one("WhoCanAccess", func() error {
+		_, err := e.store.WhoCanAccess(ctx, "acme", "invoice", "inv-1", ListOptions{})
+		return err
+	})
 	one("ListGrants", func() error { _, err := e.store.ListGrants(ctx, "acme", GrantQuery{}); return err })
 
 	who, err := e.store.WhoHas(ctx, "acme", "app.edit", ListOptions{})
