@@ -169,7 +169,7 @@ func TestMigrate(t *testing.T) {
 		} `json:"migrations"`
 	}
 	wantJSON(t, url, exitOK, &st, "migrate", "status")
-	if len(st.Migrations) < 2 || st.Migrations[0].Applied {
+	if len(st.Migrations) < 3 || st.Migrations[0].Applied {
 		t.Fatalf("status on an empty database: %+v", st)
 	}
 	latest := st.Migrations[len(st.Migrations)-1].Version
@@ -348,6 +348,36 @@ func TestCommands(t *testing.T) {
 	want(t, url, exitDeny, []string{"check", "acme", "carol", "app.edit"}, "deny")
 	want(t, url, exitError, []string{"grant", "acme", "carol", "no-such-role"})
 	want(t, url, exitError, []string{"grant", "acme", "nobody", "editor"})
+
+	// audit: the history views, newest first.
+	want(t, url, exitOK, []string{"audit", "member", "acme", "carol"},
+		"DELETE membership_roles", "ops:1", "INSERT membership_roles", "INSERT memberships")
+	var hist struct {
+		Entries []struct {
+			Table     string          `json:"table"`
+			Operation string          `json:"operation"`
+			User      string          `json:"user"`
+			Actor     string          `json:"actor"`
+			Key       json.RawMessage `json:"key"`
+			Old       json.RawMessage `json:"old"`
+			New       json.RawMessage `json:"new"`
+		} `json:"entries"`
+		Next string `json:"next"`
+	}
+	wantJSON(t, url, exitOK, &hist, "audit", "actor", "ops:1")
+	if len(hist.Entries) != 1 || hist.Entries[0].Operation != "INSERT" || hist.Entries[0].Table != "membership_roles" ||
+		hist.Entries[0].User != "carol" || string(hist.Entries[0].Old) != "null" {
+		t.Errorf("audit actor ops:1: %+v", hist)
+	}
+	wantJSON(t, url, exitOK, &hist, "audit", "org", "acme", "--limit", "2")
+	if len(hist.Entries) != 2 || hist.Next == "" || hist.Entries[0].Operation != "DELETE" {
+		t.Errorf("audit org acme --limit 2: %+v", hist)
+	}
+	wantJSON(t, url, exitOK, &hist, "audit", "actor", "ops:1", "--org", "globex")
+	if len(hist.Entries) != 0 {
+		t.Errorf("audit actor ops:1 --org globex: %+v", hist)
+	}
+	want(t, url, exitError, []string{"audit", "org", "acme", "--cursor", "nope"})
 }
 
 func TestEvict(t *testing.T) {
