@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgtype"
@@ -279,36 +280,42 @@ func bound(t pgtype.Timestamptz) time.Time {
 	return t.Time.UTC()
 }
 
-// activeAt is the SQL condition that membership m is active at c.at: the
+// withAt returns sql with every @at replaced by the instant of the read:
+// parameter p, or the statement's time when it is NULL. An expression, not
+// a CTE joined to every row: a join would cost a loop per member scanned.
+func withAt(sql, p string) string {
+	return strings.ReplaceAll(sql, "@at", "coalesce("+p+"::timestamptz, statement_timestamp())")
+}
+
+// activeAt is the SQL condition that membership m is active at @at: the
 // same rule as PermissionSet.Active, with PostgreSQL's ordering of the
 // infinities.
-const activeAt = `(m.status = 'active' AND (m.valid_from IS NULL OR m.valid_from <= c.at) AND (m.valid_until IS NULL OR m.valid_until > c.at))`
+const activeAt = `(m.status = 'active' AND (m.valid_from IS NULL OR m.valid_from <= @at) AND (m.valid_until IS NULL OR m.valid_until > @at))`
 
 // heldAt is the SQL condition that assignment mr of role r is held by
-// membership m at c.at (to be combined with activeAt).
-const heldAt = `mr.org_id = m.org_id AND mr.user_id = m.user_id AND (r.org_id IS NULL OR r.org_id = m.org_id) AND (mr.valid_until IS NULL OR mr.valid_until > c.at)`
+// membership m at @at (to be combined with activeAt).
+const heldAt = `mr.org_id = m.org_id AND mr.user_id = m.user_id AND (r.org_id IS NULL OR r.org_id = m.org_id) AND (mr.valid_until IS NULL OR mr.valid_until > @at)`
 
 // listMembersSQL: $1 org, $2 at, $3 status filter, $4 role filter, $5 the
 // cursor's user, $6 rows.
-const listMembersSQL = `
-WITH c AS (SELECT coalesce($2::timestamptz, statement_timestamp()) AS at)
-SELECT m.user_id::text, m.status::text, m.valid_from, m.valid_until, a.active, c.at,
+var listMembersSQL = withAt(`
+SELECT m.user_id::text, m.status::text, m.valid_from, m.valid_until, a.active, @at,
        h.ids, h.names, h.systems, h.untils
-FROM c, ONLY orgperm.memberships m
-CROSS JOIN LATERAL (SELECT ` + activeAt + ` AS active) a
+FROM ONLY orgperm.memberships m
+CROSS JOIN LATERAL (SELECT `+activeAt+` AS active) a
 LEFT JOIN LATERAL (
     SELECT array_agg(r.id ORDER BY r.id) AS ids, array_agg(r.name::text ORDER BY r.id) AS names,
            array_agg(r.org_id IS NULL ORDER BY r.id) AS systems, array_agg(mr.valid_until ORDER BY r.id) AS untils
     FROM ONLY orgperm.membership_roles mr JOIN ONLY orgperm.roles r ON r.id = mr.role_id
-    WHERE a.active AND ` + heldAt + `
+    WHERE a.active AND `+heldAt+`
 ) h ON true
 WHERE m.org_id = $1 AND m.user_id > coalesce($5::text, '')
   AND ($3::text IS NULL OR m.status = $3::text)
   AND ($4::bigint IS NULL OR (a.active AND EXISTS (
       SELECT FROM ONLY orgperm.membership_roles mr JOIN ONLY orgperm.roles r ON r.id = mr.role_id
-      WHERE mr.role_id = $4::bigint AND ` + heldAt + `)))
+      WHERE mr.role_id = $4::bigint AND `+heldAt+`)))
 ORDER BY m.user_id
-LIMIT $6`
+LIMIT $6`, "$2")
 
 // ListMembers returns the members of org (every membership, whatever its
 // status), sorted by user ID, one page at a time: each with its status and
@@ -374,11 +381,11 @@ func (s *Store) ListMembers(ctx context.Context, org string, q MemberQuery) (Pag
 // row carries the user-wide answer over every membership of the user (all
 // pages); a user with no membership in the page gets one row with a NULL
 // org.
-const userOrgsSQL = `
-WITH c AS (SELECT coalesce($2::timestamptz, statement_timestamp()) AS at),
+var userOrgsSQL = withAt(`
+WITH c AS (SELECT @at AS at),
 mine AS (
-    SELECT m.org_id::text AS org_id, m.status::text AS status, m.valid_from, m.valid_until, ` + activeAt + ` AS active
-    FROM c, ONLY orgperm.memberships m
+    SELECT m.org_id::text AS org_id, m.status::text AS status, m.valid_from, m.valid_until, `+activeAt+` AS active
+    FROM ONLY orgperm.memberships m
     WHERE m.user_id = $1
 ), wide AS (
     SELECT coalesce(bool_or(mine.active), false) AS active,
@@ -392,7 +399,7 @@ mine AS (
 )
 SELECT c.at, coalesce(wide.active, false), wide.next, page.org_id, page.status, page.valid_from, page.valid_until, page.active
 FROM c LEFT JOIN wide ON true LEFT JOIN page ON true
-ORDER BY page.org_id`
+ORDER BY page.org_id`, "$2")
 
 // UserOrgs returns the organizations in which user holds a membership,
 // sorted by org ID, one page at a time, each with whether the membership is
@@ -551,32 +558,31 @@ func (s *Store) RoleByName(ctx context.Context, org, name string) (RoleInfo, err
 // The page is chosen first (members that hold the codename at the instant,
 // by user ID), then the granting role of each: the held role with the
 // lowest ID that grants it, as Explain names.
-const whoHasSQL = `
-WITH c AS (SELECT coalesce($3::timestamptz, statement_timestamp()) AS at),
-page AS (
+var whoHasSQL = withAt(`
+WITH page AS (
     SELECT m.org_id, m.user_id
-    FROM c, ONLY orgperm.memberships m
-    WHERE m.org_id = $1 AND m.user_id > coalesce($4::text, '') AND ` + activeAt + `
+    FROM ONLY orgperm.memberships m
+    WHERE m.org_id = $1 AND m.user_id > coalesce($4::text, '') AND `+activeAt+`
       AND EXISTS (
           SELECT FROM ONLY orgperm.membership_roles mr
           JOIN ONLY orgperm.roles r ON r.id = mr.role_id
           JOIN ONLY orgperm.role_permissions rp ON rp.role_id = r.id
-          WHERE rp.codename = $2 AND ` + heldAt + `)
+          WHERE rp.codename = $2 AND `+heldAt+`)
     ORDER BY m.user_id
     LIMIT $5
 )
-SELECT m.user_id::text, g.id, g.name::text, c.at
-FROM c, page m
+SELECT m.user_id::text, g.id, g.name::text, @at
+FROM page m
 CROSS JOIN LATERAL (
     SELECT r.id, r.name
     FROM ONLY orgperm.membership_roles mr
     JOIN ONLY orgperm.roles r ON r.id = mr.role_id
     JOIN ONLY orgperm.role_permissions rp ON rp.role_id = r.id
-    WHERE rp.codename = $2 AND ` + heldAt + `
+    WHERE rp.codename = $2 AND `+heldAt+`
     ORDER BY r.id
     LIMIT 1
 ) g
-ORDER BY m.user_id`
+ORDER BY m.user_id`, "$3")
 
 // WhoHas returns who in org holds the permission codename at the instant,
 // sorted by user ID, one page at a time: the active members (inside their
@@ -608,37 +614,36 @@ func (s *Store) WhoHas(ctx context.Context, org, codename string, o ListOptions)
 // record or of the whole type, in org, to the user or to a role the user
 // holds at the instant; the one named is the one ExplainAccess names (a
 // grant of the record before one of the type, then the lowest ID).
-const whoCanAccessSQL = `
-WITH c AS (SELECT coalesce($4::timestamptz, statement_timestamp()) AS at),
-covering AS (
+var whoCanAccessSQL = withAt(`
+WITH covering AS (
     SELECT d.id, d.user_id, d.role_id, d.resource_id IS NULL AS whole
     FROM ONLY orgperm.data_access d
     WHERE d.org_id = $1 AND d.resource_type = $2 AND (d.resource_id = $3 OR d.resource_id IS NULL)
 ), page AS (
     SELECT m.org_id, m.user_id
-    FROM c, ONLY orgperm.memberships m
-    WHERE m.org_id = $1 AND m.user_id > coalesce($5::text, '') AND ` + activeAt + `
+    FROM ONLY orgperm.memberships m
+    WHERE m.org_id = $1 AND m.user_id > coalesce($5::text, '') AND `+activeAt+`
       AND (EXISTS (SELECT FROM covering d WHERE d.user_id = m.user_id)
         OR EXISTS (SELECT FROM covering d
                    JOIN ONLY orgperm.membership_roles mr ON mr.role_id = d.role_id
                    JOIN ONLY orgperm.roles r ON r.id = mr.role_id
-                   WHERE ` + heldAt + `))
+                   WHERE `+heldAt+`))
     ORDER BY m.user_id
     LIMIT $6
 )
-SELECT m.user_id::text, g.role_id, g.name, g.id, c.at
-FROM c, page m
+SELECT m.user_id::text, g.role_id, g.name, g.id, @at
+FROM page m
 CROSS JOIN LATERAL (
     SELECT d.id, d.role_id, r.name::text AS name, d.whole
     FROM covering d
     LEFT JOIN ONLY orgperm.membership_roles mr ON mr.role_id = d.role_id AND mr.org_id = m.org_id AND mr.user_id = m.user_id
     LEFT JOIN ONLY orgperm.roles r ON r.id = mr.role_id
     WHERE d.user_id = m.user_id
-       OR (mr.role_id IS NOT NULL AND ` + heldAt + `)
+       OR (mr.role_id IS NOT NULL AND `+heldAt+`)
     ORDER BY d.whole, d.id
     LIMIT 1
 ) g
-ORDER BY m.user_id`
+ORDER BY m.user_id`, "$4")
 
 // WhoCanAccess returns who in org can access the record resourceID of
 // resourceType at the instant, sorted by user ID, one page at a time: the
