@@ -16,10 +16,25 @@ import (
 
 // notifyTriggers are the invalidation triggers of sql/triggers.sql, by
 // table: the cache is only correct while every one is present and enabled.
-// doctor checks them itself when the database has no orgperm.inspect().
+// doctor checks them itself when the database has no orgperm.inspect(),
+// and the audit triggers in any case.
 var notifyTriggers = map[string][]string{
 	"permissions":      {"update", "delete", "truncate"},
 	"roles":            {"update", "delete", "truncate"},
+	"role_permissions": {"insert", "update", "delete", "truncate"},
+	"memberships":      {"insert", "update", "delete", "truncate"},
+	"membership_roles": {"insert", "update", "delete", "truncate"},
+	"data_access":      {"insert", "update", "delete", "truncate"},
+}
+
+// auditVersion is the migration that installs the audit trail.
+const auditVersion = 5
+
+// auditTriggers are the audit trail's triggers (sql/audit.sql): every
+// event of every table.
+var auditTriggers = map[string][]string{
+	"permissions":      {"insert", "update", "delete", "truncate"},
+	"roles":            {"insert", "update", "delete", "truncate"},
 	"role_permissions": {"insert", "update", "delete", "truncate"},
 	"memberships":      {"insert", "update", "delete", "truncate"},
 	"membership_roles": {"insert", "update", "delete", "truncate"},
@@ -209,7 +224,11 @@ func (c *cli) diagnose(ctx context.Context) (*doctorJSON, error) {
 			return nil, fmt.Errorf("doctor: orgperm.inspect(): %w", err)
 		}
 	} else {
-		checkTriggers(d.Triggers, add)
+		checkTriggers(d.Triggers, "notify", notifyTriggers, "writes are not invalidated", add)
+	}
+	if d.SchemaVersion >= auditVersion {
+		// The audit trail (migration 5): every table, every event.
+		checkTriggers(d.Triggers, "audit", auditTriggers, "writes are not recorded in the audit trail", add)
 	}
 
 	// Listeners connected to this database.
@@ -246,28 +265,29 @@ func (c *cli) diagnose(ctx context.Context) (*doctorJSON, error) {
 	return d, nil
 }
 
-// checkTriggers reports every invalidation trigger that is missing or does
-// not fire in ordinary sessions.
-func checkTriggers(have []triggerJSON, add func(sev, obj, format string, args ...any)) {
+// checkTriggers reports every trigger of kind (table_kind_event) in want
+// that is missing or does not fire in ordinary sessions.
+func checkTriggers(have []triggerJSON, kind string, want map[string][]string, consequence string,
+	add func(sev, obj, format string, args ...any)) {
 	byName := map[string]triggerJSON{}
 	for _, t := range have {
 		byName[t.Table+"."+t.Name] = t
 	}
-	tables := make([]string, 0, len(notifyTriggers))
-	for t := range notifyTriggers {
+	tables := make([]string, 0, len(want))
+	for t := range want {
 		tables = append(tables, t)
 	}
 	slices.Sort(tables)
 	for _, table := range tables {
-		for _, ev := range notifyTriggers[table] {
-			name := table + "_notify_" + ev
+		for _, ev := range want[table] {
+			name := table + "_" + kind + "_" + ev
 			obj := "orgperm." + table + " trigger " + name
 			t, ok := byName[table+"."+name]
 			switch {
 			case !ok:
-				add(sevError, obj, "missing: %s writes are not invalidated (run orgperm migrate up, or restore sql/triggers.sql)", ev)
+				add(sevError, obj, "missing: %s %s (run orgperm migrate up)", ev, consequence)
 			case t.Enabled == "disabled":
-				add(sevError, obj, "disabled: %s writes are not invalidated (ALTER TABLE orgperm.%s ENABLE TRIGGER %s)", ev, table, name)
+				add(sevError, obj, "disabled: %s %s (ALTER TABLE orgperm.%s ENABLE TRIGGER %s)", ev, consequence, table, name)
 			case t.Enabled == "replica":
 				add(sevError, obj, "fires only in replica sessions (ALTER TABLE orgperm.%s ENABLE TRIGGER %s)", table, name)
 			}

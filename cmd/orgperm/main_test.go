@@ -482,4 +482,19 @@ func TestDoctor(t *testing.T) {
 		t.Fatal(err)
 	}
 	want(t, url, exitDeny, []string{"doctor"}, "memberships_notify_delete", "missing")
+
+	// So is a disabled audit trigger, on a database that is otherwise fine.
+	url2 := pgtest.NewDatabase(t)
+	if r := want(t, url2, exitOK, []string{"doctor"}, "schema version"); strings.Contains(r.out, "error") {
+		t.Errorf("doctor on a fresh database reports an error:\n%s", r.out)
+	}
+	conn2, err := pgx.Connect(ctx, url2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn2.Close(ctx)
+	if _, err := conn2.Exec(ctx, `ALTER TABLE orgperm.data_access DISABLE TRIGGER data_access_audit_truncate`); err != nil {
+		t.Fatal(err)
+	}
+	want(t, url2, exitDeny, []string{"doctor"}, "data_access_audit_truncate", "audit trail")
 }
