@@ -67,7 +67,9 @@ type Page[T any] struct {
 	Next string
 	// At is the instant the page was evaluated at: ListOptions.At, or the
 	// database's time when that was zero. Pass it as ListOptions.At to read
-	// the following pages at the same instant.
+	// the following pages at the same instant. It is ListOptions.At for an
+	// empty page, and zero for the lists that have no time (roles,
+	// grants).
 	At time.Time
 }
 
