@@ -120,9 +120,15 @@ func (s *Store) EnsureRole(ctx context.Context, org, name string, codenames []st
 		}
 		var have []string
 		if !created {
+			// Lock the role, then read its permissions in a new statement:
+			// its snapshot is taken after the lock is granted, so it sees
+			// what a concurrent EnsureRole committed.
+			if _, err := tx.Exec(ctx, `SELECT FROM ONLY orgperm.roles WHERE id = $1 FOR UPDATE`, id); err != nil {
+				return err
+			}
 			if err := tx.QueryRow(ctx, `
-				SELECT ARRAY(SELECT rp.codename::text FROM ONLY orgperm.role_permissions rp WHERE rp.role_id = r.id)
-				FROM ONLY orgperm.roles r WHERE r.id = $1 FOR UPDATE`, id).Scan(&have); err != nil {
+				SELECT ARRAY(SELECT rp.codename::text FROM ONLY orgperm.role_permissions rp WHERE rp.role_id = $1)`,
+				id).Scan(&have); err != nil {
 				return err
 			}
 		}
