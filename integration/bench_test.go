@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/orgperm/orgperm/internal/hooks"
 	"github.com/orgperm/orgperm/pkg/membership"
 	"github.com/orgperm/orgperm/pkg/pgtest"
 )
@@ -62,9 +63,8 @@ func TestConcurrentMissesOneQuery(t *testing.T) {
 	pool, qc := countingPool(t, w.url)
 	release := make(chan struct{})
 	var held atomic.Bool
-	in := newInstance(t, pool, membership.Config{
-		HeartbeatInterval: -1,
-		AfterLoad: func(membership.Key) {
+	in := newInstance(t, pool, membership.Config{Lease: time.Minute}, hooks.Client{
+		AfterLoad: func(string, string) {
 			if held.CompareAndSwap(false, true) {
 				<-release
 			}
@@ -185,5 +185,73 @@ func BenchmarkCheck(b *testing.B) {
 				}
 			}
 		})
+	})
+}
+
+// BenchmarkReadYourWrites reports, in one run, what read-your-writes on
+// request costs next to its yardstick, a bare primary-key select on the
+// same pool: Sync (one shared proof of delivery), a check with a token the
+// instance must wait for (a write, its token, then the check), and a check
+// with a token the instance is already past (no round trip).
+//
+//	go test -run '^$' -bench ReadYourWrites -count 5 ./integration
+func BenchmarkReadYourWrites(b *testing.B) {
+	w, in := benchSetup(b)
+	ctx := context.Background()
+	b.Run("pk-select", func(b *testing.B) {
+		for b.Loop() {
+			var s string
+			if err := w.pool.QueryRow(ctx, `SELECT status FROM orgperm.memberships WHERE org_id = $1 AND user_id = $2`, "o1", "u1").Scan(&s); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("sync", func(b *testing.B) {
+		for b.Loop() {
+			if err := in.c.Sync(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("token-check-waits", func(b *testing.B) {
+		// Each token is taken after a notifying write (outside the timer),
+		// so that the instance has not yet proven it.
+		for b.Loop() {
+			b.StopTimer()
+			if _, err := w.raw.Exec(ctx, `SELECT orgperm.evict_user('bench')`); err != nil {
+				b.Fatal(err)
+			}
+			tok, err := in.c.Token(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			tctx, err := membership.WithToken(ctx, tok)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			if ok, err := in.c.HasPermission(tctx, "o1", "u1", "billing.view_invoice"); err != nil || !ok {
+				b.Fatal(ok, err)
+			}
+		}
+	})
+	b.Run("token-check-past", func(b *testing.B) {
+		tok, err := in.c.Token(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := in.c.Sync(ctx); err != nil {
+			b.Fatal(err)
+		}
+		tctx, err := membership.WithToken(ctx, tok)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			if ok, err := in.c.HasPermission(tctx, "o1", "u1", "billing.view_invoice"); err != nil || !ok {
+				b.Fatal(ok, err)
+			}
+		}
 	})
 }

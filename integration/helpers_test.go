@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/goleak"
 
+	"github.com/orgperm/orgperm/internal/hooks"
 	"github.com/orgperm/orgperm/pkg/listener"
 	"github.com/orgperm/orgperm/pkg/membership"
 	"github.com/orgperm/orgperm/pkg/pgtest"
@@ -36,7 +37,7 @@ type instance struct {
 	states chan listener.State
 }
 
-func newInstance(t *testing.T, pool *pgxpool.Pool, cfg membership.Config) *instance {
+func newInstance(t *testing.T, pool *pgxpool.Pool, cfg membership.Config, h ...hooks.Client) *instance {
 	t.Helper()
 	in := &instance{
 		t:      t,
@@ -63,6 +64,9 @@ func newInstance(t *testing.T, pool *pgxpool.Pool, cfg membership.Config) *insta
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
+	if len(h) > 0 {
+		ctx = hooks.WithClient(ctx, h[0])
+	}
 	c, err := membership.New(ctx, pool, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -183,3 +187,12 @@ func fingerprint(s *membership.PermissionSet) string {
 }
 
 func nowUTC() time.Time { return time.Now().UTC() }
+
+// skipShort skips a long test (faults, soaks, waits on real time) under
+// -short; make test runs them all.
+func skipShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("long: make test runs it")
+	}
+}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/orgperm/orgperm/internal/hooks"
 	"github.com/orgperm/orgperm/pkg/listener"
 	"github.com/orgperm/orgperm/pkg/membership"
 	"github.com/orgperm/orgperm/pkg/pgtest"
@@ -142,8 +143,8 @@ func TestStaleFillNeverLands(t *testing.T) {
 	var armed atomic.Bool
 	loaded := make(chan struct{})
 	release := make(chan struct{})
-	in := newInstance(t, w.pool, membership.Config{
-		AfterLoad: func(k membership.Key) {
+	in := newInstance(t, w.pool, membership.Config{}, hooks.Client{
+		AfterLoad: func(string, string) {
 			if armed.CompareAndSwap(true, false) {
 				close(loaded)
 				<-release

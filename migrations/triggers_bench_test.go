@@ -2,6 +2,7 @@ package migrations_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"testing"
 	"time"
@@ -9,13 +10,18 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/orgperm/orgperm/migrations"
 	"github.com/orgperm/orgperm/pkg/pgtest"
 )
 
-// BenchmarkTriggerOverhead measures membership writes with the invalidation
-// triggers installed and with them disabled, interleaved in one run so both
-// see the same machine, and reports the ratio. A listener drains the
-// notifications, as an app instance would.
+// BenchmarkTriggerOverhead measures membership writes with the current
+// invalidation triggers, with those of the first release (schema version 2)
+// and with the triggers disabled, interleaved in one run (the order rotates
+// every iteration) so that all three see the same machine, and reports the
+// throughput ratios: throughput-ratio is the current triggers' throughput
+// over the throughput without triggers, throughput-ratio-v2 the same for
+// version 2, and v3-over-v2 the current triggers' throughput over version
+// 2's. A listener drains the notifications, as an app instance would.
 //
 //	go test -run '^$' -bench TriggerOverhead ./migrations
 func BenchmarkTriggerOverhead(b *testing.B) {
@@ -25,8 +31,11 @@ func BenchmarkTriggerOverhead(b *testing.B) {
 	}{{"single-row", 1}, {"bulk-1000", 1000}} {
 		b.Run(bc.name, func(b *testing.B) {
 			ctx := context.Background()
-			with := benchDB(b, ctx, true)
-			without := benchDB(b, ctx, false)
+			pools := []*pgxpool.Pool{
+				benchDB(b, ctx, 0),  // current triggers
+				benchDB(b, ctx, 2),  // the first release's triggers
+				benchDB(b, ctx, -1), // no triggers
+			}
 			const users = 5000
 			stmt := `UPDATE orgperm.memberships
 				SET status = CASE status WHEN 'active' THEN 'suspended' ELSE 'active' END
@@ -38,33 +47,55 @@ func BenchmarkTriggerOverhead(b *testing.B) {
 				}
 				return ids
 			}
-			var tWith, tWithout time.Duration
+			var took [3]time.Duration
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				ids := batch(i)
-				start := time.Now()
-				if _, err := with.Exec(ctx, stmt, ids); err != nil {
-					b.Fatal(err)
+				for k := range pools {
+					p := (i + k) % len(pools)
+					start := time.Now()
+					if _, err := pools[p].Exec(ctx, stmt, ids); err != nil {
+						b.Fatal(err)
+					}
+					took[p] += time.Since(start)
 				}
-				mid := time.Now()
-				if _, err := without.Exec(ctx, stmt, ids); err != nil {
-					b.Fatal(err)
-				}
-				tWith += mid.Sub(start)
-				tWithout += time.Since(mid)
 			}
 			b.StopTimer()
 			n := float64(b.N)
-			b.ReportMetric(float64(tWith.Nanoseconds())/n, "ns/stmt-triggers")
-			b.ReportMetric(float64(tWithout.Nanoseconds())/n, "ns/stmt-no-triggers")
-			b.ReportMetric(float64(tWithout)/float64(tWith), "throughput-ratio")
+			b.ReportMetric(float64(took[0].Nanoseconds())/n, "ns/stmt-triggers")
+			b.ReportMetric(float64(took[1].Nanoseconds())/n, "ns/stmt-triggers-v2")
+			b.ReportMetric(float64(took[2].Nanoseconds())/n, "ns/stmt-no-triggers")
+			b.ReportMetric(float64(took[2])/float64(took[0]), "throughput-ratio")
+			b.ReportMetric(float64(took[2])/float64(took[1]), "throughput-ratio-v2")
+			b.ReportMetric(float64(took[1])/float64(took[0]), "v3-over-v2")
 		})
 	}
 }
 
-func benchDB(b *testing.B, ctx context.Context, triggers bool) *pgxpool.Pool {
+// benchDB returns a pool on a fresh database with 5,000 memberships of org
+// "bench": at the current schema (version 0), at an older one (version > 0)
+// or at the current one with the membership triggers disabled (version < 0).
+// With triggers, a listener drains the notifications.
+func benchDB(b *testing.B, ctx context.Context, version int64) *pgxpool.Pool {
 	b.Helper()
-	url := pgtest.NewDatabase(b)
+	var url string
+	if version > 0 {
+		url = pgtest.Shared(b).NewEmptyDatabase(b)
+		db, err := sql.Open("pgx", url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		p, err := migrations.NewProvider(db)
+		if err == nil {
+			_, err = p.UpTo(ctx, version)
+		}
+		db.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+	} else {
+		url = pgtest.NewDatabase(b)
+	}
 	pool, err := pgxpool.New(ctx, url)
 	if err != nil {
 		b.Fatal(err)
@@ -74,7 +105,7 @@ func benchDB(b *testing.B, ctx context.Context, triggers bool) *pgxpool.Pool {
 		SELECT 'bench', 'user-' || g FROM generate_series(0, 4999) g`); err != nil {
 		b.Fatal(err)
 	}
-	if !triggers {
+	if version < 0 {
 		for _, ev := range []string{"insert", "update", "delete"} {
 			if _, err := pool.Exec(ctx, "ALTER TABLE orgperm.memberships DISABLE TRIGGER memberships_notify_"+ev); err != nil {
 				b.Fatal(err)
@@ -105,4 +136,50 @@ func benchDB(b *testing.B, ctx context.Context, triggers bool) *pgxpool.Pool {
 		conn.Close(context.Background())
 	})
 	return pool
+}
+
+// BenchmarkFingerprint measures orgperm.fingerprint() on the server: a
+// statement that calls it 100 times against the same statement computing
+// an md5 100 times (the yardstick), interleaved; per-call is the difference
+// over 100. Plain round trips of both, and of orgperm.inspect(), are
+// reported too.
+//
+//	go test -run '^$' -bench Fingerprint ./migrations
+func BenchmarkFingerprint(b *testing.B) {
+	ctx := context.Background()
+	pool := pgtest.NewPool(b)
+	if _, err := pool.Exec(ctx, fixture); err != nil {
+		b.Fatal(err)
+	}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Release()
+	const calls = 100
+	stmts := []string{
+		fmt.Sprintf("SELECT count(orgperm.fingerprint()) FROM generate_series(1, %d)", calls),
+		fmt.Sprintf("SELECT count(md5(g::text)) FROM generate_series(1, %d) g", calls),
+		"SELECT orgperm.fingerprint()",
+		"SELECT 1",
+		"SELECT count(*) FROM orgperm.inspect()",
+	}
+	var took [5]time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for k := range stmts {
+			s := (i + k) % len(stmts)
+			start := time.Now()
+			if _, err := conn.Exec(ctx, stmts[s]); err != nil {
+				b.Fatal(err)
+			}
+			took[s] += time.Since(start)
+		}
+	}
+	b.StopTimer()
+	n := float64(b.N)
+	b.ReportMetric(float64((took[0]-took[1]).Nanoseconds())/n/calls, "ns/fingerprint-server")
+	b.ReportMetric(float64(took[2].Nanoseconds())/n, "ns/roundtrip-fingerprint")
+	b.ReportMetric(float64(took[3].Nanoseconds())/n, "ns/roundtrip-select-1")
+	b.ReportMetric(float64(took[4].Nanoseconds())/n, "ns/roundtrip-inspect")
 }

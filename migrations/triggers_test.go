@@ -2,10 +2,13 @@ package migrations_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +26,7 @@ const channel = "orgperm_invalidate"
 type env struct {
 	t      *testing.T
 	ctx    context.Context
+	url    string
 	pool   *pgxpool.Pool
 	listen *pgx.Conn
 	seq    int
@@ -46,7 +50,7 @@ func setup(t *testing.T) *env {
 	if _, err := conn.Exec(ctx, "LISTEN "+channel); err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, ctx: ctx, pool: pool, listen: conn}
+	return &env{t: t, ctx: ctx, url: url, pool: pool, listen: conn}
 }
 
 // exec runs sql on the writer pool and fails the test on error.
@@ -66,13 +70,21 @@ func (e *env) drain() []string {
 	e.seq++
 	sentinel := fmt.Sprintf("sentinel-%d", e.seq)
 	e.exec("SELECT pg_notify($1, $2)", channel, sentinel)
+	return e.until(sentinel)
+}
+
+// until returns every payload received before sentinel, which someone else
+// sends (a replicated marker row, say); it fails the test if sentinel does
+// not come within 30 seconds.
+func (e *env) until(sentinel string) []string {
+	e.t.Helper()
 	var got []string
 	for {
-		ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
+		ctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
 		n, err := e.listen.WaitForNotification(ctx)
 		cancel()
 		if err != nil {
-			e.t.Fatalf("waiting for notifications (got %q so far): %v", got, err)
+			e.t.Fatalf("waiting for %s (got %q so far): %v", sentinel, got, err)
 		}
 		if n.Payload == sentinel {
 			return got
@@ -322,23 +334,76 @@ func currentDB(e *env) string {
 	return name
 }
 
-// TestTriggersMatchMigration: the migration installs exactly sql/triggers.sql.
+// TestTriggersMatchMigration: the newest triggers migration installs exactly
+// sql/triggers.sql, and goes down by the teardown part of sql/triggers.sql
+// followed by the previous triggers migration's Up section (what `make
+// generate` writes).
 func TestTriggersMatchMigration(t *testing.T) {
 	t.Parallel()
 	src, err := os.ReadFile("../sql/triggers.sql")
 	if err != nil {
 		t.Fatal(err)
 	}
-	mig, err := os.ReadFile("00002_triggers.sql")
+	names, err := filepath.Glob("[0-9]*_triggers*.sql")
+	if err != nil || len(names) < 2 {
+		t.Fatalf("triggers migrations: %v, %v", names, err)
+	}
+	sort.Strings(names)
+	newest, prev := names[len(names)-1], names[len(names)-2]
+	up, down := gooseSections(t, newest)
+	if strings.TrimSpace(up) != strings.TrimSpace(string(src)) {
+		t.Fatalf("migrations/%s differs from sql/triggers.sql: run `make generate`", newest)
+	}
+	_, teardown, ok := strings.Cut(string(src), "-- teardown begin\n")
+	teardown, _, ok2 := strings.Cut(teardown, "-- teardown end\n")
+	if !ok || !ok2 {
+		t.Fatal("sql/triggers.sql has no teardown part")
+	}
+	prevUp, _ := gooseSections(t, prev)
+	if !strings.Contains(down, teardown) || !strings.Contains(down, strings.TrimSpace(prevUp)) {
+		t.Fatalf("migrations/%s: Down is not the teardown followed by %s's Up: run `make generate`", newest, prev)
+	}
+}
+
+// gooseSections returns the Up and Down sections of a migration file.
+func gooseSections(t *testing.T, name string) (up, down string) {
+	t.Helper()
+	b, err := os.ReadFile(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, up, ok := strings.Cut(string(mig), "-- +goose Up\n")
-	up, _, ok2 := strings.Cut(up, "\n-- +goose Down\n")
+	_, rest, ok := strings.Cut(string(b), "-- +goose Up\n")
+	up, down, ok2 := strings.Cut(rest, "\n-- +goose Down\n")
 	if !ok || !ok2 {
-		t.Fatal("00002_triggers.sql has no Up/Down sections")
+		t.Fatalf("%s has no Up/Down sections", name)
 	}
-	if strings.TrimSpace(up) != strings.TrimSpace(string(src)) {
-		t.Fatal("migrations/00002_triggers.sql differs from sql/triggers.sql: run `make generate`")
+	return up, down
+}
+
+// TestReleasedMigrations: a released migration never changes (databases in
+// the field have run it); scripts/released-migrations.sha256 lists them.
+func TestReleasedMigrations(t *testing.T) {
+	t.Parallel()
+	list, err := os.ReadFile("../scripts/released-migrations.sha256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(list)), "\n") {
+		sum, name, ok := strings.Cut(line, "  ")
+		if !ok {
+			t.Fatalf("bad line %q", line)
+		}
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fmt.Sprintf("%x", sha256.Sum256(b)); got != sum {
+			t.Errorf("released migration %s changed (sha256 %s, released %s): add a new migration instead", name, got, sum)
+		}
+		n++
+	}
+	if n < 2 {
+		t.Fatalf("%d released migrations listed, want at least 00001 and 00002", n)
 	}
 }

@@ -1,7 +1,11 @@
 -- orgperm invalidation triggers: the one readable source of truth for what
--- emits NOTIFY. migrations/00002_triggers.sql installs exactly these
--- definitions (TestTriggersMatchMigration fails if the two drift apart; run
--- `make generate` after editing this file).
+-- emits NOTIFY. The newest triggers migration (migrations/NNNNN_triggers*.sql)
+-- installs exactly this file; TestTriggersMatchMigration fails if the two
+-- drift apart. After editing it, run `make generate`: it rewrites the
+-- unreleased triggers migration, or writes the next numbered one when the
+-- newest is released (see scripts/gen-triggers-migration.sh). The file starts
+-- from nothing (it drops what any earlier version installed), so it upgrades
+-- a database at any earlier version as well as it installs a fresh one.
 --
 -- Protocol (version 1). Channel: orgperm_invalidate. Payload: one JSON object,
 -- always under 8000 bytes:
@@ -11,27 +15,132 @@
 --   {"v":1,"t":"<source>","members":[["o1","u1"]]}      these (org, user) keys
 --   {"v":1,"t":"<source>","users":["u1"]}               every key of these users
 --
--- <source> is the table whose statement caused it, or "evict" for the
--- orgperm.evict_* functions. A payload only ever removes; it never carries
--- permission data.
+-- <source> is the table whose statement caused it, "evict" for the
+-- orgperm.evict_* functions, or "ddl" for a DDL command on orgperm's tables,
+-- triggers or functions (always {"v":1,"t":"ddl","all":true}). A payload only
+-- ever removes; it never carries permission data.
 --
--- Triggers are statement-level with transition tables: one statement sends
--- one notification per scope, never one per row. A statement that touches
--- more than orgperm.notify_max_users users of one org (default 50) collapses
--- to that org; one that touches more than orgperm.notify_max_orgs orgs
--- (default 100) collapses to everything. Both are ordinary settings
--- (SET orgperm.notify_max_users = 200). Lists too long for one payload are
--- split over several, each under 8000 bytes; lists that would need more than
--- four payloads collapse too (pairs to their orgs, orgs to everything), so a
--- statement sends a handful of notifications at most. PostgreSQL sends nothing for a
--- transaction that rolls back, and folds identical payloads of one
--- transaction into one.
+-- Ordinary sessions fire statement-level triggers with transition tables:
+-- one statement sends one notification per scope, never one per row. A
+-- statement that touches more than orgperm.notify_max_users users of one org
+-- (default 50) collapses to that org; one that touches more than
+-- orgperm.notify_max_orgs orgs (default 100) collapses to everything. Both
+-- are ordinary settings (SET orgperm.notify_max_users = 200); a value that is
+-- not an integer from 0 to 1000000 counts as unset. Lists too long for one
+-- payload are split over several, each under 8000 bytes; lists that would
+-- need more than four payloads collapse too (pairs to their orgs, orgs to
+-- everything), so a statement sends a handful of notifications at most.
+-- PostgreSQL sends nothing for a transaction that rolls back, and folds
+-- identical payloads of one transaction into one.
+--
+-- Every write path fires (issue #10, "no silent bypass"):
+--   * session_replication_role = replica (the logical replication apply
+--     worker, and sessions that set it by hand) fires only ENABLE REPLICA
+--     triggers, and the apply worker fires only row-level ones for INSERT,
+--     UPDATE and DELETE: each table has a row-level *_notify_replica trigger,
+--     enabled REPLICA, that sends its row's payload. The statement-level
+--     triggers keep the default (ORIGIN) enablement, so no write is notified
+--     twice. TRUNCATE triggers are ENABLE ALWAYS (the apply worker fires
+--     statement-level TRUNCATE triggers).
+--   * Every function on the invalidation path (trigger functions and what
+--     they call: orgperm.expected_functions()) is SECURITY DEFINER (it runs
+--     as the schema owner: the writer's row-level security and privileges
+--     do not filter its lookups) with search_path pinned to pg_catalog,
+--     pg_temp, so no schema of the writer's can shadow a function or
+--     operator it uses; the functions it calls are schema-qualified too.
+--   * Rows of a table that INHERITS an orgperm table are not part of the
+--     model: every lookup reads FROM ONLY, and writes to a child table send
+--     nothing (docs/DECISIONS.md).
+--   * DDL is an invalidation: the event triggers orgperm_ddl_notify
+--     (ddl_command_end) and orgperm_ddl_notify_drop (sql_drop), ENABLE
+--     ALWAYS, send {"v":1,"t":"ddl","all":true} for any command that touches
+--     an object of schema orgperm (disabling, dropping or replacing a
+--     trigger, altering or dropping a table, replacing a function). Creating
+--     them needs a superuser; without one the migration says so in a NOTICE
+--     and orgperm.fingerprint() is the only signal (as it is for DROP SCHEMA
+--     orgperm CASCADE and pg_restore --clean, which drop the event triggers
+--     first).
+--   * orgperm.fingerprint() changes whenever an orgperm table, a trigger on
+--     one, or a function of schema orgperm comes, goes or is replaced, and
+--     whenever such a trigger is enabled, disabled or altered;
+--     orgperm.inspect() lists what is wrong; orgperm.schema_version() is the
+--     version of this file; orgperm.reset_trigger_modes() repairs the modes
+--     that ENABLE TRIGGER ALL (pg_restore --disable-triggers) resets.
+--   * PREPARE TRANSACTION after a write to an orgperm table fails (SQLSTATE
+--     0A000): PostgreSQL cannot prepare a transaction that sent NOTIFY.
+
+-- Start from nothing: drop what any earlier version of this file installed
+-- (event triggers first, so that dropping the rest is not itself notified;
+-- dropping a trigger function drops its triggers). A down migration runs this
+-- part, then the previous version's file.
+-- teardown begin
+DROP EVENT TRIGGER IF EXISTS orgperm_ddl_notify;
+DROP EVENT TRIGGER IF EXISTS orgperm_ddl_notify_drop;
+DROP FUNCTION IF EXISTS orgperm.notify_ddl() CASCADE;
+DROP FUNCTION IF EXISTS orgperm.notify_permissions() CASCADE;
+DROP FUNCTION IF EXISTS orgperm.notify_roles() CASCADE;
+DROP FUNCTION IF EXISTS orgperm.notify_role_permissions() CASCADE;
+DROP FUNCTION IF EXISTS orgperm.notify_memberships() CASCADE;
+DROP FUNCTION IF EXISTS orgperm.notify_membership_roles() CASCADE;
+DROP FUNCTION IF EXISTS orgperm.notify_data_access() CASCADE;
+DROP FUNCTION IF EXISTS orgperm.notify_truncate() CASCADE;
+DROP FUNCTION IF EXISTS orgperm.notify_permissions_row() CASCADE;
+DROP FUNCTION IF EXISTS orgperm.notify_roles_row() CASCADE;
+DROP FUNCTION IF EXISTS orgperm.notify_role_permissions_row() CASCADE;
+DROP FUNCTION IF EXISTS orgperm.notify_memberships_row() CASCADE;
+DROP FUNCTION IF EXISTS orgperm.notify_membership_roles_row() CASCADE;
+DROP FUNCTION IF EXISTS orgperm.notify_data_access_row() CASCADE;
+DROP FUNCTION IF EXISTS orgperm.evict_member(text, text);
+DROP FUNCTION IF EXISTS orgperm.evict_org(text);
+DROP FUNCTION IF EXISTS orgperm.evict_user(text);
+DROP FUNCTION IF EXISTS orgperm.evict_all();
+DROP FUNCTION IF EXISTS orgperm.emit_roles(text, bigint[]);
+DROP FUNCTION IF EXISTS orgperm.emit(text, boolean, text[], text[], text[], text[]);
+DROP FUNCTION IF EXISTS orgperm.emit_chunks(text, text[]);
+DROP FUNCTION IF EXISTS orgperm.list_bytes(text[]);
+DROP FUNCTION IF EXISTS orgperm.setting_int(text, integer);
+DROP FUNCTION IF EXISTS orgperm.fingerprint();
+DROP FUNCTION IF EXISTS orgperm.schema_version();
+DROP FUNCTION IF EXISTS orgperm.inspect();
+DROP FUNCTION IF EXISTS orgperm.reset_trigger_modes();
+DROP FUNCTION IF EXISTS orgperm.installed_digests();
+DROP FUNCTION IF EXISTS orgperm.current_digests();
+DROP FUNCTION IF EXISTS orgperm.expected_functions();
+DROP FUNCTION IF EXISTS orgperm.expected_triggers();
+-- teardown end
+
+-- orgperm.schema_version is the version of this file: the schema version of
+-- the migration that installed it. The Go client refuses a database whose
+-- version it does not know.
+-- +goose StatementBegin
+CREATE FUNCTION orgperm.schema_version() RETURNS integer
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT 3;
+$$;
+-- +goose StatementEnd
+
+-- orgperm.setting_int reads an integer setting: its value when that is an
+-- integer from 0 to 1000000, otherwise (unset, empty, not an integer,
+-- negative, absurd) fallback. A bad value never breaks a write.
+-- +goose StatementBegin
+CREATE FUNCTION orgperm.setting_int(name text, fallback integer) RETURNS integer
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v text := pg_catalog.btrim(pg_catalog.current_setting(name, true));
+BEGIN
+    IF v ~ '^[0-9]{1,7}$' AND v::integer <= 1000000 THEN
+        RETURN v::integer;
+    END IF;
+    RETURN fallback;
+END
+$$;
+-- +goose StatementEnd
 
 -- orgperm.emit sends the payloads for one statement: scope everything, or
 -- the orgs in orgs plus the (member_orgs[i], member_users[i]) pairs plus the
 -- users in users, collapsed and split as described above.
 -- +goose StatementBegin
-CREATE OR REPLACE FUNCTION orgperm.emit(
+CREATE FUNCTION orgperm.emit(
     source text,
     everything boolean,
     orgs text[] DEFAULT NULL,
@@ -39,58 +148,63 @@ CREATE OR REPLACE FUNCTION orgperm.emit(
     member_users text[] DEFAULT NULL,
     users text[] DEFAULT NULL
 ) RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    max_users constant int := coalesce(nullif(current_setting('orgperm.notify_max_users', true), '')::int, 50);
-    max_orgs  constant int := coalesce(nullif(current_setting('orgperm.notify_max_orgs', true), '')::int, 100);
     -- At most this many bytes of list per scope kind: a handful of payloads.
-    budget    constant int := 4 * 7800;
-    head      constant text := '{"v":1,"t":' || to_json(source)::text;
+    budget    constant integer := 4 * 7800;
+    head      constant text := '{"v":1,"t":' || pg_catalog.to_json(source)::text;
+    max_users integer;
+    max_orgs  integer;
     org_list  text[];
     pair_list text[];
     user_list text[];
 BEGIN
-    IF NOT everything AND orgs IS NULL AND users IS NULL AND cardinality(member_orgs) >= 1
+    IF NOT everything AND orgs IS NULL AND users IS NULL AND pg_catalog.cardinality(member_orgs) >= 1
        AND member_orgs[1] = ALL (member_orgs) AND member_users[1] = ALL (member_users) THEN
         -- Fast path for the common single-row write: one pair (an UPDATE
         -- lists it twice, old and new). Simple expressions, no query.
-        PERFORM pg_notify('orgperm_invalidate',
-            head || ',"members":[[' || to_json(member_orgs[1])::text || ',' || to_json(member_users[1])::text || ']]}');
+        PERFORM pg_catalog.pg_notify('orgperm_invalidate',
+            head || ',"members":[[' || pg_catalog.to_json(member_orgs[1])::text || ','
+                 || pg_catalog.to_json(member_users[1])::text || ']]}');
         RETURN;
     END IF;
     IF NOT everything THEN
+        max_users := orgperm.setting_int('orgperm.notify_max_users', 50);
+        max_orgs := orgperm.setting_int('orgperm.notify_max_orgs', 100);
         -- Distinct pairs; an org with too many of them becomes an org scope.
+        -- (Multi-argument unnest is syntax, not a function: it cannot be
+        -- qualified; the pinned search_path covers it.)
         WITH pairs AS (
             SELECT DISTINCT p.o, p.u FROM unnest(member_orgs, member_users) AS p(o, u)
             WHERE p.o IS NOT NULL AND p.u IS NOT NULL
         ), big AS (
             SELECT p.o FROM pairs p GROUP BY p.o HAVING count(*) > max_users
         ), scope_orgs AS (
-            SELECT x.o FROM unnest(orgs) AS x(o) WHERE x.o IS NOT NULL
+            SELECT x.o FROM pg_catalog.unnest(orgs) AS x(o) WHERE x.o IS NOT NULL
             UNION
             SELECT b.o FROM big b
         )
         SELECT
-            (SELECT array_agg(to_json(s.o)::text ORDER BY s.o) FROM scope_orgs s),
-            (SELECT array_agg('[' || to_json(p.o)::text || ',' || to_json(p.u)::text || ']' ORDER BY p.o, p.u)
+            (SELECT array_agg(pg_catalog.to_json(s.o)::text ORDER BY s.o) FROM scope_orgs s),
+            (SELECT array_agg('[' || pg_catalog.to_json(p.o)::text || ',' || pg_catalog.to_json(p.u)::text || ']' ORDER BY p.o, p.u)
                FROM pairs p WHERE NOT EXISTS (SELECT FROM scope_orgs s WHERE s.o = p.o))
         INTO org_list, pair_list;
 
         IF users IS NOT NULL THEN
-            SELECT array_agg(to_json(x.u)::text ORDER BY x.u) INTO user_list
-            FROM (SELECT DISTINCT y.u FROM unnest(users) AS y(u) WHERE y.u IS NOT NULL) x;
+            SELECT array_agg(pg_catalog.to_json(x.u)::text ORDER BY x.u) INTO user_list
+            FROM (SELECT DISTINCT y.u FROM pg_catalog.unnest(users) AS y(u) WHERE y.u IS NOT NULL) x;
         END IF;
 
         IF (SELECT count(DISTINCT o) FROM (
-                SELECT unnest(orgs) AS o
-                UNION ALL SELECT unnest(member_orgs)
+                SELECT pg_catalog.unnest(orgs) AS o
+                UNION ALL SELECT pg_catalog.unnest(member_orgs)
             ) t WHERE o IS NOT NULL) > max_orgs THEN
             everything := true;
         ELSIF orgperm.list_bytes(pair_list) > budget THEN
             -- Too many pairs for a handful of payloads: their orgs instead.
             SELECT array_agg(DISTINCT j ORDER BY j) INTO org_list FROM (
-                SELECT unnest(org_list) AS j
-                UNION SELECT to_json(p.o)::text FROM unnest(member_orgs) AS p(o) WHERE p.o IS NOT NULL
+                SELECT pg_catalog.unnest(org_list) AS j
+                UNION SELECT pg_catalog.to_json(p.o)::text FROM pg_catalog.unnest(member_orgs) AS p(o) WHERE p.o IS NOT NULL
             ) x;
             pair_list := NULL;
         END IF;
@@ -100,7 +214,7 @@ BEGIN
     END IF;
 
     IF everything THEN
-        PERFORM pg_notify('orgperm_invalidate', head || ',"all":true}');
+        PERFORM pg_catalog.pg_notify('orgperm_invalidate', head || ',"all":true}');
         RETURN;
     END IF;
 
@@ -113,9 +227,9 @@ $$;
 
 -- orgperm.list_bytes is the size of elements joined with commas.
 -- +goose StatementBegin
-CREATE OR REPLACE FUNCTION orgperm.list_bytes(elements text[]) RETURNS bigint
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT coalesce(sum(octet_length(e) + 1), 0) FROM unnest(elements) AS e;
+CREATE FUNCTION orgperm.list_bytes(elements text[]) RETURNS bigint
+LANGUAGE sql IMMUTABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(sum(pg_catalog.octet_length(e) + 1), 0) FROM pg_catalog.unnest(elements) AS e;
 $$;
 -- +goose StatementEnd
 
@@ -123,10 +237,10 @@ $$;
 -- takes to keep every payload under 8000 bytes. An element is at most ~520
 -- bytes (two 128-byte IDs, JSON-escaped), so every payload holds at least one.
 -- +goose StatementBegin
-CREATE OR REPLACE FUNCTION orgperm.emit_chunks(prefix text, elements text[]) RETURNS void
-LANGUAGE plpgsql AS $$
+CREATE FUNCTION orgperm.emit_chunks(prefix text, elements text[]) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    max_bytes constant int := 7900;
+    max_bytes constant integer := 7900;
     buf  text := '';
     elem text;
 BEGIN
@@ -134,14 +248,14 @@ BEGIN
         RETURN;
     END IF;
     FOREACH elem IN ARRAY elements LOOP
-        IF buf <> '' AND octet_length(prefix) + octet_length(buf) + octet_length(elem) + 3 > max_bytes THEN
-            PERFORM pg_notify('orgperm_invalidate', prefix || buf || ']}');
+        IF buf <> '' AND pg_catalog.octet_length(prefix) + pg_catalog.octet_length(buf) + pg_catalog.octet_length(elem) + 3 > max_bytes THEN
+            PERFORM pg_catalog.pg_notify('orgperm_invalidate', prefix || buf || ']}');
             buf := '';
         END IF;
         buf := CASE WHEN buf = '' THEN elem ELSE buf || ',' || elem END;
     END LOOP;
     IF buf <> '' THEN
-        PERFORM pg_notify('orgperm_invalidate', prefix || buf || ']}');
+        PERFORM pg_catalog.pg_notify('orgperm_invalidate', prefix || buf || ']}');
     END IF;
 END
 $$;
@@ -151,15 +265,15 @@ $$;
 -- every org). Roles that no longer exist are skipped: their deletion sent
 -- its own notification.
 -- +goose StatementBegin
-CREATE OR REPLACE FUNCTION orgperm.emit_roles(source text, role_ids bigint[]) RETURNS void
-LANGUAGE plpgsql AS $$
+CREATE FUNCTION orgperm.emit_roles(source text, role_ids bigint[]) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     system_role boolean;
     org_ids text[];
 BEGIN
     SELECT coalesce(bool_or(r.org_id IS NULL), false), array_agg(DISTINCT r.org_id) FILTER (WHERE r.org_id IS NOT NULL)
       INTO system_role, org_ids
-      FROM orgperm.roles r WHERE r.id = ANY (role_ids);
+      FROM ONLY orgperm.roles r WHERE r.id = ANY (role_ids);
     IF system_role THEN
         PERFORM orgperm.emit(source, true);
     ELSIF org_ids IS NOT NULL THEN
@@ -171,8 +285,8 @@ $$;
 
 -- TRUNCATE of any orgperm table: everything.
 -- +goose StatementBegin
-CREATE OR REPLACE FUNCTION orgperm.notify_truncate() RETURNS trigger
-LANGUAGE plpgsql AS $$
+CREATE FUNCTION orgperm.notify_truncate() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM orgperm.emit(TG_TABLE_NAME, true);
     RETURN NULL;
@@ -183,8 +297,8 @@ $$;
 -- permissions: a new codename is in no role yet, so INSERT changes nothing.
 -- A renamed or deleted codename changes every set that holds it: everything.
 -- +goose StatementBegin
-CREATE OR REPLACE FUNCTION orgperm.notify_permissions() RETURNS trigger
-LANGUAGE plpgsql AS $$
+CREATE FUNCTION orgperm.notify_permissions() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
         IF EXISTS (SELECT FROM old_rows) THEN
@@ -201,8 +315,8 @@ $$;
 -- roles: a new role has no holders and no permissions, so INSERT changes
 -- nothing. A rename or deletion changes its org (everything for a system role).
 -- +goose StatementBegin
-CREATE OR REPLACE FUNCTION orgperm.notify_roles() RETURNS trigger
-LANGUAGE plpgsql AS $$
+CREATE FUNCTION orgperm.notify_roles() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     system_role boolean;
     org_ids text[];
@@ -227,8 +341,8 @@ $$;
 
 -- role_permissions: the role's org, or everything for a system role.
 -- +goose StatementBegin
-CREATE OR REPLACE FUNCTION orgperm.notify_role_permissions() RETURNS trigger
-LANGUAGE plpgsql AS $$
+CREATE FUNCTION orgperm.notify_role_permissions() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     role_ids bigint[];
 BEGIN
@@ -253,8 +367,8 @@ $$;
 
 -- memberships: the (org, user) pairs whose status or window changed.
 -- +goose StatementBegin
-CREATE OR REPLACE FUNCTION orgperm.notify_memberships() RETURNS trigger
-LANGUAGE plpgsql AS $$
+CREATE FUNCTION orgperm.notify_memberships() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     o text[];
     u text[];
@@ -284,8 +398,8 @@ $$;
 -- by a cascade from a deleted membership or role are skipped: that deletion
 -- sent its own, wider notification.
 -- +goose StatementBegin
-CREATE OR REPLACE FUNCTION orgperm.notify_membership_roles() RETURNS trigger
-LANGUAGE plpgsql AS $$
+CREATE FUNCTION orgperm.notify_membership_roles() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     o text[];
     u text[];
@@ -294,8 +408,8 @@ BEGIN
         SELECT array_agg(org_id), array_agg(user_id) INTO o, u FROM new_rows;
     ELSIF TG_OP = 'DELETE' THEN
         SELECT array_agg(d.org_id), array_agg(d.user_id) INTO o, u FROM old_rows d
-         WHERE EXISTS (SELECT FROM orgperm.memberships m WHERE m.org_id = d.org_id AND m.user_id = d.user_id)
-           AND EXISTS (SELECT FROM orgperm.roles r WHERE r.id = d.role_id);
+         WHERE EXISTS (SELECT FROM ONLY orgperm.memberships m WHERE m.org_id = d.org_id AND m.user_id = d.user_id)
+           AND EXISTS (SELECT FROM ONLY orgperm.roles r WHERE r.id = d.role_id);
     ELSE
         SELECT array_agg(d.org_id), array_agg(d.user_id) INTO o, u FROM (
             (SELECT org_id, user_id, role_id, valid_until FROM old_rows
@@ -317,8 +431,8 @@ $$;
 -- changes the org (the role's holders). Rows removed by a cascade from a
 -- deleted role are skipped: that deletion sent its own notification.
 -- +goose StatementBegin
-CREATE OR REPLACE FUNCTION orgperm.notify_data_access() RETURNS trigger
-LANGUAGE plpgsql AS $$
+CREATE FUNCTION orgperm.notify_data_access() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     role_orgs text[];
     o text[];
@@ -334,7 +448,7 @@ BEGIN
                array_agg(d.org_id) FILTER (WHERE d.user_id IS NOT NULL),
                array_agg(d.user_id) FILTER (WHERE d.user_id IS NOT NULL)
           INTO role_orgs, o, u FROM old_rows d
-         WHERE d.role_id IS NULL OR EXISTS (SELECT FROM orgperm.roles r WHERE r.id = d.role_id);
+         WHERE d.role_id IS NULL OR EXISTS (SELECT FROM ONLY orgperm.roles r WHERE r.id = d.role_id);
     ELSE
         SELECT array_agg(DISTINCT d.org_id) FILTER (WHERE d.role_id IS NOT NULL),
                array_agg(d.org_id) FILTER (WHERE d.user_id IS NOT NULL),
@@ -355,37 +469,465 @@ END
 $$;
 -- +goose StatementEnd
 
+-- Row-level twins of the functions above, for replica sessions (the logical
+-- replication apply worker): the same scopes, decided from OLD and NEW, one
+-- row at a time. PostgreSQL folds the identical payloads of one transaction.
+-- Replica sessions skip the BEFORE guards of 00001 (they are ORIGIN
+-- triggers), so these do not assume a role keeps its org.
+-- +goose StatementBegin
+CREATE FUNCTION orgperm.notify_permissions_row() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        PERFORM orgperm.emit(TG_TABLE_NAME, true);
+    ELSIF TG_OP = 'UPDATE' THEN
+        IF OLD.codename IS DISTINCT FROM NEW.codename THEN
+            PERFORM orgperm.emit(TG_TABLE_NAME, true);
+        END IF;
+    END IF;
+    RETURN NULL;
+END
+$$;
+-- +goose StatementEnd
+
+-- +goose StatementBegin
+CREATE FUNCTION orgperm.notify_roles_row() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        IF OLD.org_id IS NULL THEN
+            PERFORM orgperm.emit(TG_TABLE_NAME, true);
+        ELSE
+            PERFORM orgperm.emit(TG_TABLE_NAME, false, ARRAY[OLD.org_id]::text[]);
+        END IF;
+    ELSIF TG_OP = 'UPDATE' THEN
+        IF (OLD.id, OLD.org_id, OLD.name) IS DISTINCT FROM (NEW.id, NEW.org_id, NEW.name) THEN
+            IF OLD.org_id IS NULL OR NEW.org_id IS NULL THEN
+                PERFORM orgperm.emit(TG_TABLE_NAME, true);
+            ELSE
+                PERFORM orgperm.emit(TG_TABLE_NAME, false, ARRAY[OLD.org_id, NEW.org_id]::text[]);
+            END IF;
+        END IF;
+    END IF;
+    RETURN NULL;
+END
+$$;
+-- +goose StatementEnd
+
+-- +goose StatementBegin
+CREATE FUNCTION orgperm.notify_role_permissions_row() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        PERFORM orgperm.emit_roles(TG_TABLE_NAME, ARRAY[NEW.role_id]);
+    ELSIF TG_OP = 'DELETE' THEN
+        PERFORM orgperm.emit_roles(TG_TABLE_NAME, ARRAY[OLD.role_id]);
+    ELSIF (OLD.role_id, OLD.codename) IS DISTINCT FROM (NEW.role_id, NEW.codename) THEN
+        PERFORM orgperm.emit_roles(TG_TABLE_NAME, ARRAY[OLD.role_id, NEW.role_id]);
+    END IF;
+    RETURN NULL;
+END
+$$;
+-- +goose StatementEnd
+
+-- +goose StatementBegin
+CREATE FUNCTION orgperm.notify_memberships_row() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        PERFORM orgperm.emit(TG_TABLE_NAME, false, NULL, ARRAY[NEW.org_id]::text[], ARRAY[NEW.user_id]::text[]);
+    ELSIF TG_OP = 'DELETE' THEN
+        PERFORM orgperm.emit(TG_TABLE_NAME, false, NULL, ARRAY[OLD.org_id]::text[], ARRAY[OLD.user_id]::text[]);
+    ELSIF (OLD.org_id, OLD.user_id, OLD.status, OLD.valid_from, OLD.valid_until)
+          IS DISTINCT FROM (NEW.org_id, NEW.user_id, NEW.status, NEW.valid_from, NEW.valid_until) THEN
+        PERFORM orgperm.emit(TG_TABLE_NAME, false, NULL,
+            ARRAY[OLD.org_id, NEW.org_id]::text[], ARRAY[OLD.user_id, NEW.user_id]::text[]);
+    END IF;
+    RETURN NULL;
+END
+$$;
+-- +goose StatementEnd
+
+-- +goose StatementBegin
+CREATE FUNCTION orgperm.notify_membership_roles_row() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        PERFORM orgperm.emit(TG_TABLE_NAME, false, NULL, ARRAY[NEW.org_id]::text[], ARRAY[NEW.user_id]::text[]);
+    ELSIF TG_OP = 'DELETE' THEN
+        IF EXISTS (SELECT FROM ONLY orgperm.memberships m WHERE m.org_id = OLD.org_id AND m.user_id = OLD.user_id)
+           AND EXISTS (SELECT FROM ONLY orgperm.roles r WHERE r.id = OLD.role_id) THEN
+            PERFORM orgperm.emit(TG_TABLE_NAME, false, NULL, ARRAY[OLD.org_id]::text[], ARRAY[OLD.user_id]::text[]);
+        END IF;
+    ELSIF (OLD.org_id, OLD.user_id, OLD.role_id, OLD.valid_until)
+          IS DISTINCT FROM (NEW.org_id, NEW.user_id, NEW.role_id, NEW.valid_until) THEN
+        PERFORM orgperm.emit(TG_TABLE_NAME, false, NULL,
+            ARRAY[OLD.org_id, NEW.org_id]::text[], ARRAY[OLD.user_id, NEW.user_id]::text[]);
+    END IF;
+    RETURN NULL;
+END
+$$;
+-- +goose StatementEnd
+
+-- +goose StatementBegin
+CREATE FUNCTION orgperm.notify_data_access_row() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    role_orgs text[];
+    o text[];
+    u text[];
+BEGIN
+    IF TG_OP IN ('DELETE', 'UPDATE') THEN
+        IF TG_OP = 'UPDATE' AND (OLD.org_id, OLD.user_id, OLD.role_id, OLD.resource_type, OLD.resource_id)
+           IS NOT DISTINCT FROM (NEW.org_id, NEW.user_id, NEW.role_id, NEW.resource_type, NEW.resource_id) THEN
+            RETURN NULL;
+        END IF;
+        IF OLD.user_id IS NOT NULL THEN
+            o := ARRAY[OLD.org_id]::text[];
+            u := ARRAY[OLD.user_id]::text[];
+        ELSIF TG_OP = 'UPDATE' OR EXISTS (SELECT FROM ONLY orgperm.roles r WHERE r.id = OLD.role_id) THEN
+            role_orgs := ARRAY[OLD.org_id]::text[];
+        END IF;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        IF NEW.user_id IS NOT NULL THEN
+            o := o || NEW.org_id::text;
+            u := u || NEW.user_id::text;
+        ELSE
+            role_orgs := role_orgs || NEW.org_id::text;
+        END IF;
+    END IF;
+    IF role_orgs IS NOT NULL OR o IS NOT NULL THEN
+        PERFORM orgperm.emit(TG_TABLE_NAME, false, role_orgs, o, u);
+    END IF;
+    RETURN NULL;
+END
+$$;
+-- +goose StatementEnd
+
 -- Explicit eviction, for services and scripts not written in Go: each sends
 -- the same payload a trigger would, on commit, to every listening instance.
 -- +goose StatementBegin
-CREATE OR REPLACE FUNCTION orgperm.evict_member(org_id text, user_id text) RETURNS void
-LANGUAGE sql AS $$
+CREATE FUNCTION orgperm.evict_member(org_id text, user_id text) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT orgperm.emit('evict', false, NULL, ARRAY[org_id], ARRAY[user_id]);
 $$;
 -- +goose StatementEnd
 
 -- +goose StatementBegin
-CREATE OR REPLACE FUNCTION orgperm.evict_org(org_id text) RETURNS void
-LANGUAGE sql AS $$
+CREATE FUNCTION orgperm.evict_org(org_id text) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT orgperm.emit('evict', false, ARRAY[org_id]);
 $$;
 -- +goose StatementEnd
 
 -- +goose StatementBegin
-CREATE OR REPLACE FUNCTION orgperm.evict_user(user_id text) RETURNS void
-LANGUAGE sql AS $$
+CREATE FUNCTION orgperm.evict_user(user_id text) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT orgperm.emit('evict', false, NULL, NULL, NULL, ARRAY[user_id]);
 $$;
 -- +goose StatementEnd
 
 -- +goose StatementBegin
-CREATE OR REPLACE FUNCTION orgperm.evict_all() RETURNS void
-LANGUAGE sql AS $$
+CREATE FUNCTION orgperm.evict_all() RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT orgperm.emit('evict', true);
 $$;
 -- +goose StatementEnd
 
--- One trigger per event (transition tables allow no more), plus TRUNCATE.
+-- DDL on an object of schema orgperm (a table, a column, a trigger, a
+-- policy, a function, the schema itself): everything, as source "ddl". Run
+-- by the event triggers orgperm_ddl_notify (ddl_command_end) and
+-- orgperm_ddl_notify_drop (sql_drop). Triggers, policies and rules have no
+-- schema of their own: they count when their table is in orgperm.
+-- +goose StatementBegin
+CREATE FUNCTION orgperm.notify_ddl() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_EVENT = 'sql_drop' THEN
+        IF EXISTS (SELECT FROM pg_catalog.pg_event_trigger_dropped_objects() d
+                   WHERE d.schema_name = 'orgperm' OR d.address_names[1] = 'orgperm') THEN
+            PERFORM orgperm.emit('ddl', true);
+        END IF;
+    ELSIF EXISTS (SELECT FROM pg_catalog.pg_event_trigger_ddl_commands() c
+                  WHERE c.schema_name = 'orgperm'
+                     OR CASE WHEN c.schema_name IS NULL AND c.object_type IN ('trigger', 'policy', 'rule', 'schema')
+                             THEN (pg_catalog.pg_identify_object_as_address(c.classid, c.objid, c.objsubid)).object_names[1] = 'orgperm'
+                        END) THEN
+        PERFORM orgperm.emit('ddl', true);
+    END IF;
+END
+$$;
+-- +goose StatementEnd
+
+-- orgperm.fingerprint changes whenever an orgperm table is dropped or
+-- (re)created (a restore included), a trigger on one is created, dropped,
+-- enabled, disabled or altered, a function of schema orgperm is created,
+-- replaced or dropped, or a DDL event trigger comes or goes. It hashes the
+-- OID and xmin of those catalog rows: the pg_depend rows that tie objects
+-- to schema orgperm (CREATE OR REPLACE FUNCTION writes them anew), the
+-- pg_trigger rows of the six tables and the pg_event_trigger rows. Every
+-- change to a catalog row gives it a new xmin, so a disable then enable
+-- between two calls still changes it. Ordinary DML, TRUNCATE, ANALYZE and
+-- VACUUM of the tables (FREEZE and FULL too) leave it alone. ALTER FUNCTION (SECURITY
+-- INVOKER, SET, OWNER) does not change it: the event triggers report that,
+-- and orgperm.inspect() finds it. Index scans over about a hundred catalog
+-- rows: tens of microseconds. The value is opaque text: compare it, never
+-- parse it.
+-- +goose StatementBegin
+CREATE FUNCTION orgperm.fingerprint() RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    tables constant oid[] := ARRAY[
+        pg_catalog.to_regclass('orgperm.permissions'), pg_catalog.to_regclass('orgperm.roles'),
+        pg_catalog.to_regclass('orgperm.role_permissions'), pg_catalog.to_regclass('orgperm.memberships'),
+        pg_catalog.to_regclass('orgperm.membership_roles'), pg_catalog.to_regclass('orgperm.data_access')];
+BEGIN
+    RETURN (
+        -- An order-free 64-bit hash sum (no sort): a third cheaper than an md5
+        -- of the sorted rows; a change goes unseen with probability 2^-64.
+        SELECT count(*)::text || ':' || coalesce(sum(pg_catalog.hashtextextended(x.p, 0)), 0)::text FROM (
+            SELECT 'd' || d.classid::text || '.' || d.objid::text || ':' || d.xmin::text AS p
+            FROM pg_catalog.pg_depend d
+            WHERE d.refclassid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND d.refobjsubid = 0
+              AND d.refobjid = (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = 'orgperm')
+            UNION ALL
+            SELECT 't' || t.oid::text || ':' || t.xmin::text FROM pg_catalog.pg_trigger t
+            WHERE t.tgrelid = ANY (tables)
+            UNION ALL
+            SELECT 'e' || e.oid::text || ':' || e.xmin::text FROM pg_catalog.pg_event_trigger e
+            WHERE e.evtname IN ('orgperm_ddl_notify', 'orgperm_ddl_notify_drop')
+        ) x
+    );
+END
+$$;
+-- +goose StatementEnd
+
+-- The notify triggers this file creates and the mode each must be enabled
+-- in (O: ordinary sessions, the default; R: replica sessions; A: always).
+-- orgperm.inspect() checks the database against this list, and the last
+-- block of this file checks that the CREATE TRIGGER statements below match
+-- it, so the two cannot drift apart. (This function and the two digest
+-- functions below have no SET clause, so that inspect() can inline them
+-- and plan once; inspect() runs them under its pinned search_path.)
+-- +goose StatementBegin
+CREATE FUNCTION orgperm.expected_triggers()
+RETURNS TABLE (table_name text, trigger_name text, enabled text, function_name text)
+LANGUAGE sql IMMUTABLE AS $$
+    VALUES
+        ('permissions', 'permissions_notify_update', 'O', 'notify_permissions'),
+        ('permissions', 'permissions_notify_delete', 'O', 'notify_permissions'),
+        ('permissions', 'permissions_notify_truncate', 'A', 'notify_truncate'),
+        ('permissions', 'permissions_notify_replica', 'R', 'notify_permissions_row'),
+        ('roles', 'roles_notify_update', 'O', 'notify_roles'),
+        ('roles', 'roles_notify_delete', 'O', 'notify_roles'),
+        ('roles', 'roles_notify_truncate', 'A', 'notify_truncate'),
+        ('roles', 'roles_notify_replica', 'R', 'notify_roles_row'),
+        ('role_permissions', 'role_permissions_notify_insert', 'O', 'notify_role_permissions'),
+        ('role_permissions', 'role_permissions_notify_update', 'O', 'notify_role_permissions'),
+        ('role_permissions', 'role_permissions_notify_delete', 'O', 'notify_role_permissions'),
+        ('role_permissions', 'role_permissions_notify_truncate', 'A', 'notify_truncate'),
+        ('role_permissions', 'role_permissions_notify_replica', 'R', 'notify_role_permissions_row'),
+        ('memberships', 'memberships_notify_insert', 'O', 'notify_memberships'),
+        ('memberships', 'memberships_notify_update', 'O', 'notify_memberships'),
+        ('memberships', 'memberships_notify_delete', 'O', 'notify_memberships'),
+        ('memberships', 'memberships_notify_truncate', 'A', 'notify_truncate'),
+        ('memberships', 'memberships_notify_replica', 'R', 'notify_memberships_row'),
+        ('membership_roles', 'membership_roles_notify_insert', 'O', 'notify_membership_roles'),
+        ('membership_roles', 'membership_roles_notify_update', 'O', 'notify_membership_roles'),
+        ('membership_roles', 'membership_roles_notify_delete', 'O', 'notify_membership_roles'),
+        ('membership_roles', 'membership_roles_notify_truncate', 'A', 'notify_truncate'),
+        ('membership_roles', 'membership_roles_notify_replica', 'R', 'notify_membership_roles_row'),
+        ('data_access', 'data_access_notify_insert', 'O', 'notify_data_access'),
+        ('data_access', 'data_access_notify_update', 'O', 'notify_data_access'),
+        ('data_access', 'data_access_notify_delete', 'O', 'notify_data_access'),
+        ('data_access', 'data_access_notify_truncate', 'A', 'notify_truncate'),
+        ('data_access', 'data_access_notify_replica', 'R', 'notify_data_access_row')
+$$;
+-- +goose StatementEnd
+
+-- orgperm.reset_trigger_modes puts every notify trigger back in its mode
+-- (ENABLE, ENABLE REPLICA or ENABLE ALWAYS, as expected_triggers() says).
+-- ALTER TABLE ... ENABLE TRIGGER ALL or USER puts every trigger in mode O,
+-- and so does `pg_restore --disable-triggers` when it re-enables them:
+-- inspect() then reports the replica and TRUNCATE triggers; this repairs
+-- them. It needs the tables' owner (it runs ALTER TABLE).
+-- +goose StatementBegin
+CREATE FUNCTION orgperm.reset_trigger_modes() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    x record;
+BEGIN
+    FOR x IN SELECT * FROM orgperm.expected_triggers() LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE orgperm.%I ENABLE %s TRIGGER %I', x.table_name,
+            CASE x.enabled WHEN 'R' THEN 'REPLICA' WHEN 'A' THEN 'ALWAYS' ELSE '' END, x.trigger_name);
+    END LOOP;
+END
+$$;
+-- +goose StatementEnd
+
+-- The functions invalidation runs (trigger functions and what they call),
+-- by name: each must be SECURITY DEFINER with the pinned search_path, and
+-- unchanged since this file installed it; another function of one of these
+-- names (an overload that could capture a call) is an error too.
+-- +goose StatementBegin
+CREATE FUNCTION orgperm.expected_functions() RETURNS SETOF name
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT pg_catalog.unnest(ARRAY[
+        'setting_int', 'emit', 'list_bytes', 'emit_chunks', 'emit_roles', 'notify_truncate',
+        'notify_permissions', 'notify_roles', 'notify_role_permissions', 'notify_memberships',
+        'notify_membership_roles', 'notify_data_access', 'notify_permissions_row', 'notify_roles_row',
+        'notify_role_permissions_row', 'notify_memberships_row', 'notify_membership_roles_row',
+        'notify_data_access_row', 'notify_ddl'
+    ]::name[]);
+$$;
+-- +goose StatementEnd
+
+-- orgperm.current_digests: a digest of each expected trigger's definition
+-- (everything but its enabled mode, which inspect reports by itself) and of
+-- each expected function's definition. The last block of this file stores
+-- what it returns right after installing, as orgperm.installed_digests().
+-- Call it through inspect() (object names depend on the search_path).
+-- +goose StatementBegin
+CREATE FUNCTION orgperm.current_digests() RETURNS TABLE (object text, digest text)
+LANGUAGE sql STABLE AS $$
+    SELECT 'trigger ' || x.trigger_name || ' on orgperm.' || x.table_name,
+           pg_catalog.md5(pg_catalog.concat_ws('|', t.tgtype, t.tgfoid::pg_catalog.regprocedure, t.tgoldtable,
+                t.tgnewtable, t.tgattr, t.tgqual IS NULL, t.tgnargs, t.tgargs, t.tgdeferrable, t.tginitdeferred))
+    FROM orgperm.expected_triggers() x
+    JOIN pg_catalog.pg_class c ON c.relname = x.table_name::name
+         AND c.relnamespace = (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = 'orgperm')
+    JOIN pg_catalog.pg_trigger t ON t.tgrelid = c.oid AND t.tgname = x.trigger_name::name
+    UNION ALL
+    SELECT 'function ' || p.oid::pg_catalog.regprocedure::text,
+           pg_catalog.md5(pg_catalog.concat_ws('|', p.prosrc, p.prosecdef, p.proconfig, p.provolatile,
+                p.prolang, p.prorettype, p.proretset, p.prokind))
+    FROM orgperm.expected_functions() f
+    JOIN pg_catalog.pg_proc p ON p.proname = f
+         AND p.pronamespace = (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = 'orgperm');
+$$;
+-- +goose StatementEnd
+
+-- orgperm.inspect lists what keeps the cache from trusting the triggers, one
+-- row per problem; no rows means whole. Severity 'error': invalidation is
+-- broken or cannot be vouched for (a table, notify trigger or invalidation
+-- function missing; a trigger disabled or not in its mode; a trigger or
+-- function changed since the migration installed it; a function that is not
+-- SECURITY DEFINER or lacks its pinned search_path). Severity 'warning':
+-- worth an operator's attention, the cache still correct (no DDL event
+-- trigger; a table inheriting from an orgperm table, whose rows are not part
+-- of the model; FORCE ROW LEVEL SECURITY on an orgperm table, which would
+-- filter the triggers' lookups unless the owner bypasses it; another trigger
+-- on an orgperm table disabled, foreign keys included). One query over the
+-- catalogs.
+-- +goose StatementBegin
+CREATE FUNCTION orgperm.inspect() RETURNS TABLE (severity text, object text, problem text)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN QUERY
+    WITH nsp AS (
+        SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = 'orgperm'
+    ), tables AS (
+        SELECT DISTINCT x.table_name FROM orgperm.expected_triggers() x
+    ), rels AS (
+        SELECT tb.table_name, c.oid, c.relforcerowsecurity
+        FROM tables tb LEFT JOIN pg_catalog.pg_class c
+          ON c.relname = tb.table_name AND c.relnamespace = (SELECT oid FROM nsp) AND c.relkind IN ('r', 'p')
+    ), trig AS (
+        SELECT x.table_name, x.trigger_name, x.enabled, t.tgenabled::text AS actual, t.oid AS tgoid, r.oid AS relid
+        FROM orgperm.expected_triggers() x
+        JOIN rels r ON r.table_name = x.table_name
+        LEFT JOIN pg_catalog.pg_trigger t ON t.tgrelid = r.oid AND t.tgname = x.trigger_name
+    ), funcs AS (
+        SELECT p.oid, p.oid::pg_catalog.regprocedure::text AS sig, p.prosecdef, p.proconfig
+        FROM orgperm.expected_functions() f
+        JOIN pg_catalog.pg_proc p ON p.proname = f AND p.pronamespace = (SELECT oid FROM nsp)
+    ), problems AS (
+        SELECT 'error' AS severity, 'table orgperm.' || r.table_name AS object, 'table missing' AS problem, 1 AS ord
+        FROM rels r WHERE r.oid IS NULL
+        UNION ALL
+        SELECT 'error', 'trigger ' || g.trigger_name || ' on orgperm.' || g.table_name,
+               CASE WHEN g.tgoid IS NULL THEN 'notify trigger missing'
+                    WHEN g.actual = 'D' THEN 'notify trigger disabled'
+                    ELSE pg_catalog.format('notify trigger enabled in mode %s, expected %s (O: origin, R: replica, A: always); '
+                                           'SELECT orgperm.reset_trigger_modes() repairs it', g.actual, g.enabled) END, 2
+        FROM trig g WHERE g.relid IS NOT NULL AND g.actual IS DISTINCT FROM g.enabled
+        UNION ALL
+        SELECT 'error', i.object, 'changed since the migration installed it (restore it by migrating again)', 3
+        FROM orgperm.installed_digests() i
+        JOIN orgperm.current_digests() d ON d.object = i.object
+        WHERE d.digest <> i.digest
+        UNION ALL
+        SELECT 'error', i.object, 'function missing', 3
+        FROM orgperm.installed_digests() i
+        WHERE i.object LIKE 'function %'
+          AND NOT EXISTS (SELECT FROM orgperm.current_digests() d WHERE d.object = i.object)
+        UNION ALL
+        SELECT 'error', 'function ' || f.sig,
+               'not installed by the migration: another function of an invalidation function''s name can capture its calls', 3
+        FROM funcs f
+        WHERE NOT EXISTS (SELECT FROM orgperm.installed_digests() i WHERE i.object = 'function ' || f.sig)
+        UNION ALL
+        SELECT 'error', 'function ' || f.sig,
+               CASE WHEN NOT f.prosecdef THEN 'not SECURITY DEFINER'
+                    ELSE 'search_path not pinned to pg_catalog, pg_temp' END, 4
+        FROM funcs f
+        WHERE NOT f.prosecdef OR NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (f.proconfig), false)
+        UNION ALL
+        SELECT 'warning', 'event trigger ' || w.name,
+               CASE WHEN e.oid IS NULL THEN 'DDL event trigger missing: DDL on orgperm''s tables notifies nothing (only orgperm.fingerprint() changes)'
+                    ELSE pg_catalog.format('DDL event trigger enabled in mode %s, expected A (always)', e.evtenabled) END, 5
+        FROM (VALUES ('orgperm_ddl_notify'), ('orgperm_ddl_notify_drop')) w(name)
+        LEFT JOIN pg_catalog.pg_event_trigger e ON e.evtname = w.name
+        WHERE e.oid IS NULL OR e.evtenabled <> 'A'
+        UNION ALL
+        SELECT 'warning', 'table ' || i.inhrelid::pg_catalog.regclass::text,
+               'inherits from orgperm.' || r.table_name || ': its rows are not part of the model and notify nothing', 6
+        FROM rels r JOIN pg_catalog.pg_inherits i ON i.inhparent = r.oid
+        UNION ALL
+        SELECT 'warning', 'table orgperm.' || r.table_name,
+               'FORCE ROW LEVEL SECURITY: the triggers'' lookups are filtered unless the schema owner bypasses row-level security', 7
+        FROM rels r WHERE r.relforcerowsecurity
+        UNION ALL
+        SELECT 'warning', 'trigger ' || t.tgname || ' on orgperm.' || r.table_name,
+               CASE WHEN t.tgisinternal THEN 'internal trigger disabled (a foreign key is not enforced)'
+                    ELSE 'trigger disabled' END, 8
+        FROM rels r JOIN pg_catalog.pg_trigger t ON t.tgrelid = r.oid
+        WHERE t.tgenabled = 'D'
+          AND NOT EXISTS (SELECT FROM orgperm.expected_triggers() x WHERE x.trigger_name = t.tgname AND x.table_name = r.table_name)
+    )
+    SELECT p.severity, p.object, p.problem FROM problems p ORDER BY p.ord, p.object;
+END
+$$;
+-- +goose StatementEnd
+
+-- Nobody calls these but the triggers and the functions above (which run as
+-- the schema owner). The orgperm.evict_* functions, fingerprint, inspect and
+-- schema_version stay callable by everyone, as before.
+REVOKE EXECUTE ON FUNCTION
+    orgperm.setting_int(text, integer),
+    orgperm.emit(text, boolean, text[], text[], text[], text[]),
+    orgperm.list_bytes(text[]),
+    orgperm.emit_chunks(text, text[]),
+    orgperm.emit_roles(text, bigint[]),
+    orgperm.notify_truncate(),
+    orgperm.notify_permissions(),
+    orgperm.notify_roles(),
+    orgperm.notify_role_permissions(),
+    orgperm.notify_memberships(),
+    orgperm.notify_membership_roles(),
+    orgperm.notify_data_access(),
+    orgperm.notify_permissions_row(),
+    orgperm.notify_roles_row(),
+    orgperm.notify_role_permissions_row(),
+    orgperm.notify_memberships_row(),
+    orgperm.notify_membership_roles_row(),
+    orgperm.notify_data_access_row(),
+    orgperm.notify_ddl()
+FROM PUBLIC;
+
+-- Statement-level triggers, for ordinary sessions: one per event (transition
+-- tables allow no more), plus TRUNCATE, which fires in every session.
 CREATE TRIGGER permissions_notify_update AFTER UPDATE ON orgperm.permissions
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION orgperm.notify_permissions();
 CREATE TRIGGER permissions_notify_delete AFTER DELETE ON orgperm.permissions
@@ -435,3 +977,93 @@ CREATE TRIGGER data_access_notify_delete AFTER DELETE ON orgperm.data_access
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION orgperm.notify_data_access();
 CREATE TRIGGER data_access_notify_truncate AFTER TRUNCATE ON orgperm.data_access
     FOR EACH STATEMENT EXECUTE FUNCTION orgperm.notify_truncate();
+
+ALTER TABLE orgperm.permissions ENABLE ALWAYS TRIGGER permissions_notify_truncate;
+ALTER TABLE orgperm.roles ENABLE ALWAYS TRIGGER roles_notify_truncate;
+ALTER TABLE orgperm.role_permissions ENABLE ALWAYS TRIGGER role_permissions_notify_truncate;
+ALTER TABLE orgperm.memberships ENABLE ALWAYS TRIGGER memberships_notify_truncate;
+ALTER TABLE orgperm.membership_roles ENABLE ALWAYS TRIGGER membership_roles_notify_truncate;
+ALTER TABLE orgperm.data_access ENABLE ALWAYS TRIGGER data_access_notify_truncate;
+
+-- Row-level triggers, for replica sessions only (ENABLE REPLICA). As with
+-- the statement-level ones, an INSERT into permissions or roles changes
+-- nothing, so those two tables have no INSERT event.
+CREATE TRIGGER permissions_notify_replica AFTER UPDATE OR DELETE ON orgperm.permissions
+    FOR EACH ROW EXECUTE FUNCTION orgperm.notify_permissions_row();
+CREATE TRIGGER roles_notify_replica AFTER UPDATE OR DELETE ON orgperm.roles
+    FOR EACH ROW EXECUTE FUNCTION orgperm.notify_roles_row();
+CREATE TRIGGER role_permissions_notify_replica AFTER INSERT OR UPDATE OR DELETE ON orgperm.role_permissions
+    FOR EACH ROW EXECUTE FUNCTION orgperm.notify_role_permissions_row();
+CREATE TRIGGER memberships_notify_replica AFTER INSERT OR UPDATE OR DELETE ON orgperm.memberships
+    FOR EACH ROW EXECUTE FUNCTION orgperm.notify_memberships_row();
+CREATE TRIGGER membership_roles_notify_replica AFTER INSERT OR UPDATE OR DELETE ON orgperm.membership_roles
+    FOR EACH ROW EXECUTE FUNCTION orgperm.notify_membership_roles_row();
+CREATE TRIGGER data_access_notify_replica AFTER INSERT OR UPDATE OR DELETE ON orgperm.data_access
+    FOR EACH ROW EXECUTE FUNCTION orgperm.notify_data_access_row();
+
+ALTER TABLE orgperm.permissions ENABLE REPLICA TRIGGER permissions_notify_replica;
+ALTER TABLE orgperm.roles ENABLE REPLICA TRIGGER roles_notify_replica;
+ALTER TABLE orgperm.role_permissions ENABLE REPLICA TRIGGER role_permissions_notify_replica;
+ALTER TABLE orgperm.memberships ENABLE REPLICA TRIGGER memberships_notify_replica;
+ALTER TABLE orgperm.membership_roles ENABLE REPLICA TRIGGER membership_roles_notify_replica;
+ALTER TABLE orgperm.data_access ENABLE REPLICA TRIGGER data_access_notify_replica;
+
+-- DDL event triggers: only a superuser can create them.
+-- +goose StatementBegin
+DO $$
+BEGIN
+    IF (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN
+        CREATE EVENT TRIGGER orgperm_ddl_notify ON ddl_command_end EXECUTE FUNCTION orgperm.notify_ddl();
+        ALTER EVENT TRIGGER orgperm_ddl_notify ENABLE ALWAYS;
+        CREATE EVENT TRIGGER orgperm_ddl_notify_drop ON sql_drop EXECUTE FUNCTION orgperm.notify_ddl();
+        ALTER EVENT TRIGGER orgperm_ddl_notify_drop ENABLE ALWAYS;
+    ELSE
+        RAISE NOTICE 'orgperm: % is not a superuser, so no DDL event trigger is installed: DDL on orgperm''s tables will not notify; clients rely on orgperm.fingerprint() to notice it', current_user;
+    END IF;
+END
+$$;
+-- +goose StatementEnd
+
+-- Last: check that the triggers created above are exactly those of
+-- orgperm.expected_triggers() (names, tables, modes, functions), then record
+-- what was installed as orgperm.installed_digests(), against which
+-- orgperm.inspect() reports later changes.
+-- +goose StatementBegin
+DO $$
+DECLARE
+    drift text;
+    installed text;
+    saved_path constant text := pg_catalog.current_setting('search_path');
+BEGIN
+    -- The digests name objects as inspect() does, under its search_path.
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    SELECT string_agg(pg_catalog.concat_ws(' ', coalesce(x.table_name, a.table_name), coalesce(x.trigger_name, a.trigger_name)), ', ')
+      INTO drift
+      FROM orgperm.expected_triggers() x
+      FULL JOIN (
+        SELECT c.relname::text AS table_name, t.tgname::text AS trigger_name, t.tgenabled::text AS enabled,
+               p.proname::text AS function_name
+        FROM pg_catalog.pg_trigger t
+        JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+        JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+        WHERE c.relnamespace = 'orgperm'::pg_catalog.regnamespace AND t.tgname LIKE '%\_notify\_%'
+      ) a ON a.table_name = x.table_name AND a.trigger_name = x.trigger_name
+         AND a.enabled = x.enabled AND a.function_name = x.function_name
+     WHERE x.trigger_name IS NULL OR a.trigger_name IS NULL;
+    IF drift IS NOT NULL THEN
+        RAISE EXCEPTION 'orgperm: sql/triggers.sql: the triggers created and orgperm.expected_triggers() differ: %', drift;
+    END IF;
+    SELECT string_agg(pg_catalog.format('(%L, %L)', d.object, d.digest), ', ' ORDER BY d.object)
+      INTO installed FROM orgperm.current_digests() d;
+    EXECUTE pg_catalog.format(
+        'CREATE FUNCTION orgperm.installed_digests() RETURNS TABLE (object text, digest text) '
+        'LANGUAGE sql IMMUTABLE AS %L', 'VALUES ' || installed);
+    PERFORM pg_catalog.set_config('search_path', saved_path, true);
+END
+$$;
+-- +goose StatementEnd
+
+-- Running instances purge: the definitions changed (with the event triggers
+-- installed, creating installed_digests above sent the same payload, which
+-- PostgreSQL folds into this one).
+SELECT orgperm.emit('ddl', true);

@@ -18,14 +18,12 @@ const (
 	// connection, which finds it in pg_stat_activity.
 	ApplicationName = "orgperm_listener"
 
-	// HeartbeatChannelPrefix prefixes Config.InstanceID to name the
-	// instance's own heartbeat channel.
-	HeartbeatChannelPrefix = "orgperm_hb_"
+	// DefaultProofChannel is the channel proofs of delivery travel on,
+	// shared by every instance (one proof serves them all).
+	DefaultProofChannel = "orgperm_proof"
 
-	// DefaultHeartbeatInterval is the default of Config.HeartbeatInterval.
-	DefaultHeartbeatInterval = 5 * time.Second
-	// DefaultHeartbeatTimeout is the default of Config.HeartbeatTimeout.
-	DefaultHeartbeatTimeout = 2 * time.Second
+	// DefaultProofTimeout is the default of Config.ProofTimeout.
+	DefaultProofTimeout = 2 * time.Second
 	// DefaultReconnectDelay is the default of Config.ReconnectDelay.
 	DefaultReconnectDelay = 50 * time.Millisecond
 	// DefaultMaxReconnectDelay is the default of Config.MaxReconnectDelay.
@@ -43,24 +41,34 @@ type Config struct {
 	// to DefaultChannel ("orgperm_invalidate").
 	Channel string
 
+	// ProofChannel is the channel proofs of delivery are sent on, through
+	// the pool, to come back on the listening connection. Every instance
+	// of one database should use the same. Defaults to
+	// DefaultProofChannel ("orgperm_proof").
+	ProofChannel string
+
 	// Connect opens the dedicated listening connection; it is called on
 	// every (re)connect, and the listener closes what it returns. It must be
-	// a direct connection to PostgreSQL, never one through a transaction
-	// pooler (which would swallow LISTEN; the heartbeat would then keep the
-	// Target unsynced). Defaults to pgx.ConnectConfig with a copy of the
-	// pool's ConnConfig and application_name "orgperm_listener".
+	// a direct connection to PostgreSQL (or through a session-mode
+	// pooler), never one through a transaction pooler, which accepts
+	// LISTEN and delivers nothing: proofs then never come back and the
+	// Target stays unsynced, with Err matching ErrNoProof. Defaults to
+	// pgx.ConnectConfig with a copy of the pool's ConnConfig and
+	// application_name "orgperm_listener".
 	Connect func(ctx context.Context) (*pgx.Conn, error)
 
-	// HeartbeatInterval is how often, while synced, a heartbeat is sent
-	// through the pool to come back on the listening connection. Negative
-	// disables the heartbeat (a half-open connection then goes unnoticed
-	// until the kernel gives up on it). Defaults to 5 seconds.
-	HeartbeatInterval time.Duration
+	// ProofTimeout is how long a proof of delivery may take, from sending
+	// it through the pool to receiving it on the listening connection; a
+	// late one marks the Target unsynced and replaces the connection.
+	// Defaults to 2 seconds.
+	ProofTimeout time.Duration
 
-	// HeartbeatTimeout is how long a heartbeat may take, from sending it
-	// through the pool to receiving it back; a late one marks the Target
-	// unsynced and replaces the connection. Defaults to 2 seconds.
-	HeartbeatTimeout time.Duration
+	// Verify, when set, checks the database side before every sync (after
+	// a (re)connect, a "ddl" notification, or a proof whose schema
+	// fingerprint changed), with the fingerprint the proof carried. Until
+	// it returns nil the Target stays unsynced and Err returns its error;
+	// it is retried with backoff. Defaults to nil: no check.
+	Verify func(ctx context.Context, fingerprint string) error
 
 	// ReconnectDelay is the delay before the first reconnect after a lost
 	// connection; each further attempt doubles it, up to MaxReconnectDelay,
@@ -79,10 +87,8 @@ type Config struct {
 	// to 10 seconds.
 	ConnectTimeout time.Duration
 
-	// InstanceID names this instance's heartbeat channel,
-	// "orgperm_hb_<InstanceID>", so that instances do not receive each
-	// other's heartbeats. At most 52 bytes of [A-Za-z0-9_]. Defaults to a
-	// random ID.
+	// InstanceID tells this instance's proofs from other instances'. At
+	// most 63 bytes of [A-Za-z0-9_]. Defaults to a random ID.
 	InstanceID string
 
 	// Logger receives state changes (synced at Info; unsynced, connection
@@ -102,6 +108,10 @@ type Config struct {
 	// must not block, and may call State and Stats but not Start or Stop.
 	// Defaults to a no-op.
 	OnStateChange func(State)
+
+	// onProof, a test hook, is called after every own proof with its
+	// outcome. Set it through a test in this package only.
+	onProof func(error)
 }
 
 // resolve fills the defaults of cfg and validates it.
@@ -109,11 +119,14 @@ func (cfg Config) resolve() (Config, error) {
 	if cfg.Channel == "" {
 		cfg.Channel = DefaultChannel
 	}
-	if cfg.HeartbeatInterval == 0 {
-		cfg.HeartbeatInterval = DefaultHeartbeatInterval
+	if cfg.ProofChannel == "" {
+		cfg.ProofChannel = DefaultProofChannel
 	}
-	if cfg.HeartbeatTimeout == 0 {
-		cfg.HeartbeatTimeout = DefaultHeartbeatTimeout
+	if cfg.ProofTimeout == 0 {
+		cfg.ProofTimeout = DefaultProofTimeout
+	}
+	if cfg.onProof == nil {
+		cfg.onProof = func(error) {}
 	}
 	if cfg.ReconnectDelay == 0 {
 		cfg.ReconnectDelay = DefaultReconnectDelay
@@ -142,18 +155,20 @@ func (cfg Config) resolve() (Config, error) {
 	switch {
 	case len(cfg.Channel) > maxIdentifier:
 		return cfg, &ConfigError{Field: "Channel", Reason: "must be at most 63 bytes", Value: cfg.Channel}
-	case cfg.HeartbeatTimeout < 0:
-		return cfg, &ConfigError{Field: "HeartbeatTimeout", Reason: "must be >= 0", Value: cfg.HeartbeatTimeout}
+	case len(cfg.ProofChannel) > maxIdentifier:
+		return cfg, &ConfigError{Field: "ProofChannel", Reason: "must be at most 63 bytes", Value: cfg.ProofChannel}
+	case cfg.ProofChannel == cfg.Channel:
+		return cfg, &ConfigError{Field: "ProofChannel", Reason: "must differ from Channel", Value: cfg.ProofChannel}
+	case cfg.ProofTimeout < 0:
+		return cfg, &ConfigError{Field: "ProofTimeout", Reason: "must be >= 0", Value: cfg.ProofTimeout}
 	case cfg.ReconnectDelay < 0:
 		return cfg, &ConfigError{Field: "ReconnectDelay", Reason: "must be >= 0", Value: cfg.ReconnectDelay}
 	case cfg.MaxReconnectDelay < cfg.ReconnectDelay:
 		return cfg, &ConfigError{Field: "MaxReconnectDelay", Reason: "must be >= ReconnectDelay", Value: cfg.MaxReconnectDelay}
 	case cfg.ConnectTimeout < 0:
 		return cfg, &ConfigError{Field: "ConnectTimeout", Reason: "must be >= 0", Value: cfg.ConnectTimeout}
-	case len(HeartbeatChannelPrefix)+len(cfg.InstanceID) > maxIdentifier || !isWord(cfg.InstanceID):
-		return cfg, &ConfigError{Field: "InstanceID", Reason: "must be at most 52 bytes of [A-Za-z0-9_]", Value: cfg.InstanceID}
-	case HeartbeatChannelPrefix+cfg.InstanceID == cfg.Channel:
-		return cfg, &ConfigError{Field: "Channel", Reason: "must differ from the heartbeat channel", Value: cfg.Channel}
+	case len(cfg.InstanceID) > maxIdentifier || !isWord(cfg.InstanceID):
+		return cfg, &ConfigError{Field: "InstanceID", Reason: "must be at most 63 bytes of [A-Za-z0-9_]", Value: cfg.InstanceID}
 	}
 	return cfg, nil
 }

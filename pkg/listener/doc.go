@@ -27,48 +27,59 @@
 //
 // # State machine
 //
-//	Connecting --LISTEN in place, Target.Resync--> Synced
-//	Synced --connection error, failed heartbeat, Stop--> Unsynced (Target.MarkUnsynced)
-//	Unsynced --reconnected, LISTEN in place, Target.Resync--> Synced
+//	Connecting --LISTEN in place, own proof back, Verify passes, Target.Resync--> Synced
+//	Synced --connection error, proof lost or late, Stop--> Unsynced (Target.MarkUnsynced)
+//	Synced --"ddl" payload, a proof with another schema fingerprint--> Unsynced
+//	Unsynced --(re)connected or re-verified, own proof back, Verify passes--> Synced
 //
 // Start marks the Target unsynced, connects once synchronously (so that a
-// bad DSN fails there), and listens in the background. On every
-// connection, once LISTEN is in place on every channel (pgxlisten's
-// HandleBacklog), the listener calls Target.Resync: the cache is purged and
-// trusted again. Whatever was committed before LISTEN is covered by the
-// purge; whatever is committed after it arrives as a notification.
+// bad DSN fails there), and listens in the background. LISTEN succeeding
+// proves nothing (a transaction pooler accepts it and delivers nothing), so
+// on every connection, once LISTEN is in place on both channels (pgxlisten's
+// HandleBacklog), the listener sends a proof of delivery through the pool
+// and waits for it on the listening connection; then it runs Config.Verify
+// (the schema guard); only then is the Target purged and synced (Resync)
+// and its lease started (Prove). Whatever was committed before the purge is
+// covered by it; whatever is committed after the proof's LISTEN arrives as
+// a notification. Err says why the Target is not synced.
 //
 // Notifications lost while the connection was down or in doubt are never
 // trusted away (DESIGN.md rule 2): pgxlisten has no "disconnected" signal,
 // so the listener calls Target.MarkUnsynced on every error pgxlisten logs
-// (LogError), before every connect, on a failed heartbeat and on Stop, and
-// the cache bypasses itself until the next Resync. pgxlisten also waits a
-// fixed minute between reconnects by default; the listener sets that delay
-// to nothing and waits in its own Connect instead, with exponential backoff
-// and jitter (Config.ReconnectDelay, Config.MaxReconnectDelay), reset once
-// a connection proves healthy. A connection attempt that has not synced
+// (LogError), before every connect, on a lost proof and on Stop, and the
+// cache bypasses itself until the next Resync. pgxlisten also waits a fixed
+// minute between reconnects by default; the listener sets that delay to
+// nothing and waits in its own Connect instead, with exponential backoff and
+// jitter (Config.ReconnectDelay, Config.MaxReconnectDelay), reset once a
+// connection proves healthy. A connection attempt that has not listened
 // within Config.ConnectTimeout (a network gone silent mid-handshake) is
 // abandoned.
 //
-// # Heartbeat
+// # Proofs of delivery and the lease
 //
 // A half-open TCP connection (a peer gone without a FIN), or a pooler that
 // accepted LISTEN and will never deliver, looks healthy from the client:
-// reads just never return. So while synced, every Config.HeartbeatInterval
-// the listener sends pg_notify('orgperm_hb_<InstanceID>', '<seq>') through
-// the pool, which must come back on the listening connection within
-// Config.HeartbeatTimeout (DESIGN.md rule 3). Each instance pings on a
-// channel of its own, so a hundred instances do not each receive a hundred
-// heartbeats. When a heartbeat fails, the Target is marked unsynced and the
-// connection replaced: the listener cancels the context of that
+// reads just never return. The Target's freshness lease bounds what that can
+// cost (DESIGN.md rule 3): the cache answers only while its newest proof is
+// younger than the lease, and asks (RequestProof) for a new one while
+// lookups arrive. A proof is pg_notify on the shared channel
+// "orgperm_proof", sent through the pool, carrying the database's WAL
+// insert position and clock and orgperm.fingerprint(); see proof.go for
+// what each instance concludes from its own proofs and from the proofs of
+// others (one proof serves every instance, so proof traffic is
+// O(instances) in all, not O(instances²)). A proof that cannot be sent or
+// does not come back within Config.ProofTimeout marks the Target unsynced
+// and replaces the connection: the listener cancels the context of that
 // pgxlisten.Listen session, which makes pgx close the socket even if the
-// peer is silent, and listens again. A heartbeat the pool fails to send
-// counts as a failure too (fail safe: nothing proves notifications still
-// arrive).
+// peer is silent, and listens again.
+//
+// Sync and WaitLSN give read-your-writes on request: they return once an
+// own proof sent after the call (or past a WAL position) has come back,
+// sharing proofs with every concurrent caller and with the lease.
 //
 // # Goroutines
 //
-// The listener owns its goroutines: one runs pgxlisten, one sends
-// heartbeats, and a short-lived one bounds each connection attempt. Stop
-// cancels them all and waits for them to exit.
+// The listener owns its goroutines: one runs pgxlisten, one (the prover)
+// sends proofs and runs the sync steps, and a short-lived one bounds each
+// connection attempt. Stop cancels them all and waits for them to exit.
 package listener

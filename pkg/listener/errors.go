@@ -27,10 +27,25 @@ var (
 	// ErrStopped is returned by Start when Stop was called before.
 	ErrStopped = errors.New("listener: stopped")
 
-	// ErrHeartbeatFailed is wrapped by the cause (see context.Cause) of the
-	// cancelled session when a heartbeat could not be sent or did not come
-	// back within Config.HeartbeatTimeout.
-	ErrHeartbeatFailed = errors.New("listener: heartbeat failed")
+	// ErrNoProof is matched by Err (and wrapped by the cause of the
+	// cancelled session) when a proof of delivery could not be sent or did
+	// not come back on the listening connection within
+	// Config.ProofTimeout: notifications cannot be shown to arrive (a
+	// transaction pooler between the listener and PostgreSQL, a silent
+	// network).
+	ErrNoProof = errors.New("listener: no proof of delivery")
+
+	// ErrNotSynced is what Err says before the first sync.
+	ErrNotSynced = errors.New("listener: not synced yet")
+
+	// ErrReconnecting is what Err says while the listening connection is
+	// being replaced.
+	ErrReconnecting = errors.New("listener: reconnecting")
+
+	// ErrSchemaChanged is what Err says after a "ddl" notification, or a
+	// proof whose schema fingerprint differs from the one verified, until
+	// Config.Verify passes again.
+	ErrSchemaChanged = errors.New("listener: orgperm's schema changed; verifying it again")
 
 	// ErrConnectTimeout is the cause of the cancelled session when a
 	// connection was not listening within Config.ConnectTimeout.

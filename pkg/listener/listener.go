@@ -29,9 +29,15 @@ type Target interface {
 	// MarkUnsynced says notifications may be lost from now on: bypass the
 	// cache until Resync.
 	MarkUnsynced()
-	// Resync says LISTEN is (back) in place: purge everything, then mark
-	// the cache synced.
+	// Resync says notifications are proven to flow (LISTEN is in place and
+	// a proof sent after it came back) and the database side is verified:
+	// purge everything, then mark the cache synced.
 	Resync()
+	// Prove says every invalidation committed before the instant at has
+	// been applied (a proof of delivery): the cache may answer for its
+	// lease after at. It is called from the listener's goroutines, with
+	// the sync lock held, only while synced.
+	Prove(at time.Time)
 }
 
 // Listener keeps a Target coherent with the database: it LISTENs on the
@@ -39,13 +45,16 @@ type Target interface {
 // the Target, and tells it when notifications may have been lost. See the
 // package documentation for the state machine.
 type Listener struct {
-	pool      *pgxpool.Pool
-	target    Target
-	cfg       Config // defaults filled
-	log       *slog.Logger
-	hbChannel string
-	pl        pgxlisten.Listener
-	hbArrived chan uint64 // heartbeat sequence numbers received on the listening connection
+	pool       *pgxpool.Pool
+	target     Target
+	cfg        Config // defaults filled
+	log        *slog.Logger
+	pl         pgxlisten.Listener
+	ownArrived chan ownArrival // own proofs received on the listening connection
+	proofReq   chan struct{}   // RequestProof: cap 1, coalesced
+	syncReq    chan struct{}   // requestSync: cap 1, coalesced
+	seq        uint64          // own proof sequence, owned by the prover goroutine
+	ps         proofState
 
 	// Lifecycle, guarded by mu.
 	mu      sync.Mutex
@@ -58,10 +67,13 @@ type Listener struct {
 	// target.Resync happens under it, so the Target and state never disagree.
 	syncMu        sync.Mutex
 	sessionCancel context.CancelCauseFunc // cancels the current pgxlisten.Listen call
-	syncEpoch     uint64                  // bumped by every Resync: a heartbeat acts only on the connection it pinged
+	syncEpoch     uint64                  // bumped by every Resync: a proof acts only on the sync it refreshes
+	connEpoch     uint64                  // bumped by every LISTEN in place: syncUp acts only on its connection
+	fingerprint   string                  // the schema fingerprint verified at the last Resync
 	readyClosed   bool
 	ready         chan struct{}
-	state         atomic.Int32 // written under syncMu, read anywhere
+	state         atomic.Int32          // written under syncMu, read anywhere
+	reason        atomic.Pointer[error] // why not synced; nil when synced
 
 	// Owned by the listening goroutine (pgxlisten calls Connect and the
 	// handlers on it, one at a time).
@@ -69,9 +81,6 @@ type Listener struct {
 	listened  int       // channels LISTENed on the current connection
 	wd        *watchdog // bounds the current attempt, nil if none
 
-	// onHeartbeat, if set (by tests, before Start), is called after every
-	// heartbeat with its outcome.
-	onHeartbeat func(error)
 	// onAttemptTimeout, if set (by tests, before Start), is called when a
 	// connection attempt is abandoned after Config.ConnectTimeout.
 	onAttemptTimeout func()
@@ -80,8 +89,9 @@ type Listener struct {
 	backoffStep atomic.Int32
 
 	notifications, malformed, reconnects atomic.Uint64
-	heartbeatsSent, heartbeatFailures    atomic.Uint64
-	lastRTT, lastSync                    atomic.Int64 // nanoseconds; Unix nanoseconds
+	proofsSent, proofFailures            atomic.Uint64
+	foreignProofs, malformedProofs       atomic.Uint64
+	lastRTT, lastSync, lastProof         atomic.Int64 // nanoseconds; Unix nanoseconds
 }
 
 // New returns a Listener that will drive target with the notifications of
@@ -103,14 +113,17 @@ func New(pool *pgxpool.Pool, target Target, cfg Config) (*Listener, error) {
 		cfg.Connect = defaultConnect(pool)
 	}
 	l := &Listener{
-		pool:      pool,
-		target:    target,
-		cfg:       cfg,
-		log:       cfg.Logger,
-		hbChannel: HeartbeatChannelPrefix + cfg.InstanceID,
-		hbArrived: make(chan uint64, 8),
-		ready:     make(chan struct{}),
+		pool:       pool,
+		target:     target,
+		cfg:        cfg,
+		log:        cfg.Logger,
+		ownArrived: make(chan ownArrival, 8),
+		proofReq:   make(chan struct{}, 1),
+		syncReq:    make(chan struct{}, 1),
+		ready:      make(chan struct{}),
 	}
+	l.ps.changed = make(chan struct{})
+	l.setReason(ErrNotSynced)
 	l.pl = pgxlisten.Listener{
 		Connect:  l.connect,
 		LogError: l.logError,
@@ -120,9 +133,7 @@ func New(pool *pgxpool.Pool, target Target, cfg Config) (*Listener, error) {
 		ReconnectDelay: -1,
 	}
 	l.pl.Handle(cfg.Channel, invalidationHandler{l})
-	if cfg.HeartbeatInterval > 0 {
-		l.pl.Handle(l.hbChannel, heartbeatHandler{l})
-	}
+	l.pl.Handle(cfg.ProofChannel, proofHandler{l})
 	return l, nil
 }
 
@@ -223,19 +234,52 @@ func (l *Listener) State() State { return State(l.state.Load()) }
 // Stats returns the listener's counters.
 func (l *Listener) Stats() Stats {
 	s := Stats{
-		Notifications:     l.notifications.Load(),
-		Malformed:         l.malformed.Load(),
-		Reconnects:        l.reconnects.Load(),
-		HeartbeatsSent:    l.heartbeatsSent.Load(),
-		HeartbeatFailures: l.heartbeatFailures.Load(),
-		LastHeartbeatRTT:  time.Duration(l.lastRTT.Load()),
-		State:             l.State(),
+		Notifications:   l.notifications.Load(),
+		Malformed:       l.malformed.Load(),
+		Reconnects:      l.reconnects.Load(),
+		ProofsSent:      l.proofsSent.Load(),
+		ProofFailures:   l.proofFailures.Load(),
+		ForeignProofs:   l.foreignProofs.Load(),
+		MalformedProofs: l.malformedProofs.Load(),
+		LastProofRTT:    time.Duration(l.lastRTT.Load()),
+		State:           l.State(),
+		Reason:          l.Err(),
 	}
 	if ns := l.lastSync.Load(); ns != 0 {
 		s.LastSync = time.Unix(0, ns)
 	}
+	if ns := l.lastProof.Load(); ns != 0 {
+		s.LastProof = time.Unix(0, ns)
+	}
+	l.ps.mu.Lock()
+	s.ProvenLSN = l.ps.lsn
+	l.ps.mu.Unlock()
 	return s
 }
+
+// Err returns nil while the Target is synced, and otherwise why it is not:
+// ErrNotSynced before the first sync, a connection error, an error matching
+// ErrNoProof (notifications do not come back: a transaction pooler, a
+// silent network), the error of Config.Verify (the database side cannot
+// be trusted), ErrSchemaChanged while re-verifying, or ErrStopped.
+func (l *Listener) Err() error {
+	if p := l.reason.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (l *Listener) setReason(err error) {
+	if err == nil {
+		l.reason.Store(nil)
+		return
+	}
+	l.reason.Store(&err)
+}
+
+// setReasonLocked is setReason; it must be called with syncMu held, so that
+// Err and State agree.
+func (l *Listener) setReasonLocked(err error) { l.setReason(err) }
 
 // run owns the background goroutines: the heartbeat, and the listening
 // loop, which runs pgxlisten.Listen in sessions. A session ends when its
@@ -244,15 +288,11 @@ func (l *Listener) Stats() Stats {
 // makes pgx close the socket); the next session connects again.
 func (l *Listener) run(ctx context.Context) {
 	defer close(l.done)
-	hbDone := make(chan struct{})
-	if l.cfg.HeartbeatInterval > 0 {
-		go func() {
-			defer close(hbDone)
-			l.heartbeat(ctx)
-		}()
-	} else {
-		close(hbDone)
-	}
+	proverDone := make(chan struct{})
+	go func() {
+		defer close(proverDone)
+		l.prover(ctx)
+	}()
 
 	for ctx.Err() == nil {
 		sctx, cancel := context.WithCancelCause(ctx)
@@ -273,7 +313,7 @@ func (l *Listener) run(ctx context.Context) {
 			l.log.Info("listener: replacing the connection", "cause", cause)
 		}
 	}
-	<-hbDone
+	<-proverDone
 
 	// Cleanup after cancellation: a connection Start made that no session
 	// took, and the final state.
@@ -284,9 +324,9 @@ func (l *Listener) run(ctx context.Context) {
 		l.firstConn = nil
 	}
 	l.syncMu.Lock()
-	if l.State() == Synced {
-		l.target.MarkUnsynced()
-	}
+	l.markUnsyncedLocked(ErrStopped)
+	l.target.MarkUnsynced()
+	l.setReasonLocked(ErrStopped)
 	l.setStateLocked(Unsynced)
 	l.sessionCancel = nil
 	l.syncMu.Unlock()
@@ -296,7 +336,7 @@ func (l *Listener) run(ctx context.Context) {
 // connect is pgxlisten's Connect: it makes sure the Target is unsynced,
 // waits out the backoff, and connects under a watchdog.
 func (l *Listener) connect(ctx context.Context) (*pgx.Conn, error) {
-	l.markUnsynced("reconnecting", nil) // normally done already by logError
+	l.markUnsynced(ErrReconnecting) // normally done already by logError
 	l.listened = 0
 	l.stopWatchdog()
 	if c := l.firstConn; c != nil {
@@ -352,33 +392,42 @@ func (l *Listener) logError(ctx context.Context, err error) {
 		// reason was logged where it was decided.
 		cause := context.Cause(ctx)
 		l.log.Debug("listener: session ended", "err", err, "cause", cause)
-		l.markUnsynced("stopping", cause) // a heartbeat or watchdog marked it already
+		if cause == nil {
+			cause = ErrReconnecting
+		}
+		l.markUnsynced(cause) // a proof or watchdog marked it already
 		return
 	}
 	l.log.Warn("listener: connection error", "err", err)
-	l.markUnsynced("connection error", err)
+	l.markUnsynced(fmt.Errorf("listener: connection error: %w", err))
 }
 
-// markUnsynced moves a Synced listener (and its Target) to Unsynced; in
-// any other state the Target is unsynced already.
-func (l *Listener) markUnsynced(reason string, err error) {
+// markUnsynced moves a Synced listener (and its Target) to Unsynced, with
+// reason as what Err says; in any other state the Target is unsynced
+// already.
+func (l *Listener) markUnsynced(reason error) {
 	l.syncMu.Lock()
 	defer l.syncMu.Unlock()
-	l.markUnsyncedLocked(reason, err)
+	l.markUnsyncedLocked(reason)
 }
 
 // markUnsyncedLocked is markUnsynced; it must be called with syncMu held.
-func (l *Listener) markUnsyncedLocked(reason string, err error) {
+func (l *Listener) markUnsyncedLocked(reason error) {
 	if l.State() != Synced {
 		return
 	}
 	l.target.MarkUnsynced()
+	l.setReasonLocked(reason)
 	l.setStateLocked(Unsynced)
+	l.ps.mu.Lock()
+	l.ps.lsn, l.ps.provenAt = 0, time.Time{}
+	l.ps.notifyLocked()
+	l.ps.mu.Unlock()
 	level := slog.LevelWarn
-	if errors.Is(err, context.Canceled) {
+	if errors.Is(reason, context.Canceled) || errors.Is(reason, ErrStopped) {
 		level = slog.LevelInfo // Stop: nothing wrong
 	}
-	l.log.Log(context.Background(), level, "listener: unsynced", "reason", reason, "err", err)
+	l.log.Log(context.Background(), level, "listener: unsynced", "reason", reason)
 }
 
 // setStateLocked records s and calls the hook; it must be called with
@@ -392,48 +441,35 @@ func (l *Listener) setStateLocked(s State) {
 }
 
 // listenedOne is called after LISTEN on each channel (pgxlisten's
-// HandleBacklog, on the listening goroutine). Once every channel listens on
-// this connection, nothing from now on can be missed: the Target is purged
-// and synced. Waiting for the heartbeat channel too means a heartbeat is
-// never sent before it can come back.
+// HandleBacklog, on the listening goroutine). Once both channels listen on
+// this connection, the prover is asked to prove delivery on it (syncUp):
+// LISTEN succeeding proves nothing, since a transaction pooler accepts it
+// and delivers nothing.
 func (l *Listener) listenedOne(ctx context.Context) {
 	l.listened++
-	if l.listened < len(l.channels()) {
+	if l.listened < 2 {
 		return
 	}
-	l.stopWatchdog()
+	l.stopWatchdog() // from here on, syncUp bounds the attempt
 	l.syncMu.Lock()
-	defer l.syncMu.Unlock()
 	if ctx.Err() != nil { // the session is being torn down: stay unsynced
+		l.syncMu.Unlock()
 		return
 	}
-	l.target.Resync()
-	l.syncEpoch++
-	l.lastSync.Store(time.Now().UnixNano())
-	l.setStateLocked(Synced)
-	if !l.readyClosed {
-		l.readyClosed = true
-		close(l.ready)
-	}
-	if l.cfg.HeartbeatInterval <= 0 {
-		l.backoffStep.Store(0) // no heartbeat will prove it healthy
-	}
-	l.log.Info("listener: synced", "channel", l.cfg.Channel)
-}
-
-// channels returns the channels listened on.
-func (l *Listener) channels() []string {
-	if l.cfg.HeartbeatInterval > 0 {
-		return []string{l.cfg.Channel, l.hbChannel}
-	}
-	return []string{l.cfg.Channel}
+	l.connEpoch++
+	l.syncMu.Unlock()
+	l.requestSync()
 }
 
 // handleInvalidation hands one payload to the Target. A payload that does
 // not parse evicts everything: it was meant to evict something, and what is
-// unknown.
+// unknown. A "ddl" payload (orgperm's tables, triggers or functions were
+// altered) also marks the Target unsynced until Config.Verify passes again.
 func (l *Listener) handleInvalidation(payload string) {
 	l.notifications.Add(1)
+	if ignoreInvalidations { // the orgperm_broken build: see broken_on.go
+		return
+	}
 	inv, err := ParsePayload(payload)
 	if err != nil {
 		l.malformed.Add(1)
@@ -444,6 +480,10 @@ func (l *Listener) handleInvalidation(payload string) {
 		inv = Invalidation{Source: SourceMalformed, All: true}
 	}
 	l.target.Invalidate(inv)
+	if inv.Source == SourceDDL {
+		l.markUnsynced(ErrSchemaChanged)
+		l.requestSync()
+	}
 	l.cfg.OnNotification(inv, err)
 }
 

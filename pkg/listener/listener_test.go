@@ -163,6 +163,7 @@ func TestTerminateBackend(t *testing.T) {
 }
 
 func TestServerRestart(t *testing.T) {
+	skipShort(t)
 	t.Parallel()
 	s := pgtest.StartServer(t)
 	pool := s.NewPool(t)
@@ -200,36 +201,41 @@ func proxied(t *testing.T, pool *pgxpool.Pool, p *pgtest.Proxy) func(context.Con
 	}
 }
 
-func TestHeartbeatDetectsBlackhole(t *testing.T) {
+func TestProofDetectsBlackhole(t *testing.T) {
+	skipShort(t)
 	t.Parallel()
 	pool := pgtest.NewPool(t)
 	cc := pool.Config().ConnConfig
 	p := pgtest.NewProxy(t, net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port))))
 	l, rt, h := setup(t, pool, Config{
 		Connect:           proxied(t, pool, p),
-		HeartbeatInterval: 100 * time.Millisecond,
-		HeartbeatTimeout:  300 * time.Millisecond,
+		ProofTimeout:      time.Second,
 		ConnectTimeout:    time.Second,
 		MaxReconnectDelay: 200 * time.Millisecond,
 	})
 	start(t, l, rt)
-	if err := recv(t, h.heartbeats, "a heartbeat"); err != nil {
-		t.Fatalf("first heartbeat failed: %v", err)
+	if err := recv(t, h.proofs, "the first proof"); err != nil {
+		t.Fatalf("first proof failed: %v", err)
 	}
-	if st := l.Stats(); st.LastHeartbeatRTT <= 0 || st.HeartbeatsSent < 1 {
-		t.Fatalf("stats %+v; want a heartbeat with its round trip", st)
+	l.RequestProof()
+	if err := recv(t, h.proofs, "a requested proof"); err != nil {
+		t.Fatalf("requested proof failed: %v", err)
+	}
+	if st := l.Stats(); st.LastProofRTT <= 0 || st.ProofsSent < 2 || st.ProvenLSN == 0 || rt.proofs.Load() < 2 {
+		t.Fatalf("stats %+v, %d proofs; want two proofs with a round trip and an LSN", st, rt.proofs.Load())
 	}
 
 	p.Blackhole()
+	l.RequestProof()
 	rt.next(t, "unsynced")
 	h.waitState(t, Unsynced)
 	for {
-		if err := recv(t, h.heartbeats, "a failed heartbeat"); err != nil {
+		if err := recv(t, h.proofs, "a failed proof"); err != nil {
 			break
 		}
 	}
-	if st := l.Stats(); st.HeartbeatFailures < 1 || st.State == Synced {
-		t.Fatalf("stats %+v; want a heartbeat failure, not synced", st)
+	if st := l.Stats(); st.ProofFailures < 1 || st.State == Synced || !errors.Is(l.Err(), ErrNoProof) {
+		t.Fatalf("stats %+v, Err %v; want a proof failure, not synced, ErrNoProof", st, l.Err())
 	}
 
 	p.Restore()
@@ -242,22 +248,23 @@ func TestHeartbeatDetectsBlackhole(t *testing.T) {
 }
 
 func TestConnectTimeout(t *testing.T) {
+	skipShort(t)
 	t.Parallel()
 	pool := pgtest.NewPool(t)
 	cc := pool.Config().ConnConfig
 	p := pgtest.NewProxy(t, net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port))))
 	l, rt, h := setup(t, pool, Config{
 		Connect:           proxied(t, pool, p),
-		HeartbeatInterval: 100 * time.Millisecond,
-		HeartbeatTimeout:  300 * time.Millisecond,
+		ProofTimeout:      300 * time.Millisecond,
 		ConnectTimeout:    300 * time.Millisecond,
 		MaxReconnectDelay: 100 * time.Millisecond,
 	})
 	start(t, l, rt)
 
-	// The network goes silent: the heartbeat replaces the connection, and
-	// the new attempts hang (accepted, never answered) until abandoned.
+	// The network goes silent: a proof replaces the connection, and the
+	// new attempts hang (accepted, never answered) until abandoned.
 	p.Blackhole()
+	l.RequestProof()
 	rt.next(t, "unsynced")
 	recv(t, h.timeouts, "an abandoned connection attempt")
 	recv(t, h.timeouts, "a second abandoned connection attempt")
@@ -271,11 +278,12 @@ func TestConnectTimeout(t *testing.T) {
 }
 
 func TestCutConnection(t *testing.T) {
+	skipShort(t)
 	t.Parallel()
 	pool := pgtest.NewPool(t)
 	cc := pool.Config().ConnConfig
 	p := pgtest.NewProxy(t, net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port))))
-	l, rt, h := setup(t, pool, Config{Connect: proxied(t, pool, p), HeartbeatInterval: -1})
+	l, rt, h := setup(t, pool, Config{Connect: proxied(t, pool, p)})
 	start(t, l, rt)
 
 	p.CutAll()
@@ -283,8 +291,8 @@ func TestCutConnection(t *testing.T) {
 	h.waitState(t, Unsynced)
 	rt.next(t, "resync")
 	h.waitState(t, Synced)
-	if st := l.Stats(); st.HeartbeatsSent != 0 || st.Reconnects < 1 {
-		t.Fatalf("stats %+v; want no heartbeat (disabled), a reconnect", st)
+	if st := l.Stats(); st.ProofsSent != 2 || st.Reconnects < 1 {
+		t.Fatalf("stats %+v; want one proof per sync, a reconnect", st)
 	}
 }
 
@@ -343,7 +351,7 @@ func TestLifecycle(t *testing.T) {
 		// Stop must not wait for the attempt to time out.
 		cc := pool.Config().ConnConfig
 		p := pgtest.NewProxy(t, net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port))))
-		l, rt, h := setup(t, pool, Config{Connect: proxied(t, pool, p), HeartbeatInterval: -1, ConnectTimeout: time.Hour})
+		l, rt, h := setup(t, pool, Config{Connect: proxied(t, pool, p), ConnectTimeout: time.Hour})
 		start(t, l, rt)
 		p.Blackhole()
 		p.CutAll()
@@ -367,14 +375,14 @@ func TestNewValidates(t *testing.T) {
 		cfg   Config
 		field string
 	}{
-		{Config{HeartbeatTimeout: -1}, "HeartbeatTimeout"},
+		{Config{ProofTimeout: -1}, "ProofTimeout"},
+		{Config{ProofChannel: DefaultChannel}, "ProofChannel"},
 		{Config{ReconnectDelay: -1}, "ReconnectDelay"},
 		{Config{ReconnectDelay: time.Second, MaxReconnectDelay: time.Millisecond}, "MaxReconnectDelay"},
 		{Config{ConnectTimeout: -1}, "ConnectTimeout"},
 		{Config{InstanceID: "has-dash"}, "InstanceID"},
-		{Config{InstanceID: "x123456789x123456789x123456789x123456789x123456789xyz"}, "InstanceID"},
+		{Config{InstanceID: "x123456789x123456789x123456789x123456789x123456789x123456789xyzw"}, "InstanceID"},
 		{Config{Channel: "c123456789c123456789c123456789c123456789c123456789c123456789xyzw"}, "Channel"},
-		{Config{Channel: "orgperm_hb_me", InstanceID: "me"}, "Channel"},
 	}
 	for _, tt := range tests {
 		_, err := New(pool, newRecTarget(), tt.cfg)
@@ -394,10 +402,10 @@ func TestNewValidates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Config{Channel: DefaultChannel, HeartbeatInterval: DefaultHeartbeatInterval, HeartbeatTimeout: DefaultHeartbeatTimeout,
+	want := Config{Channel: DefaultChannel, ProofChannel: DefaultProofChannel, ProofTimeout: DefaultProofTimeout,
 		ReconnectDelay: DefaultReconnectDelay, MaxReconnectDelay: DefaultMaxReconnectDelay, ConnectTimeout: DefaultConnectTimeout}
 	got := l.cfg
-	if got.Channel != want.Channel || got.HeartbeatInterval != want.HeartbeatInterval || got.HeartbeatTimeout != want.HeartbeatTimeout ||
+	if got.Channel != want.Channel || got.ProofChannel != want.ProofChannel || got.ProofTimeout != want.ProofTimeout ||
 		got.ReconnectDelay != want.ReconnectDelay || got.MaxReconnectDelay != want.MaxReconnectDelay || got.ConnectTimeout != want.ConnectTimeout ||
 		len(got.InstanceID) != 16 || got.Logger == nil || got.Connect == nil {
 		t.Fatalf("defaults %+v", got)

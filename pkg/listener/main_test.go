@@ -34,6 +34,8 @@ type event struct {
 type recTarget struct {
 	events            chan event
 	unsynced, resyncs atomic.Int64
+	proofs            atomic.Int64
+	provenAt          atomic.Pointer[time.Time]
 }
 
 func newRecTarget() *recTarget { return &recTarget{events: make(chan event, 10000)} }
@@ -43,6 +45,12 @@ func (r *recTarget) Invalidate(inv Invalidation) { r.events <- event{kind: "inva
 func (r *recTarget) MarkUnsynced() {
 	r.unsynced.Add(1)
 	r.events <- event{kind: "unsynced"}
+}
+
+// Prove records the proof without an event: proofs come whenever asked.
+func (r *recTarget) Prove(at time.Time) {
+	r.proofs.Add(1)
+	r.provenAt.Store(&at)
 }
 
 func (r *recTarget) Resync() {
@@ -78,7 +86,7 @@ func (r *recTarget) next(t *testing.T, kind string, skip ...string) event {
 type hooks struct {
 	states        chan State
 	notifications chan error
-	heartbeats    chan error
+	proofs        chan error
 	timeouts      chan struct{}
 }
 
@@ -89,7 +97,7 @@ func setup(t *testing.T, pool *pgxpool.Pool, cfg Config) (*Listener, *recTarget,
 	h := &hooks{
 		states:        make(chan State, 1000),
 		notifications: make(chan error, 1000),
-		heartbeats:    make(chan error, 1000),
+		proofs:        make(chan error, 1000),
 		timeouts:      make(chan struct{}, 1000),
 	}
 	cfg.OnStateChange = func(s State) {
@@ -102,16 +110,16 @@ func setup(t *testing.T, pool *pgxpool.Pool, cfg Config) (*Listener, *recTarget,
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
+	cfg.onProof = func(err error) {
+		select {
+		case h.proofs <- err:
+		default:
+		}
+	}
 	rt := newRecTarget()
 	l, err := New(pool, rt, cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
-	}
-	l.onHeartbeat = func(err error) {
-		select {
-		case h.heartbeats <- err:
-		default:
-		}
 	}
 	l.onAttemptTimeout = func() {
 		select {
@@ -185,5 +193,14 @@ func exec(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) {
 	defer cancel()
 	if _, err := pool.Exec(ctx, sql, args...); err != nil {
 		t.Fatalf("exec %q: %v", sql, err)
+	}
+}
+
+// skipShort skips a long test (faults, restarts) under -short; make test
+// runs them all.
+func skipShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("long: make test runs it")
 	}
 }

@@ -537,3 +537,9 @@ func (p *parser) skip(depth int) bool {
 	}
 	return false
 }
+
+// SourceDDL is the Source of the payload orgperm's event trigger sends when
+// a table, trigger or function of orgperm is altered, replaced, enabled,
+// disabled or dropped: everything is evicted, and the listener verifies the
+// database side again before it trusts the cache (Config.Verify).
+const SourceDDL = "ddl"

@@ -43,18 +43,24 @@ type Stats struct {
 	Malformed uint64
 	// Reconnects is the number of connections established after the first.
 	Reconnects uint64
-	// HeartbeatsSent is the number of heartbeats sent (or attempted) through
-	// the pool.
-	HeartbeatsSent uint64
-	// HeartbeatFailures is the number of heartbeats that failed to be sent
-	// or did not come back within Config.HeartbeatTimeout.
-	HeartbeatFailures uint64
-	// LastHeartbeatRTT is the round trip of the last successful heartbeat:
-	// from sending it through the pool to receiving it on the listening
-	// connection.
-	LastHeartbeatRTT time.Duration
-	// LastSync is when the Target was last resynced; zero if never.
-	LastSync time.Time
-	// State is the current state.
-	State State
+	// ProofsSent is the number of proofs of delivery this instance sent;
+	// ProofFailures those that could not be sent or did not come back in
+	// time.
+	ProofsSent, ProofFailures uint64
+	// ForeignProofs is the number of other instances' proofs received
+	// (each may refresh this instance's lease at no cost); MalformedProofs
+	// the payloads on the proof channel that did not parse (ignored).
+	ForeignProofs, MalformedProofs uint64
+	// LastProofRTT is the round trip of the last own proof.
+	LastProofRTT time.Duration
+	// LastSync is when the Target was last synced; LastProof when an own
+	// proof last came back. Zero if never.
+	LastSync, LastProof time.Time
+	// ProvenLSN is the WAL position of the newest own proof back while
+	// synced (0 if none since the last sync).
+	ProvenLSN uint64
+	// State is the current state, and Reason why it is not Synced (nil
+	// when it is; see Listener.Err).
+	State  State
+	Reason error
 }

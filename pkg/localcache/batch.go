@@ -45,6 +45,7 @@ func (c *Cache[V]) BeginBatch(ctx context.Context, keys []Key) *Batch[V] {
 		}
 		f := newFlight[V](ctx, k, now) // its one waiter is the batch itself
 		f.hash = h
+		f.loading = true // the batch's query may begin at once
 		s.registerLocked(&f.fill, synced)
 		s.flights[k] = f
 		s.mu.Unlock()
@@ -64,22 +65,22 @@ func (b *Batch[V]) Keys() []Key { return b.keys }
 // Finish publishes the result for Keys()[i] to the Do calls waiting on it,
 // and stores it under the same rules as Do. Later calls for the same i do
 // nothing.
-func (b *Batch[V]) Finish(i int, v V, validUntil time.Time) {
-	b.finish(i, v, validUntil, nil)
+func (b *Batch[V]) Finish(i int, v V, left time.Duration) {
+	b.finish(i, v, left, nil)
 }
 
-func (b *Batch[V]) finish(i int, v V, validUntil time.Time, err error) {
+func (b *Batch[V]) finish(i int, v V, left time.Duration, err error) {
 	if b.done[i] {
 		return
 	}
 	b.done[i] = true
-	b.c.finish(b.shards[i], b.flights[i], v, validUntil, err)
+	b.c.finish(b.shards[i], b.flights[i], v, left, err)
 }
 
 // Abort finishes every flight not yet finished with err.
 func (b *Batch[V]) Abort(err error) {
 	var zero V
 	for i := range b.keys {
-		b.finish(i, zero, time.Time{}, err)
+		b.finish(i, zero, 0, err)
 	}
 }

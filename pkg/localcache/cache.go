@@ -3,6 +3,7 @@ package localcache
 import (
 	"context"
 	"hash/maphash"
+	"math"
 	"sync/atomic"
 	"time"
 )
@@ -25,6 +26,16 @@ type Cache[V any] struct {
 	// clock (time.Since), which costs about half of a time.Now.
 	base      time.Time
 	monoClock bool
+
+	// lease is Config.Lease; 0 disables it. leaseEnd is the instant, in
+	// nanoseconds after base, from which the cache no longer answers
+	// (Prove moves it forward); leaseLow is the instant from which a lookup
+	// asks for a new proof, once (asked). onLeaseLow is Config.OnLeaseLow.
+	lease      int64
+	leaseEnd   atomic.Int64
+	leaseLow   atomic.Int64
+	asked      atomic.Bool
+	onLeaseLow func()
 
 	// state is epoch<<1 | synced. MarkUnsynced clears synced and bumps
 	// epoch in one CAS; Resync sets synced only if epoch has not moved
@@ -51,13 +62,19 @@ func New[V any](cfg Config) (*Cache[V], error) {
 		return nil, err
 	}
 	c := &Cache[V]{
-		shards:    make([]shard[V], cfg.Shards),
-		mask:      uint64(cfg.Shards - 1),
-		seed:      maphash.MakeSeed(),
-		ttl:       cfg.TTL,
-		now:       cfg.Now,
-		base:      cfg.Now(),
-		monoClock: defaultClock,
+		shards:     make([]shard[V], cfg.Shards),
+		mask:       uint64(cfg.Shards - 1),
+		seed:       maphash.MakeSeed(),
+		ttl:        cfg.TTL,
+		now:        cfg.Now,
+		base:       cfg.Now(),
+		monoClock:  defaultClock,
+		lease:      int64(cfg.Lease),
+		onLeaseLow: cfg.OnLeaseLow,
+	}
+	if c.lease == 0 {
+		c.leaseEnd.Store(math.MaxInt64)
+		c.leaseLow.Store(math.MaxInt64)
 	}
 	// Split Capacity exactly: the first Capacity%Shards shards take one
 	// more entry than the others.
@@ -93,16 +110,68 @@ func (c *Cache[V]) nowMono() int64 {
 }
 
 // expiry is the instant, in nanoseconds after c.base, at which a value
-// whose fill began at began and that is true until validUntil (zero: no
-// end) expires: min(validUntil, began + TTL). validUntil is a wall-clock
-// instant; the time left until it is measured at began, on the wall clock,
-// and counted down on the monotonic one.
-func (c *Cache[V]) expiry(began, validUntil time.Time) int64 {
+// whose fill began at began and that stays true for left after it (0: no
+// end; negative: already expired) expires: began + min(left, TTL). The time left is counted on the
+// monotonic clock from the fill's start, which is no later than the instant
+// the source evaluated the value at: the entry errs early, never late.
+func (c *Cache[V]) expiry(began time.Time, left time.Duration) int64 {
 	d := c.ttl
-	if !validUntil.IsZero() {
-		d = min(d, validUntil.Sub(began))
+	if left != 0 {
+		d = min(d, left)
 	}
 	return int64(began.Sub(c.base)) + int64(d)
+}
+
+// leased reports whether the lease allows answering at now, and asks for a
+// new proof (once per proof) when the lease is in its last half.
+func (c *Cache[V]) leased(now int64) bool {
+	if now < c.leaseLow.Load() {
+		return true
+	}
+	if !c.asked.Load() && c.asked.CompareAndSwap(false, true) && c.onLeaseLow != nil {
+		c.onLeaseLow()
+	}
+	return now < c.leaseEnd.Load()
+}
+
+// Prove records a proof that every invalidation issued before the instant
+// at has been applied: the cache may answer until at + Config.Lease. A
+// proof older than one already recorded changes nothing. Prove does not
+// mark the cache synced (see Resync).
+func (c *Cache[V]) Prove(at time.Time) {
+	if c.lease == 0 {
+		return
+	}
+	end := int64(at.Sub(c.base)) + c.lease
+	for {
+		old := c.leaseEnd.Load()
+		if end <= old {
+			break
+		}
+		if c.leaseEnd.CompareAndSwap(old, end) {
+			// Ask again once half of the new lease is gone.
+			c.leaseLow.Store(end - c.lease/2)
+			c.asked.Store(false)
+			break
+		}
+	}
+}
+
+// Proven returns the instant of the newest proof (see Prove), and false if
+// there is none or the cache has no lease.
+func (c *Cache[V]) Proven() (time.Time, bool) {
+	end := c.leaseEnd.Load()
+	if c.lease == 0 || end == 0 {
+		return time.Time{}, false
+	}
+	return c.base.Add(time.Duration(end - c.lease)), true
+}
+
+// Trusted reports whether a lookup now may answer from the cache: the cache
+// is synced and its lease, if any, has not run out. It does not ask for a
+// proof.
+func (c *Cache[V]) Trusted() bool {
+	return c.Synced() && c.nowMono() < c.leaseEnd.Load()
 }
 
 // Synced reports whether the cache is synced: whether Get may answer from it
@@ -111,8 +180,10 @@ func (c *Cache[V]) Synced() bool {
 	return c.state.Load()&syncedBit != 0
 }
 
-// Get returns k's value if the cache is synced and holds a live entry for k.
-// An expired entry is removed and is a miss. Get does not allocate.
+// Get returns k's value if the cache is synced, its lease has not run out,
+// and it holds a live entry for k. An expired entry is removed and is a
+// miss; a lookup refused by the lease counts as LeaseExpired. Get does not
+// allocate.
 func (c *Cache[V]) Get(k Key) (V, bool) {
 	s, h := c.locate(k)
 	if !c.Synced() {
@@ -121,6 +192,11 @@ func (c *Cache[V]) Get(k Key) (V, bool) {
 		return zero, false
 	}
 	now := c.nowMono()
+	if !c.leased(now) {
+		s.leaseExpired.Add(1)
+		var zero V
+		return zero, false
+	}
 	s.mu.Lock()
 	v, r := s.lookupLocked(k, h, now)
 	s.mu.Unlock()
@@ -132,8 +208,8 @@ func (c *Cache[V]) Get(k Key) (V, bool) {
 //
 // Concurrent misses of one key share one call of load (a flight); Do calls
 // that arrive while it runs wait for its result. load returns the value and
-// validUntil, the instant from which the value is no longer true (the zero
-// time for none; the TTL applies either way). The result is stored only if no
+// the time it stays true after the load began (0 for no limit; the TTL
+// applies either way). The result is stored only if no
 // invalidation covering k, no MarkUnsynced and no Resync happened since the
 // load began; either way every waiter gets it. An invalidation also detaches
 // the flight, so a Do that arrives after it starts a fresh load. While the
@@ -152,17 +228,21 @@ func (c *Cache[V]) Get(k Key) (V, bool) {
 // nothing is re-panicked: load runs in its own goroutine, where a panic would
 // crash the process. If load calls runtime.Goexit, every waiter gets
 // ErrLoadGoexit.
-func (c *Cache[V]) Do(ctx context.Context, k Key, load func(ctx context.Context) (V, time.Time, error)) (V, error) {
+func (c *Cache[V]) Do(ctx context.Context, k Key, load LoadFunc[V]) (V, error) {
 	return c.do(ctx, k, load, true)
 }
 
+// LoadFunc loads a value for Do: it returns the value and the time the value
+// stays true after the load began (0 for no limit but the TTL).
+type LoadFunc[V any] func(ctx context.Context) (V, time.Duration, error)
+
 // DoAfterGet is Do for a caller that has just missed with Get (to keep its
 // hit path free of a closure allocation): a second miss is not counted.
-func (c *Cache[V]) DoAfterGet(ctx context.Context, k Key, load func(ctx context.Context) (V, time.Time, error)) (V, error) {
+func (c *Cache[V]) DoAfterGet(ctx context.Context, k Key, load LoadFunc[V]) (V, error) {
 	return c.do(ctx, k, load, false)
 }
 
-func (c *Cache[V]) do(ctx context.Context, k Key, load func(ctx context.Context) (V, time.Time, error), countMiss bool) (V, error) {
+func (c *Cache[V]) do(ctx context.Context, k Key, load LoadFunc[V], countMiss bool) (V, error) {
 	if err := ctx.Err(); err != nil {
 		var zero V
 		return zero, err
@@ -170,10 +250,17 @@ func (c *Cache[V]) do(ctx context.Context, k Key, load func(ctx context.Context)
 	s, h := c.locate(k)
 	now := c.now()
 	synced := c.Synced()
+	// Past the lease the cache does not answer, but fills still land: a
+	// fill reads the database after it began, and rule 1 refuses it if an
+	// invalidation of its key arrives meanwhile.
+	leased := synced && c.leased(int64(now.Sub(c.base)))
 
 	s.mu.Lock()
 	r := lookupBypassed
-	if synced {
+	if synced && !leased {
+		r = lookupLeaseExpired
+	}
+	if leased {
 		var v V
 		if v, r = s.lookupLocked(k, h, int64(now.Sub(c.base))); r == lookupHit {
 			s.mu.Unlock()
@@ -182,6 +269,27 @@ func (c *Cache[V]) do(ctx context.Context, k Key, load func(ctx context.Context)
 		}
 	}
 	f := s.flights[k]
+	if f != nil && !leased && f.loading {
+		// The cache cannot answer, so this caller expects what a read of
+		// the database at its start gives: the running load may have
+		// taken its snapshot before a write this caller must see. Join
+		// the flight queued behind it instead, or queue one: at most one
+		// load running and one waiting per key.
+		if f.next == nil {
+			g := newFlight[V](ctx, k, now)
+			g.hash, g.after, g.prev = h, f.done, f
+			s.registerLocked(&g.fill, c.Synced())
+			f.next = g
+			s.mu.Unlock()
+			s.loads.Add(1)
+			go c.run(s, g, load)
+			if countMiss {
+				s.countLookup(r)
+			}
+			return c.wait(ctx, s, g)
+		}
+		f = f.next
+	}
 	joined := f != nil
 	if joined {
 		f.waiters++

@@ -33,9 +33,9 @@ func TestDoContextDoneOnEntry(t *testing.T) {
 	c, _ := setup(t, Config{})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := c.Do(ctx, Key{User: "u"}, func(context.Context) (string, time.Time, error) {
+	_, err := c.Do(ctx, Key{User: "u"}, func(context.Context) (string, time.Duration, error) {
 		t.Error("load called with a done context")
-		return "", time.Time{}, nil
+		return "", 0, nil
 	})
 	if err != context.Canceled {
 		t.Errorf("Do = %v, want context.Canceled", err)
@@ -158,13 +158,8 @@ func TestExpiry(t *testing.T) {
 			t.Parallel()
 			c, clock := setup(t, Config{TTL: ttl})
 			k := Key{Org: "o", User: "u"}
-			began := clock.Now()
-			var validUntil time.Time
-			if tt.validUntil != 0 {
-				validUntil = began.Add(tt.validUntil)
-			}
-			_, err := c.Do(context.Background(), k, func(context.Context) (string, time.Time, error) {
-				return "v", validUntil, nil
+			_, err := c.Do(context.Background(), k, func(context.Context) (string, time.Duration, error) {
+				return "v", tt.validUntil, nil
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -204,8 +199,9 @@ func TestAlreadyExpiredIsNotStored(t *testing.T) {
 	t.Parallel()
 	c, clock := setup(t, Config{})
 	k := Key{Org: "o", User: "u"}
-	got, err := c.Do(context.Background(), k, func(context.Context) (string, time.Time, error) {
-		return "v", clock.Now(), nil
+	got, err := c.Do(context.Background(), k, func(context.Context) (string, time.Duration, error) {
+		clock.Advance(time.Second) // the load took a second: the value was true for one
+		return "v", time.Second, nil
 	})
 	if got != "v" || err != nil {
 		t.Fatalf("Do = %q, %v; want v, nil", got, err)
@@ -256,8 +252,8 @@ func TestKeys(t *testing.T) {
 			want[k] = true
 		}
 		short := Key{Org: "short", User: "lived"}
-		_, err := c.Do(context.Background(), short, func(context.Context) (string, time.Time, error) {
-			return "v", clock.Now().Add(time.Second), nil
+		_, err := c.Do(context.Background(), short, func(context.Context) (string, time.Duration, error) {
+			return "v", time.Second, nil
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -27,7 +27,7 @@ type Config struct {
 	Capacity int
 
 	// TTL is the safety TTL: no entry lives longer than TTL after its fill
-	// began, whatever validUntil its load returned. Defaults to DefaultTTL
+	// began, whatever time left its load returned. Defaults to DefaultTTL
 	// (5 minutes).
 	TTL time.Duration
 
@@ -40,6 +40,20 @@ type Config struct {
 	// Now is the clock used for fill start times and expiry. Tests pass a
 	// fake clock. Defaults to time.Now.
 	Now func() time.Time
+
+	// Lease, when positive, is the freshness lease: the cache answers only
+	// until Lease after the newest proof recorded with Cache.Prove (a
+	// proof says every invalidation issued before an instant has been
+	// applied). Lookups past it are misses (counted as LeaseExpired), and
+	// fills still land. Defaults to 0: no lease, the cache answers whenever
+	// it is synced.
+	Lease time.Duration
+
+	// OnLeaseLow, when set, is called by a lookup once the lease is in its
+	// last half (or over), at most once per proof: the owner should obtain
+	// a new proof and record it with Prove. It runs on the caller's
+	// goroutine, inside Get or Do: it must not block. Defaults to nil.
+	OnLeaseLow func()
 }
 
 // resolve fills the defaults of cfg, validates it, and returns it with Shards
@@ -61,6 +75,8 @@ func (cfg Config) resolve() (Config, error) {
 	switch {
 	case cfg.Capacity < 0:
 		return cfg, &ConfigError{Field: "Capacity", Reason: "must be >= 0", Value: cfg.Capacity}
+	case cfg.Lease < 0:
+		return cfg, &ConfigError{Field: "Lease", Reason: "must be >= 0", Value: cfg.Lease}
 	case cfg.TTL < 0:
 		return cfg, &ConfigError{Field: "TTL", Reason: "must be >= 0", Value: cfg.TTL}
 	case cfg.Shards < 0:

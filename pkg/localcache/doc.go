@@ -21,9 +21,10 @@
 //
 // # Rules
 //
-// The numbers are those of the cache rules in DESIGN.md; rule 3 (heartbeat)
-// belongs to the listener, rule 6 (fail closed) to the membership package,
-// which must treat a Do error as "no permission".
+// The numbers are those of the cache rules in DESIGN.md; the cache keeps
+// rule 3's lease (4b below), its owner obtains the proofs; rule 6 (fail
+// closed) belongs to the membership package, which must treat a Do error as
+// "no permission".
 //
 // 1. A fill that began before an invalidation covering its key never lands.
 // Every fill, a Do flight or a Ticket from Begin, is registered in its key's
@@ -56,14 +57,28 @@
 // calls MarkUnsynced before it first connects, and Resync once LISTEN is in
 // place (and again after every reconnection).
 //
-// 4. An entry expires at min(validUntil, fill began + Config.TTL); it is
-// valid on [began, expiry). A lookup that finds it expired removes it and
-// misses. The time left until validUntil (a wall-clock instant) is measured
-// on the Config.Now clock when the fill begins, and then counted down on the
-// monotonic clock, so that a lookup reads the cheaper monotonic clock only
-// and a wall-clock step cannot stretch an entry's life past its TTL.
+// 4. An entry expires at fill began + min(time left, Config.TTL), where the
+// time left is what the load says the value stays true for (its source
+// evaluates it at its own clock, at or after the fill began); it is valid
+// on [began, expiry). A lookup that finds it expired removes it and misses.
+// Everything is counted on the monotonic clock from the fill's start, so
+// that no wall clock, skewed or stepped, can stretch an entry's life: an
+// entry errs early, never late.
 //
-// 5. Concurrent Do calls for one key share one load (single flight). The
+// 4b. A freshness lease (Config.Lease) bounds staleness when the
+// invalidation stream may have gone quiet without anyone noticing (a
+// half-open connection): the cache answers only until Lease after the
+// newest proof its owner recorded with Prove, and asks its owner for a new
+// one (Config.OnLeaseLow) once half the lease is gone and lookups arrive.
+//
+// Evicting an org or a user finds the entries through a per-shard index by
+// org and by user: it costs what it evicts, not the size of the cache.
+//
+// 5. Concurrent Do calls for one key share one load (single flight). While
+// the cache cannot answer (unsynced, or past its lease), a caller expects
+// what a database read at its own start gives, so it joins a load only if
+// that load has not begun; otherwise it shares the one load queued behind
+// it, which begins once the running one is done. The
 // flight is detached from its key when an invalidation covering the key,
 // MarkUnsynced or Resync happens, so that later callers start a fresh load
 // instead of joining one whose result cannot be stored; those already waiting

@@ -19,10 +19,10 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	load := func(ctx context.Context) (*perms, time.Time, error) {
+	load := func(ctx context.Context) (*perms, time.Duration, error) {
 		fmt.Println("query the database")
-		// The zero validUntil: nothing expires this value before the TTL.
-		return &perms{Roles: []string{"admin"}}, time.Time{}, nil
+		// Zero time left: nothing expires this value before the TTL.
+		return &perms{Roles: []string{"admin"}}, 0, nil
 	}
 	k := localcache.Key{Org: "acme", User: "alice"}
 
@@ -51,7 +51,7 @@ func ExampleCache_Resync() {
 	cache, _ := localcache.New[string](localcache.Config{})
 	k := localcache.Key{Org: "acme", User: "alice"}
 	t := cache.Begin(k)
-	fmt.Println("stored:", t.Store("member", time.Time{}))
+	fmt.Println("stored:", t.Store("member", 0))
 
 	cache.MarkUnsynced() // the connection dropped
 	_, ok := cache.Get(k)
@@ -61,7 +61,7 @@ func ExampleCache_Resync() {
 	cache.Resync()      // LISTEN is back: purge, then trust the cache again
 	for _, k := range hot {
 		t := cache.Begin(k) // before the query
-		fmt.Println("re-warmed:", t.Store("member", time.Time{}))
+		fmt.Println("re-warmed:", t.Store("member", 0))
 	}
 	v, ok := cache.Get(k)
 	fmt.Println(v, ok, cache.Synced())

@@ -20,6 +20,14 @@ type flight[V any] struct {
 	// load has returned. Both are guarded by the shard lock.
 	waiters  int
 	finished bool
+	// loading is set once the load has begun (its query may have taken
+	// its snapshot): a caller that needs a fresh read no longer joins it,
+	// but the flight queued behind it, next, which begins its load once
+	// this one is done (after). prev is the flight next hangs on. All
+	// guarded by the shard lock.
+	loading    bool
+	next, prev *flight[V]
+	after      <-chan struct{}
 
 	// done is closed once val and err are set.
 	done chan struct{}
@@ -39,22 +47,31 @@ func newFlight[V any](ctx context.Context, k Key, began time.Time) *flight[V] {
 // run calls load for f and publishes the result. It finishes the flight in a
 // deferred call so that waiters are released even if load calls
 // runtime.Goexit.
-func (c *Cache[V]) run(s *shard[V], f *flight[V], load func(context.Context) (V, time.Time, error)) {
+func (c *Cache[V]) run(s *shard[V], f *flight[V], load LoadFunc[V]) {
 	var (
-		v          V
-		validUntil time.Time
-		err        = ErrLoadGoexit // kept only if load never returns
+		v    V
+		left time.Duration
+		err  = ErrLoadGoexit // kept only if load never returns
 	)
-	defer func() { c.finish(s, f, v, validUntil, err) }()
-	v, validUntil, err = callLoad(f.ctx, load)
+	defer func() { c.finish(s, f, v, left, err) }()
+	if f.after != nil {
+		select {
+		case <-f.after:
+		case <-f.ctx.Done():
+		}
+	}
+	s.mu.Lock()
+	f.loading = true
+	s.mu.Unlock()
+	v, left, err = callLoad(f.ctx, load)
 }
 
 // callLoad calls load, turning a panic into a *PanicError.
-func callLoad[V any](ctx context.Context, load func(context.Context) (V, time.Time, error)) (v V, validUntil time.Time, err error) {
+func callLoad[V any](ctx context.Context, load LoadFunc[V]) (v V, left time.Duration, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			var zero V
-			v, validUntil, err = zero, time.Time{}, &PanicError{Value: r, Stack: debug.Stack()}
+			v, left, err = zero, 0, &PanicError{Value: r, Stack: debug.Stack()}
 		}
 	}()
 	return load(ctx)
@@ -62,7 +79,7 @@ func callLoad[V any](ctx context.Context, load func(context.Context) (V, time.Ti
 
 // finish detaches and unregisters f, stores its result if it may land, and
 // releases its waiters.
-func (c *Cache[V]) finish(s *shard[V], f *flight[V], v V, validUntil time.Time, err error) {
+func (c *Cache[V]) finish(s *shard[V], f *flight[V], v V, left time.Duration, err error) {
 	f.cancel() // the load is over; release its context
 	now := c.nowMono()
 
@@ -70,11 +87,17 @@ func (c *Cache[V]) finish(s *shard[V], f *flight[V], v V, validUntil time.Time, 
 	f.finished = true
 	if s.flights[f.key] == f {
 		delete(s.flights, f.key)
+		if g := f.next; g != nil && !g.finished && g.waiters > 0 {
+			s.flights[f.key] = g // the queued flight takes over
+		}
+	}
+	if g := f.next; g != nil {
+		g.prev = nil
 	}
 	s.unregisterLocked(&f.fill)
 	r := storeNone
 	if err == nil {
-		r = s.storeLocked(&f.fill, c.Synced(), c.expiry(f.began, validUntil), now, v)
+		r = s.storeLocked(&f.fill, c.Synced(), c.expiry(f.began, left), now, v)
 	}
 	s.mu.Unlock()
 
@@ -110,6 +133,9 @@ func (c *Cache[V]) wait(ctx context.Context, s *shard[V], f *flight[V]) (V, erro
 	abandoned := f.waiters == 0 && !f.finished
 	if abandoned && s.flights[f.key] == f {
 		delete(s.flights, f.key)
+	}
+	if abandoned && f.prev != nil && f.prev.next == f {
+		f.prev.next = nil
 	}
 	s.mu.Unlock()
 	if abandoned {

@@ -26,13 +26,13 @@ func TestSingleFlight(t *testing.T) {
 		}
 	}
 	var loads atomic.Int32
-	load := func(context.Context) (string, time.Time, error) {
+	load := func(context.Context) (string, time.Duration, error) {
 		loads.Add(1)
 		select {
 		case <-allJoined:
-			return "v", time.Time{}, nil
+			return "v", 0, nil
 		case <-time.After(waitTimeout):
-			return "", time.Time{}, errors.New("not every caller joined")
+			return "", 0, errors.New("not every caller joined")
 		}
 	}
 
@@ -193,11 +193,11 @@ func TestWaiterCancellation(t *testing.T) {
 		joined := joinSignal(c)
 		loadDone := make(chan error, 1)
 		started := make(chan context.Context, 1)
-		load := func(ctx context.Context) (string, time.Time, error) {
+		load := func(ctx context.Context) (string, time.Duration, error) {
 			started <- ctx
 			<-ctx.Done()
 			loadDone <- ctx.Err()
-			return "", time.Time{}, ctx.Err()
+			return "", 0, ctx.Err()
 		}
 
 		ctxA, cancelA := context.WithCancel(context.Background())
@@ -269,7 +269,7 @@ func TestLoadPanics(t *testing.T) {
 		k := Key{Org: "o", User: "u"}
 		release := make(chan struct{})
 		started := make(chan struct{})
-		load := func(context.Context) (string, time.Time, error) {
+		load := func(context.Context) (string, time.Duration, error) {
 			close(started)
 			<-release
 			panic(value)
@@ -300,9 +300,9 @@ func TestLoadPanics(t *testing.T) {
 func TestLoadGoexit(t *testing.T) {
 	t.Parallel()
 	c, _ := setup(t, Config{})
-	_, err := c.Do(context.Background(), Key{User: "u"}, func(context.Context) (string, time.Time, error) {
+	_, err := c.Do(context.Background(), Key{User: "u"}, func(context.Context) (string, time.Duration, error) {
 		runtime.Goexit()
-		return "", time.Time{}, nil
+		return "", 0, nil
 	})
 	if !errors.Is(err, ErrLoadGoexit) {
 		t.Errorf("Do = %v, want ErrLoadGoexit", err)
@@ -336,11 +336,11 @@ func TestNoStaleValue(t *testing.T) {
 			db[k] = new(versions)
 		}
 	}
-	load := func(k Key) func(context.Context) (int64, time.Time, error) {
-		return func(context.Context) (int64, time.Time, error) {
+	load := func(k Key) func(context.Context) (int64, time.Duration, error) {
+		return func(context.Context) (int64, time.Duration, error) {
 			v := db[k].current.Load()
 			runtime.Gosched() // widen the window between the read and the store
-			return v, time.Time{}, nil
+			return v, 0, nil
 		}
 	}
 	write := func(k Key, invalidate func()) {
@@ -381,7 +381,7 @@ func TestNoStaleValue(t *testing.T) {
 				case 4:
 					tk := c.Begin(k)
 					v, _, _ := load(k)(context.Background())
-					tk.Store(v, time.Time{})
+					tk.Store(v, 0)
 				case 5, 6:
 					if v, ok := c.Get(k); ok && v < floor {
 						t.Errorf("Get(%v) = version %d, after %d was invalidated", k, v, floor)

@@ -63,7 +63,7 @@ type result struct {
 
 // goDo runs c.Do in a goroutine and delivers its result on the returned
 // channel.
-func goDo(c *Cache[string], ctx context.Context, k Key, load func(context.Context) (string, time.Time, error)) <-chan result {
+func goDo(c *Cache[string], ctx context.Context, k Key, load func(context.Context) (string, time.Duration, error)) <-chan result {
 	ch := make(chan result, 1)
 	go func() {
 		v, err := c.Do(ctx, k, load)
@@ -76,7 +76,7 @@ func goDo(c *Cache[string], ctx context.Context, k Key, load func(context.Contex
 // released.
 type blocker struct {
 	val        string
-	validUntil time.Time
+	validUntil time.Duration
 	err        error
 	calls      atomic.Int32
 	started    chan context.Context // receives the load's context
@@ -87,7 +87,7 @@ func newBlocker(val string) *blocker {
 	return &blocker{val: val, started: make(chan context.Context, 16), release: make(chan struct{})}
 }
 
-func (b *blocker) load(ctx context.Context) (string, time.Time, error) {
+func (b *blocker) load(ctx context.Context) (string, time.Duration, error) {
 	b.calls.Add(1)
 	b.started <- ctx
 	<-b.release
@@ -95,8 +95,8 @@ func (b *blocker) load(ctx context.Context) (string, time.Time, error) {
 }
 
 // value returns a load that returns v at once.
-func value(v string) func(context.Context) (string, time.Time, error) {
-	return func(context.Context) (string, time.Time, error) { return v, time.Time{}, nil }
+func value(v string) func(context.Context) (string, time.Duration, error) {
+	return func(context.Context) (string, time.Duration, error) { return v, 0, nil }
 }
 
 // joinSignal installs an onJoin hook on c and returns a channel that receives

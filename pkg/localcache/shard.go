@@ -16,7 +16,7 @@ const cacheLine = 128
 type entry[V any] struct {
 	key     Key
 	value   V
-	expires int64 // ns after Cache.base: min(validUntil, fill began + TTL); invalid at and after it
+	expires int64 // ns after Cache.base: fill began + min(time left, TTL); invalid at and after it
 }
 
 // fill is one registered, in-flight fill: a Do flight or a Ticket. It is
@@ -35,9 +35,13 @@ type fill struct {
 // ...Locked must be called with mu held.
 type shard[V any] struct {
 	mu sync.Mutex
-	// lru holds the entries.
 	// lru holds the entries, by key hash (Cache.locate).
 	lru *simplelru.LRU[uint64, entry[V]]
+	// byOrg and byUser index the entries of lru by Key.Org and Key.User
+	// (user-wide keys under Org ""), so that evicting an org or a user
+	// costs in proportion to the entries it removes, not to the shard's
+	// size. They are kept in step by lru's eviction callback.
+	byOrg, byUser map[string]map[uint64]struct{}
 	// flights maps a key to the Do flight later callers of that key join.
 	// A flight is removed ("detached") when it finishes, when an
 	// invalidation covering its key happens, when the cache is marked
@@ -55,9 +59,43 @@ type shard[V any] struct {
 
 func (s *shard[V]) init(capacity int) {
 	// NewLRU fails only for a size <= 0, which resolve rules out.
-	s.lru, _ = simplelru.NewLRU[uint64, entry[V]](capacity, nil)
+	s.lru, _ = simplelru.NewLRU[uint64, entry[V]](capacity, s.unindex)
 	s.flights = make(map[Key]*flight[V])
 	s.fills = make(map[*fill]struct{})
+	s.byOrg = make(map[string]map[uint64]struct{})
+	s.byUser = make(map[string]map[uint64]struct{})
+}
+
+// index records the entry of k under hash h in byOrg and byUser. It must be
+// called with mu held.
+func (s *shard[V]) index(k Key, h uint64) {
+	addIndex(s.byOrg, k.Org, h)
+	addIndex(s.byUser, k.User, h)
+}
+
+// unindex is lru's eviction callback (Remove, Purge, capacity evictions):
+// it drops the entry from byOrg and byUser. It runs with mu held.
+func (s *shard[V]) unindex(h uint64, e entry[V]) {
+	dropIndex(s.byOrg, e.key.Org, h)
+	dropIndex(s.byUser, e.key.User, h)
+}
+
+func addIndex(ix map[string]map[uint64]struct{}, name string, h uint64) {
+	set := ix[name]
+	if set == nil {
+		set = make(map[uint64]struct{}, 1)
+		ix[name] = set
+	}
+	set[h] = struct{}{}
+}
+
+func dropIndex(ix map[string]map[uint64]struct{}, name string, h uint64) {
+	if set := ix[name]; set != nil {
+		delete(set, h)
+		if len(set) == 0 {
+			delete(ix, name)
+		}
+	}
 }
 
 // lookupResult is the outcome of a lookup, for the counters.
@@ -68,6 +106,7 @@ const (
 	lookupHit
 	lookupExpired
 	lookupBypassed
+	lookupLeaseExpired
 )
 
 // lookupLocked returns k's value if it has a live entry at now. An expired
@@ -98,7 +137,7 @@ const (
 )
 
 // storeLocked stores v for f's key unless f is stale or the cache is unsynced,
-// with expiry min(validUntil, f.began+ttl). A result already expired at now is
+// with the given expiry (Cache.expiry). A result already expired at now is
 // not stored. The caller unregisters f.
 func (s *shard[V]) storeLocked(f *fill, synced bool, expires, now int64, v V) storeResult {
 	// The synced check is belt and braces: MarkUnsynced marks every
@@ -110,7 +149,13 @@ func (s *shard[V]) storeLocked(f *fill, synced bool, expires, now int64, v V) st
 	if now >= expires {
 		return storeExpired
 	}
-	if s.lru.Add(f.hash, entry[V]{key: f.key, value: v, expires: expires}) {
+	if old, ok := s.lru.Peek(f.hash); ok && old.key != f.key {
+		// A 64-bit collision: the new key replaces the old one.
+		s.lru.Remove(f.hash)
+	}
+	evicted := s.lru.Add(f.hash, entry[V]{key: f.key, value: v, expires: expires})
+	s.index(f.key, f.hash)
+	if evicted {
 		return storeLandedEvicted
 	}
 	return storeLanded
@@ -145,16 +190,29 @@ func (s *shard[V]) invalidateLocked(sc scope) int {
 		n = s.lru.Len()
 		s.lru.Purge()
 		clear(s.flights)
+		clear(s.byOrg)
+		clear(s.byUser)
 	default:
-		// Org and user scopes walk the shard. They are rare (a role or
-		// user changed), and an index by org and by user would cost
-		// memory and allocations on every fill.
-		for _, h := range s.lru.Keys() {
-			if e, ok := s.lru.Peek(h); ok && sc.covers(e.key) {
-				s.lru.Remove(h)
-				n++
+		// Org and user scopes find their entries through the index: the
+		// cost is the entries removed, never the shard's size, so that a
+		// flood of payloads naming orgs nobody caches costs next to
+		// nothing.
+		ix, name := s.byOrg, sc.key.Org
+		if sc.kind == scopeUser {
+			ix, name = s.byUser, sc.key.User
+		}
+		if set := ix[name]; set != nil {
+			hs := make([]uint64, 0, len(set))
+			for h := range set {
+				hs = append(hs, h)
+			}
+			for _, h := range hs {
+				if e, ok := s.lru.Peek(h); ok && sc.covers(e.key) && s.lru.Remove(h) {
+					n++
+				}
 			}
 		}
+		// In-flight loads are few: a walk is cheap.
 		for k := range s.flights {
 			if sc.covers(k) {
 				delete(s.flights, k)

@@ -15,6 +15,10 @@ type Stats struct {
 	// Bypassed counts Get and Do calls that skipped the cache because it
 	// was unsynced.
 	Bypassed uint64
+	// LeaseExpired counts Get and Do calls that skipped the cache because
+	// its lease had run out (no proof of delivery recent enough; see
+	// Config.Lease).
+	LeaseExpired uint64
 	// Loads counts load functions started by Do.
 	Loads uint64
 	// Coalesced counts Do calls that joined a load already in flight
@@ -54,6 +58,7 @@ type Stats struct {
 // another shard's hit path writes.
 type counters struct {
 	hits, misses, bypassed     atomic.Uint64
+	leaseExpired               atomic.Uint64
 	loads, coalesced           atomic.Uint64
 	fills, staleFills, expired atomic.Uint64
 	capacityEvictions          atomic.Uint64
@@ -65,6 +70,7 @@ func (c *counters) addTo(st *Stats) {
 	st.Hits += c.hits.Load()
 	st.Misses += c.misses.Load()
 	st.Bypassed += c.bypassed.Load()
+	st.LeaseExpired += c.leaseExpired.Load()
 	st.Loads += c.loads.Load()
 	st.Coalesced += c.coalesced.Load()
 	st.Fills += c.fills.Load()
@@ -89,6 +95,8 @@ func (c *counters) countLookup(r lookupResult) {
 		c.expired.Add(1)
 	case lookupBypassed:
 		c.bypassed.Add(1)
+	case lookupLeaseExpired:
+		c.leaseExpired.Add(1)
 	}
 }
 

@@ -15,12 +15,12 @@ type Ticket[V any] struct {
 // Key returns the key the ticket fills.
 func (t *Ticket[V]) Key() Key { return t.key }
 
-// Store stores v for the ticket's key, with validUntil as in Cache.Do, unless
+// Store stores v for the ticket's key, with the time left as in Cache.Do, unless
 // an invalidation covering the key, MarkUnsynced or Resync happened since
 // Begin, or the cache is unsynced, or the value has already expired. It
 // reports whether the value landed, and releases the ticket: once released,
 // Store does nothing and returns false.
-func (t *Ticket[V]) Store(v V, validUntil time.Time) bool {
+func (t *Ticket[V]) Store(v V, left time.Duration) bool {
 	now := t.c.nowMono()
 	s := t.s
 	s.mu.Lock()
@@ -30,7 +30,7 @@ func (t *Ticket[V]) Store(v V, validUntil time.Time) bool {
 	}
 	t.released = true
 	s.unregisterLocked(&t.fill)
-	r := s.storeLocked(&t.fill, t.c.Synced(), t.c.expiry(t.fill.began, validUntil), now, v)
+	r := s.storeLocked(&t.fill, t.c.Synced(), t.c.expiry(t.fill.began, left), now, v)
 	s.mu.Unlock()
 	s.countStore(r)
 	return r == storeLanded || r == storeLandedEvicted

@@ -2,7 +2,6 @@ package localcache
 
 import (
 	"testing"
-	"time"
 )
 
 func TestTicket(t *testing.T) {
@@ -33,10 +32,10 @@ func TestTicket(t *testing.T) {
 				t.Errorf("Key = %v, want %v", tk.Key(), k)
 			}
 			tt.between(c, clock)
-			if got := tk.Store("v", time.Time{}); got != tt.lands {
+			if got := tk.Store("v", 0); got != tt.lands {
 				t.Fatalf("Store = %v, want %v", got, tt.lands)
 			}
-			if tk.Store("again", time.Time{}) {
+			if tk.Store("again", 0) {
 				t.Error("second Store landed")
 			}
 			tk.Cancel() // no-op after Store
@@ -59,7 +58,7 @@ func TestTicketBegunUnsynced(t *testing.T) {
 	c.MarkUnsynced()
 	tk := c.Begin(Key{User: "u"})
 	c.Resync()
-	if tk.Store("v", time.Time{}) {
+	if tk.Store("v", 0) {
 		t.Error("a ticket begun while unsynced landed")
 	}
 }
@@ -73,7 +72,7 @@ func TestTicketCancel(t *testing.T) {
 	}
 	tk.Cancel()
 	tk.Cancel()
-	if tk.Store("v", time.Time{}) {
+	if tk.Store("v", 0) {
 		t.Error("Store after Cancel landed")
 	}
 	if st := c.Stats(); st.InFlight != 0 || st.Entries != 0 {

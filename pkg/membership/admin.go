@@ -9,12 +9,15 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/orgperm/orgperm/pkg/listener"
 )
 
 // The admin writes. Each validates its input before any SQL (nothing is
 // written on bad input), runs in one transaction, maps a constraint
 // violation to its sentinel (see errors.go) and, once committed, calls
-// Store.OnWrite with the narrowest scope it changed. The database's triggers
+// the Store's write hook (a Client's read-your-writes) with the invalidation
+// the triggers send for it. The database's triggers
 // tell every other instance.
 
 // MemberOptions are the optional fields of AddMember.
@@ -100,13 +103,13 @@ func nullInt(i int64) *int64 {
 	return &i
 }
 
-// roleScope is the scope a change to a role of org (nil: a system role)
-// reaches.
-func roleScope(org *string) Scope {
+// roleInv is the invalidation a write of source to a role of org (nil: a
+// system role, offered in every org) sends.
+func roleInv(source string, org *string) listener.Invalidation {
 	if org == nil {
-		return Scope{All: true}
+		return listener.Invalidation{Source: source, All: true}
 	}
-	return Scope{Org: *org}
+	return orgInv(source, *org)
 }
 
 // AddMember adds user to org, or updates the existing membership, with the
@@ -139,7 +142,7 @@ func (s *Store) AddMember(ctx context.Context, org, user string, opts MemberOpti
 	if err != nil {
 		return err
 	}
-	s.notify(Scope{Org: org, User: user})
+	s.notify(memberInv("memberships", org, user))
 	return nil
 }
 
@@ -165,7 +168,7 @@ func (s *Store) setStatus(ctx context.Context, op, org, user string, status Stat
 
 // updateMembership sets the columns of set (parameters from $3, args) and
 // updated_at on the membership of user in org, in one transaction:
-// ErrNotMember if there is none; OnWrite with the member's scope if there
+// ErrNotMember if there is none; an invalidation of the member if there
 // is. The caller has validated its arguments.
 func (s *Store) updateMembership(ctx context.Context, op, org, user, set string, args ...any) error {
 	err := s.inTx(ctx, op, func(tx pgx.Tx) error {
@@ -179,7 +182,7 @@ func (s *Store) updateMembership(ctx context.Context, op, org, user, set string,
 	if err != nil {
 		return err
 	}
-	s.notify(Scope{Org: org, User: user})
+	s.notify(memberInv("memberships", org, user))
 	return nil
 }
 
@@ -200,7 +203,7 @@ func (s *Store) SetMembershipWindow(ctx context.Context, org, user string, from,
 // EnsurePermission adds codename to the permission catalog, or updates its
 // description. A catalog entry alone is in no permission set (a new codename
 // is in no role yet, a description is not part of a set), so it does not
-// call OnWrite.
+// invalidate anything.
 func (s *Store) EnsurePermission(ctx context.Context, codename, description string) error {
 	if err := checkCodenames([]string{codename}); err != nil {
 		return err
@@ -219,7 +222,7 @@ func (s *Store) EnsurePermission(ctx context.Context, codename, description stri
 // offered in every organization) with the permissions codenames, which must
 // be in the catalog (ErrUnknownPermission), and returns its ID. The name
 // must be free in its organization (ErrRoleExists). A new role has no
-// holders, so it does not call OnWrite.
+// holders, so it invalidates nothing.
 func (s *Store) CreateRole(ctx context.Context, org, name string, codenames ...string) (int64, error) {
 	if org != "" {
 		if err := checkID("org", org); err != nil {
@@ -269,7 +272,7 @@ func (s *Store) RenameRole(ctx context.Context, roleID int64, name string) error
 	if err != nil {
 		return err
 	}
-	s.notify(roleScope(org))
+	s.notify(roleInv("roles", org))
 	return nil
 }
 
@@ -289,13 +292,13 @@ func (s *Store) DeleteRole(ctx context.Context, roleID int64) error {
 	if err != nil {
 		return err
 	}
-	s.notify(roleScope(org))
+	s.notify(roleInv("roles", org))
 	return nil
 }
 
 // GrantPermissions adds codenames (which must be in the catalog:
 // ErrUnknownPermission) to a role (ErrUnknownRole); codenames it already
-// has are skipped. Scope: the role's org, or All for a system role; no call
+// has are skipped. Scope: the role's org, or All for a system role; no invalidation
 // when nothing was added.
 func (s *Store) GrantPermissions(ctx context.Context, roleID int64, codenames ...string) error {
 	return s.changePermissions(ctx, "grant permissions", `
@@ -343,7 +346,7 @@ func (s *Store) changePermissions(ctx context.Context, op, sql string, roleID in
 		return err
 	}
 	if changed > 0 {
-		s.notify(roleScope(org))
+		s.notify(roleInv("role_permissions", org))
 	}
 	return nil
 }
@@ -368,12 +371,12 @@ func (s *Store) AssignRole(ctx context.Context, org, user string, roleID int64, 
 	if err != nil {
 		return err
 	}
-	s.notify(Scope{Org: org, User: user})
+	s.notify(memberInv("membership_roles", org, user))
 	return nil
 }
 
 // UnassignRole takes the role roleID from user in org. Taking a role the
-// member does not hold does nothing (and does not call OnWrite). Scope: the
+// member does not hold does nothing (and invalidates nothing). Scope: the
 // member.
 func (s *Store) UnassignRole(ctx context.Context, org, user string, roleID int64) error {
 	if err := checkMember(org, user); err != nil {
@@ -391,7 +394,7 @@ func (s *Store) UnassignRole(ctx context.Context, org, user string, roleID int64
 		return err
 	}
 	if n > 0 {
-		s.notify(Scope{Org: org, User: user})
+		s.notify(memberInv("membership_roles", org, user))
 	}
 	return nil
 }
@@ -456,9 +459,9 @@ func (s *Store) GrantDataAccess(ctx context.Context, org string, subject Subject
 	}
 	if inserted {
 		if subject.User != "" {
-			s.notify(Scope{Org: org, User: subject.User})
+			s.notify(memberInv("data_access", org, subject.User))
 		} else {
-			s.notify(Scope{Org: org})
+			s.notify(orgInv("data_access", org))
 		}
 	}
 	return id, nil
@@ -485,9 +488,9 @@ func (s *Store) RevokeDataAccess(ctx context.Context, org string, grantID int64)
 		return err
 	}
 	if user != nil {
-		s.notify(Scope{Org: org, User: *user})
+		s.notify(memberInv("data_access", org, *user))
 	} else {
-		s.notify(Scope{Org: org})
+		s.notify(orgInv("data_access", org))
 	}
 	return nil
 }

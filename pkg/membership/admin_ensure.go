@@ -13,8 +13,8 @@ import (
 // app's own catalog: running one twice leaves the model as running it once
 // did, and the second run writes nothing (no statement, so no trigger and
 // no notification). Like the other writes, each validates its input before
-// any SQL, runs in one transaction and calls Store.OnWrite once committed
-// when it changed a permission set.
+// any SQL, runs in one transaction and reports its invalidation to the Store's write hook once committed
+// when it changed a permission set (see Store).
 
 // ErrDuplicateCodename reports a codename given twice to EnsurePermissions
 // with different descriptions.
@@ -33,7 +33,7 @@ type Permission struct {
 // nothing else is touched (a codename missing from perms stays). It
 // returns how many entries it added or changed: 0 on a second run. One
 // statement. A catalog entry alone is in no permission set, so it does not
-// call OnWrite.
+// report an invalidation.
 func (s *Store) EnsurePermissions(ctx context.Context, perms ...Permission) (int64, error) {
 	desc := make(map[string]string, len(perms))
 	var codes, descs []string
@@ -79,7 +79,7 @@ func (s *Store) EnsurePermissions(ctx context.Context, perms ...Permission) (int
 // the other; at most one DELETE and one INSERT statement, each notifying as
 // the triggers do (none when there is nothing to change). Scope of an
 // existing role's change: the role's org, or All for a system role; a new
-// role has no holders and calls no OnWrite.
+// role has no holders: no invalidation is reported.
 func (s *Store) EnsureRole(ctx context.Context, org, name string, codenames []string) (int64, bool, error) {
 	if org != "" {
 		if err := checkID("org", org); err != nil {
@@ -162,11 +162,7 @@ func (s *Store) EnsureRole(ctx context.Context, org, name string, codenames []st
 		return 0, false, err
 	}
 	if changed && !created {
-		if org == "" {
-			s.notify(Scope{All: true})
-		} else {
-			s.notify(Scope{Org: org})
-		}
+		s.notify(roleInv("role_permissions", nullString(org)))
 	}
 	return id, changed, nil
 }
@@ -214,11 +210,7 @@ func (s *Store) RenameRoleByName(ctx context.Context, org, from, to string) (int
 		return 0, err
 	}
 	if renamed {
-		if org == "" {
-			s.notify(Scope{All: true})
-		} else {
-			s.notify(Scope{Org: org})
-		}
+		s.notify(roleInv("roles", nullString(org)))
 	}
 	return id, nil
 }

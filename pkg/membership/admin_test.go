@@ -24,7 +24,7 @@ func setupAdmin(t *testing.T) *adminEnv {
 	t.Helper()
 	traced, plain, tr := tracedPool(t)
 	e := &adminEnv{store: NewStore(traced), plain: plain, tracer: tr, rec: &scopeRecorder{}}
-	e.store.OnWrite = e.rec.record
+	e.store.onWrite = e.rec.record
 	return e
 }
 
@@ -41,7 +41,7 @@ func (e *adminEnv) load(t *testing.T, org, user string, at time.Time) *Permissio
 func (e *adminEnv) expectScopes(t *testing.T, what string, want ...Scope) {
 	t.Helper()
 	if got := e.rec.take(); !slices.Equal(got, want) {
-		t.Errorf("%s: OnWrite scopes = %+v, want %+v", what, got, want)
+		t.Errorf("%s: write hook scopes = %+v, want %+v", what, got, want)
 	}
 }
 

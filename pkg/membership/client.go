@@ -11,9 +11,15 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/orgperm/orgperm/internal/hooks"
 	"github.com/orgperm/orgperm/pkg/listener"
 	"github.com/orgperm/orgperm/pkg/localcache"
 )
+
+// DefaultLease is the default of Config.Lease: no answer is served from the
+// cache more than this after the instance last proved that notifications
+// reach it.
+const DefaultLease = time.Second
 
 // Config configures a [Client]. Its zero value means "defaults".
 type Config struct {
@@ -26,19 +32,34 @@ type Config struct {
 	// seed design.
 	TTL time.Duration
 
-	// HeartbeatInterval is how often the listener checks that its connection
-	// still delivers notifications. Defaults to 5 seconds.
-	HeartbeatInterval time.Duration
+	// Lease is the freshness lease, the staleness bound under any fault:
+	// the cache answers only while the instance's last proof of delivery (a
+	// notification sent through the pool after an instant, come back on the
+	// listening connection) is younger than Lease; past it, checks read the
+	// database while a new proof is fetched. Proofs are fetched while
+	// checks arrive (an idle instance sends none), one at a time, and one
+	// instance's proof refreshes every instance's lease. At most 1 minute.
+	// Defaults to DefaultLease (1 second).
+	Lease time.Duration
 
-	// HeartbeatTimeout is how long a heartbeat may take to come back before
-	// the cache is marked unsynced and the connection replaced. Defaults to
-	// 2 seconds.
-	HeartbeatTimeout time.Duration
+	// ProofTimeout is how long a proof of delivery may take to come back
+	// before the cache is bypassed and the listening connection replaced.
+	// Defaults to 2 seconds.
+	ProofTimeout time.Duration
 
 	// ListenerConnect opens the listener's dedicated connection. It must be a
-	// direct connection, never through a transaction pooler. Defaults to a
-	// new connection with the pool's configuration.
+	// direct connection (or through a session-mode pooler), never through a
+	// transaction pooler: there the proof of delivery never comes back, and
+	// the cache stays bypassed (see [Client.Check]). Defaults to a new
+	// connection with the pool's configuration.
 	ListenerConnect func(ctx context.Context) (*pgx.Conn, error)
+
+	// AllowUncached lets New succeed when the database's invalidation side
+	// is not whole (schema missing or too old, a notify trigger dropped or
+	// disabled): checks then read the database, and Check, the log (WARN)
+	// and the metrics say why. Defaults to false: New fails with a
+	// *SchemaError.
+	AllowUncached bool
 
 	// RewarmKeys is how many of the most recently used keys are loaded
 	// again, in one round trip, after the listener resyncs (which purges the
@@ -51,47 +72,46 @@ type Config struct {
 	// logger that discards everything.
 	Logger *slog.Logger
 
-	// Now is the clock permission sets are evaluated against. Defaults to
-	// time.Now.
+	// Now is the local clock the cache counts entry lifetimes on (only its
+	// monotonic reading is used). Permission windows are never judged on
+	// it: every answer is evaluated at the database's clock. For tests.
+	// Defaults to time.Now.
 	Now func() time.Time
 
 	// OnInvalidate, when set, is called after each notification has been
-	// applied to the cache (err is the payload's parse error, if any). It is
-	// a hook for tests and metrics. Defaults to nil.
+	// applied to the cache (err is the payload's parse error, if any), for
+	// metrics. Defaults to nil.
 	OnInvalidate func(inv listener.Invalidation, err error)
 
 	// OnStateChange, when set, is called when the listener's state changes.
 	// Defaults to nil.
 	OnStateChange func(listener.State)
-
-	// AfterLoad, when set, runs after each cache fill's query returns and
-	// before the cache decides whether to store the result. It is a hook for
-	// tests that hold a fill at that point (the race of correctness rule 1).
-	// Defaults to nil.
-	AfterLoad func(Key)
 }
 
 func (cfg Config) resolve() (Config, error) {
-	if cfg.Capacity < 0 {
+	switch {
+	case cfg.Capacity < 0:
 		return cfg, &ConfigError{Field: "Capacity", Reason: "must not be negative"}
+	case cfg.TTL < 0:
+		return cfg, &ConfigError{Field: "TTL", Reason: "must not be negative"}
+	case cfg.Lease < 0 || cfg.Lease > time.Minute:
+		return cfg, &ConfigError{Field: "Lease", Reason: "must be between 0 (default) and 1 minute"}
+	case cfg.ProofTimeout < 0:
+		return cfg, &ConfigError{Field: "ProofTimeout", Reason: "must not be negative"}
+	case cfg.RewarmKeys < 0:
+		return cfg, &ConfigError{Field: "RewarmKeys", Reason: "must not be negative"}
 	}
 	if cfg.Capacity == 0 {
 		cfg.Capacity = 10_000
 	}
-	if cfg.TTL < 0 {
-		return cfg, &ConfigError{Field: "TTL", Reason: "must not be negative"}
-	}
 	if cfg.TTL == 0 {
 		cfg.TTL = 5 * time.Minute
 	}
-	if cfg.RewarmKeys < 0 {
-		return cfg, &ConfigError{Field: "RewarmKeys", Reason: "must not be negative"}
+	if cfg.Lease == 0 {
+		cfg.Lease = DefaultLease
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
 	}
 	return cfg, nil
 }
@@ -116,7 +136,7 @@ func (e *ConfigError) Unwrap() error { return ErrInvalidConfig }
 // user) key, or a user-wide answer under a user-wide key (Org "").
 type cached struct {
 	set    *PermissionSet
-	active UserActive
+	active bool
 }
 
 // Client answers permission checks from a local cache that stays correct:
@@ -127,9 +147,13 @@ type cached struct {
 // and stop it with [Client.Close].
 type Client struct {
 	store    *Store
+	pool     *pgxpool.Pool
 	cache    *localcache.Cache[cached]
 	listener *listener.Listener
 	cfg      Config
+	hooks    hooks.Client
+	guardErr error // the last verification's error; guarded by guardMu
+	guardMu  sync.Mutex
 
 	wg      sync.WaitGroup
 	closed  chan struct{}
@@ -147,10 +171,13 @@ type Checker interface {
 	Permissions(ctx context.Context, org, user string) (*PermissionSet, error)
 }
 
-// New returns a Client over pool and starts its listener. It connects the
-// listener once before returning, so an obvious misconfiguration fails
-// here; ctx bounds only that first connection. Until the listener has
-// synced (see [Client.Ready]), checks go to the database.
+// New returns a Client over pool and starts its listener. It verifies the
+// database's invalidation side first (schema version, every notify trigger
+// present and enabled: one query) and fails with a *SchemaError if it is
+// not whole, unless Config.AllowUncached; then it connects the listener
+// once, so an obvious misconfiguration fails here; ctx bounds only these.
+// Until the listener has proven delivery (see [Client.Ready]), checks go to
+// the database.
 func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Client, error) {
 	if pool == nil {
 		return nil, &ConfigError{Field: "pool", Reason: "must not be nil"}
@@ -162,21 +189,43 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	cache, err := localcache.New[cached](localcache.Config{Capacity: cfg.Capacity, TTL: cfg.TTL, Now: cacheNow})
+	c := &Client{pool: pool, cfg: cfg, closed: make(chan struct{}), hooks: hooks.ClientFrom(ctx)}
+	c.store = &Store{db: pool, onWrite: c.apply}
+	c.cache, err = localcache.New[cached](localcache.Config{
+		Capacity:   cfg.Capacity,
+		TTL:        cfg.TTL,
+		Now:        cacheNow,
+		Lease:      cfg.Lease,
+		OnLeaseLow: c.requestProof,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("membership: %w", err)
 	}
-	c := &Client{store: NewStore(pool), cache: cache, cfg: cfg, closed: make(chan struct{})}
-	c.store.OnWrite = c.evictScope
-	// Unsynced until the listener's first LISTEN and purge.
-	cache.MarkUnsynced()
+	// Unsynced until the listener has proven delivery and purged.
+	c.cache.MarkUnsynced()
+
+	if _, err := c.verify(ctx); err != nil {
+		if !cfg.AllowUncached {
+			return nil, err
+		}
+		cfg.Logger.Warn("orgperm: the cache is bypassed: checks read the database", "err", err)
+	}
+
 	l, err := listener.New(pool, &cacheTarget{c}, listener.Config{
-		Connect:           cfg.ListenerConnect,
-		HeartbeatInterval: cfg.HeartbeatInterval,
-		HeartbeatTimeout:  cfg.HeartbeatTimeout,
-		Logger:            cfg.Logger,
-		OnNotification:    cfg.OnInvalidate,
-		OnStateChange:     cfg.OnStateChange,
+		Connect:        cfg.ListenerConnect,
+		ProofTimeout:   cfg.ProofTimeout,
+		Logger:         cfg.Logger,
+		OnNotification: cfg.OnInvalidate,
+		OnStateChange:  cfg.OnStateChange,
+		Verify: func(ctx context.Context, fingerprint string) error {
+			got, err := c.verify(ctx)
+			if err == nil && got != fingerprint {
+				// Changed between the proof and the check: the next
+				// proof will say so, and this runs again.
+				c.cfg.Logger.Info("orgperm: schema fingerprint moved while verifying", "proof", fingerprint, "now", got)
+			}
+			return err
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("membership: %w", err)
@@ -186,6 +235,13 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("membership: start listener: %w", err)
 	}
 	return c, nil
+}
+
+// requestProof is the cache's OnLeaseLow.
+func (c *Client) requestProof() {
+	if l := c.listener; l != nil {
+		l.RequestProof()
+	}
 }
 
 // Close stops the listener and waits for background work. It is
@@ -206,8 +262,8 @@ func (c *Client) Close(ctx context.Context) error {
 // triggers evict every other instance.
 func (c *Client) Store() *Store { return c.store }
 
-// Ready is closed once the listener has synced for the first time; from
-// then on, checks are answered from the cache.
+// Ready is closed once the listener has proven delivery and synced for the
+// first time; from then on, checks are answered from the cache.
 func (c *Client) Ready() <-chan struct{} { return c.listener.Ready() }
 
 // Stats is a snapshot of a client's cache and listener counters.
@@ -241,6 +297,7 @@ type optionsKey struct{}
 type checkOptions struct {
 	memo       *requestMemo // WithRequestCache
 	consistent bool         // FullyConsistent
+	token      uint64       // WithToken: a WAL position, 0 for none
 }
 
 func optionsFrom(ctx context.Context) checkOptions {
@@ -253,52 +310,11 @@ func optionsFrom(ctx context.Context) checkOptions {
 // Permissions returns the permission set of user in org. It never returns
 // a nil set with a nil error; on error the caller must deny (fail closed).
 func (c *Client) Permissions(ctx context.Context, org, user string) (*PermissionSet, error) {
-	opts := optionsFrom(ctx)
-	consistent, memo := opts.consistent, opts.memo
-	ck := localcache.Key{Org: org, User: user}
-	// The hit path: no validation (an entry's key was validated when it was
-	// filled, and an empty org, which would name a user-wide key, never gets
-	// here), no closure, no allocation.
-	if org != "" && !consistent {
-		if memo != nil {
-			if s, ok := memo.set(org, user); ok {
-				return s, nil
-			}
-		}
-		if v, ok := c.cache.Get(ck); ok {
-			if memo != nil {
-				memo.putSet(org, user, v.set)
-			}
-			return v.set, nil
-		}
+	if org == "" { // "" names a user-wide key in the cache: never a set
+		return nil, checkID("org", org)
 	}
-	if err := checkID("org", org); err != nil {
-		return nil, err
-	}
-	if err := checkID("user", user); err != nil {
-		return nil, err
-	}
-	if consistent {
-		return c.store.Load(ctx, org, user, c.cfg.Now())
-	}
-	k := Key{Org: org, User: user}
-	v, err := c.cache.DoAfterGet(ctx, ck, func(ctx context.Context) (cached, time.Time, error) {
-		s, err := c.store.Load(ctx, org, user, c.cfg.Now())
-		if c.cfg.AfterLoad != nil {
-			c.cfg.AfterLoad(k)
-		}
-		if err != nil {
-			return cached{}, time.Time{}, err
-		}
-		return cached{set: s}, s.ValidUntil(), nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	if memo != nil {
-		memo.putSet(org, user, v.set)
-	}
-	return v.set, nil
+	v, err := c.lookup(ctx, localcache.Key{Org: org, User: user})
+	return v.set, err
 }
 
 // UserHasActiveMembership reports whether user holds at least one
@@ -306,47 +322,98 @@ func (c *Client) Permissions(ctx context.Context, org, user string) (*Permission
 // user_has_active_membership. It is cached under a user-wide key; see the
 // package documentation for which notifications evict it.
 func (c *Client) UserHasActiveMembership(ctx context.Context, user string) (bool, error) {
+	v, err := c.lookup(ctx, localcache.Key{User: user})
+	return v.active && err == nil, err
+}
+
+// lookup is the one check pipeline: request memo, local cache, single
+// flight, store. k.Org "" is the user-wide answer of k.User. The hit path
+// does no validation (an entry's key was validated when it was filled),
+// calls no closure and allocates nothing.
+func (c *Client) lookup(ctx context.Context, k localcache.Key) (cached, error) {
 	opts := optionsFrom(ctx)
-	consistent, memo := opts.consistent, opts.memo
-	ck := localcache.Key{User: user}
-	if user != "" && !consistent { // the hit path, as in Permissions
-		if memo != nil {
-			if a, ok := memo.userActive(user); ok {
-				return a, nil
+	if !opts.consistent && opts.token == 0 {
+		if opts.memo != nil {
+			if v, ok := opts.memo.get(k); ok {
+				return v, nil
 			}
 		}
-		if v, ok := c.cache.Get(ck); ok {
-			if memo != nil {
-				memo.putUserActive(user, v.active.Active)
+		if v, ok := c.cache.Get(k); ok {
+			if opts.memo != nil {
+				opts.memo.put(k, v)
 			}
-			return v.active.Active, nil
+			return v, nil
 		}
 	}
-	if err := checkID("user", user); err != nil {
-		return false, err
+	if err := checkKey(k); err != nil {
+		return cached{}, err
 	}
-	if consistent {
-		ua, err := c.store.LoadUserActive(ctx, user, c.cfg.Now())
-		return ua.Active && err == nil, err
+	if opts.consistent {
+		v, _, err := c.load(ctx, k)
+		return v, err
 	}
-	k := Key{User: user}
-	v, err := c.cache.DoAfterGet(ctx, ck, func(ctx context.Context) (cached, time.Time, error) {
-		ua, err := c.store.LoadUserActive(ctx, user, c.cfg.Now())
-		if c.cfg.AfterLoad != nil {
-			c.cfg.AfterLoad(k)
+	if opts.token != 0 {
+		if err := c.awaitToken(ctx, opts.token); err != nil {
+			return cached{}, err
 		}
-		if err != nil {
-			return cached{}, time.Time{}, err
+		if v, ok := c.cache.Get(k); ok {
+			if opts.memo != nil {
+				opts.memo.put(k, v)
+			}
+			return v, nil
 		}
-		return cached{active: ua}, ua.ValidUntil, nil
+	}
+	v, err := c.cache.DoAfterGet(ctx, k, func(ctx context.Context) (cached, time.Duration, error) {
+		v, left, err := c.load(ctx, k)
+		if c.hooks.AfterLoad != nil {
+			c.hooks.AfterLoad(k.Org, k.User)
+		}
+		return v, left, err
 	})
+	if err == nil && opts.memo != nil {
+		opts.memo.put(k, v)
+	}
+	return v, err
+}
+
+// checkKey validates a cache key: a valid user, and a valid org unless
+// user-wide.
+func checkKey(k localcache.Key) error {
+	if k.Org != "" {
+		if err := checkID("org", k.Org); err != nil {
+			return err
+		}
+	}
+	return checkID("user", k.User)
+}
+
+// load reads k from the database, at the database's clock, and says how
+// long the answer stays true with no write.
+func (c *Client) load(ctx context.Context, k localcache.Key) (cached, time.Duration, error) {
+	if k.Org == "" {
+		ua, err := c.store.LoadUserActive(ctx, k.User, time.Time{})
+		if err != nil {
+			return cached{}, 0, err
+		}
+		return cached{active: ua.Active}, timeLeft(ua.At, ua.ValidUntil), nil
+	}
+	s, err := c.store.Load(ctx, k.Org, k.User, time.Time{})
 	if err != nil {
-		return false, err
+		return cached{}, 0, err
 	}
-	if memo != nil {
-		memo.putUserActive(user, v.active.Active)
+	return cached{set: s}, timeLeft(s.ComputedAt(), s.ValidUntil()), nil
+}
+
+// timeLeft is how long after at an answer true until until (zero: no end)
+// stays true; 0 for no end.
+func timeLeft(at, until time.Time) time.Duration {
+	if until.IsZero() {
+		return 0
 	}
-	return v.active.Active, nil
+	if d := until.Sub(at); d > 0 {
+		return d
+	}
+	return -1 // already over: not stored
 }
 
 // IsActiveMember reports whether user is an active member of org now.
@@ -406,24 +473,26 @@ func (c *Client) Explain(ctx context.Context, org, user, codename string) (Decis
 // in the cache (unless an invalidation covering a key arrives meanwhile),
 // for an app that knows its hot users at start.
 func (c *Client) Warm(ctx context.Context, keys []Key) error {
-	if len(keys) == 0 {
-		return nil
-	}
-	for _, k := range keys {
-		if err := checkID("org", k.Org); err != nil {
-			return err
-		}
-		if err := checkID("user", k.User); err != nil {
-			return err
-		}
-	}
 	ck := make([]localcache.Key, len(keys))
 	for i, k := range keys {
 		ck[i] = localcache.Key{Org: k.Org, User: k.User}
+		if err := checkMember(k.Org, k.User); err != nil {
+			return err
+		}
 	}
-	// Flights for every key not cached nor loading: readers that arrive
-	// meanwhile join them instead of querying too.
-	b := c.cache.BeginBatch(ctx, ck)
+	return c.fillBatch(ctx, ck)
+}
+
+// fillBatch is the one batch-fill path (Warm and the re-warm after a
+// resync): flights for every key not cached nor loading, so that readers
+// arriving meanwhile join them instead of querying too, then one round
+// trip for all of them.
+func (c *Client) fillBatch(ctx context.Context, keys []localcache.Key) error {
+	return c.loadBatch(ctx, c.cache.BeginBatch(ctx, keys))
+}
+
+// loadBatch loads and finishes the flights of b.
+func (c *Client) loadBatch(ctx context.Context, b *localcache.Batch[cached]) error {
 	if len(b.Keys()) == 0 {
 		return nil
 	}
@@ -431,13 +500,13 @@ func (c *Client) Warm(ctx context.Context, keys []Key) error {
 	for i, k := range b.Keys() {
 		load[i] = Key{Org: k.Org, User: k.User}
 	}
-	sets, err := c.store.LoadMany(ctx, load, c.cfg.Now())
+	sets, err := c.store.LoadMany(ctx, load, time.Time{})
 	if err != nil {
 		b.Abort(err)
 		return err
 	}
 	for i, s := range sets {
-		b.Finish(i, cached{set: s}, s.ValidUntil())
+		b.Finish(i, cached{set: s}, timeLeft(s.ComputedAt(), s.ValidUntil()))
 	}
 	return nil
 }
@@ -445,36 +514,26 @@ func (c *Client) Warm(ctx context.Context, keys []Key) error {
 // EvictMember evicts (org, user) on this instance. To evict on every
 // instance, call the SQL function orgperm.evict_member.
 func (c *Client) EvictMember(org, user string) {
-	c.cache.InvalidateKey(localcache.Key{Org: org, User: user})
-	c.cache.InvalidateKey(localcache.Key{User: user})
+	c.apply(memberInv(sourceEvict, org, user))
 }
 
 // EvictOrg evicts every key of org on this instance, and every user-wide
 // answer (which may depend on a membership in org).
-func (c *Client) EvictOrg(org string) {
-	c.cache.InvalidateOrg(org)
-	c.cache.InvalidateOrg("")
-}
+func (c *Client) EvictOrg(org string) { c.apply(orgInv(sourceEvict, org)) }
 
 // EvictUser evicts every key of user, in every org, and the user-wide
 // answer, on this instance.
-func (c *Client) EvictUser(user string) { c.cache.InvalidateUser(user) }
+func (c *Client) EvictUser(user string) {
+	c.apply(listener.Invalidation{Source: sourceEvict, Users: []string{user}})
+}
 
 // EvictAll empties this instance's cache.
-func (c *Client) EvictAll() { c.cache.InvalidateAll() }
+func (c *Client) EvictAll() { c.apply(listener.Invalidation{Source: sourceEvict, All: true}) }
 
-// evictScope is the Store's OnWrite hook: read-your-writes on this
-// instance, before the notification arrives.
-func (c *Client) evictScope(sc Scope) {
-	switch {
-	case sc.All:
-		c.EvictAll()
-	case sc.User != "":
-		c.EvictMember(sc.Org, sc.User)
-	default:
-		c.EvictOrg(sc.Org)
-	}
-}
+// apply evicts what inv names from this instance's cache: the one eviction
+// policy, for notifications, this instance's own writes and explicit
+// evictions alike.
+func (c *Client) apply(inv listener.Invalidation) { evict(c.cache, inv) }
 
 // rewarm reloads the hottest keys cached before a resync purge, in one
 // round trip. It runs right after the purge, on the listener's goroutine,
@@ -489,26 +548,12 @@ func (c *Client) rewarm(keys []localcache.Key) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	b := c.cache.BeginBatch(ctx, keys)
-	if len(b.Keys()) == 0 {
-		cancel()
-		return
-	}
-	load := make([]Key, len(b.Keys()))
-	for i, k := range b.Keys() {
-		load[i] = Key{Org: k.Org, User: k.User}
-	}
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
 		defer cancel()
-		sets, err := c.store.LoadMany(ctx, load, c.cfg.Now())
-		if err != nil {
-			b.Abort(err)
-			c.cfg.Logger.Warn("orgperm: re-warm after resync failed", "keys", len(load), "err", err)
-			return
-		}
-		for i, s := range sets {
-			b.Finish(i, cached{set: s}, s.ValidUntil())
+		if err := c.loadBatch(ctx, b); err != nil {
+			c.cfg.Logger.Warn("orgperm: re-warm after resync failed", "keys", len(keys), "err", err)
 		}
 	}()
 }
@@ -516,44 +561,17 @@ func (c *Client) rewarm(keys []localcache.Key) {
 // cacheTarget is what the listener drives.
 type cacheTarget struct{ c *Client }
 
-// Invalidate maps a notification to cache evictions. User-wide answers
-// depend only on the memberships table, so scopes from tables that cannot
-// change a membership (roles, role_permissions, membership_roles,
-// data_access) leave them alone; every other source, including "evict",
-// malformed payloads and unknown future sources, evicts them too.
+// Invalidate applies a notification.
 func (t *cacheTarget) Invalidate(inv listener.Invalidation) {
-	cache := t.c.cache
-	if inv.All {
-		cache.InvalidateAll()
+	if t.c.hooks.DropInvalidations {
 		return
 	}
-	userWide := affectsUserWide(inv.Source)
-	for _, o := range inv.Orgs {
-		cache.InvalidateOrg(o)
-	}
-	if userWide && len(inv.Orgs) > 0 {
-		cache.InvalidateOrg("")
-	}
-	for _, m := range inv.Members {
-		cache.InvalidateKey(localcache.Key{Org: m.Org, User: m.User})
-		if userWide {
-			cache.InvalidateKey(localcache.Key{User: m.User})
-		}
-	}
-	for _, u := range inv.Users {
-		cache.InvalidateUser(u)
-	}
-}
-
-func affectsUserWide(source string) bool {
-	switch source {
-	case "roles", "role_permissions", "membership_roles", "data_access":
-		return false
-	}
-	return true
+	t.c.apply(inv)
 }
 
 func (t *cacheTarget) MarkUnsynced() { t.c.cache.MarkUnsynced() }
+
+func (t *cacheTarget) Prove(at time.Time) { t.c.cache.Prove(at) }
 
 func (t *cacheTarget) Resync() {
 	var hot []localcache.Key

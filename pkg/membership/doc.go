@@ -19,7 +19,12 @@
 //
 // # The permission set
 //
-// [Store.Load] evaluates everything at the instant the caller passes:
+// [Store.Load] evaluates everything at one instant: the database's clock,
+// read in the fill's own statement (so that every instance, whatever its
+// host's clock says, gives the same answer), or an instant the caller
+// passes. Bounds of 'infinity' and '-infinity' compare as PostgreSQL orders
+// them ('infinity' as an end is an open end; as a start, a window that never
+// opens):
 //
 //   - Active: status active, valid_from <= at (inclusive; NULL is open) and
 //     at < valid_until (exclusive; NULL is open). Exactly at valid_from the
@@ -62,9 +67,12 @@
 // set; [Store.LoadMany] is one pgx batch; [Store.LoadUserActive] answers the
 // first seed's user_has_active_membership in one statement. The admin
 // writes ([Store.AddMember], [Store.CreateRole], [Store.AssignRole],
-// [Store.GrantDataAccess], ...) each run in one transaction and report the
-// scope they changed to [Store.OnWrite], so a cache in the writing process
-// evicts at once; the database's triggers tell every other process.
+// [Store.GrantDataAccess], ...) each run in one transaction; through a
+// Client ([Client.Store], [Client.WriteTx]) they evict the Client's own
+// cache at once with the same invalidation the triggers send, under the
+// same eviction policy; the database's triggers tell every other process.
+// Rows of tables that inherit from orgperm's are not part of the model:
+// every read is FROM ONLY.
 //
 // # Reading the model
 //
@@ -97,8 +105,12 @@
 // [New] returns a [Client]: every check goes request memo
 // ([WithRequestCache]) → local cache (pkg/localcache) → single flight →
 // [Store]. A listener (pkg/listener) applies the triggers' notifications to
-// the cache; while it is not synced, checks go to the database (still
-// coalesced). [FullyConsistent] bypasses the cache for one context.
+// the cache; while it is not synced, or its freshness lease has run out
+// (Config.Lease), checks go to the database (still coalesced, never joining
+// a load that began before them). [FullyConsistent] bypasses the cache for
+// one context; [Client.Sync], [Client.Token] with [WithToken], and
+// [Client.WriteTx] give read-your-writes on request; [Client.Check] says
+// whether the cache is in service, and why not.
 //
 // The cache holds two kinds of values: the permission set of (org, user),
 // and the user-wide answer of [Client.UserHasActiveMembership] under a key of

@@ -3,6 +3,7 @@ package membership
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/orgperm/orgperm/pkg/listener"
 	"github.com/orgperm/orgperm/pkg/pgtest"
 )
 
@@ -60,15 +62,35 @@ func tracedPool(tb testing.TB) (traced *pgxpool.Pool, plain *pgxpool.Pool, tr *c
 	return traced, plain, tr
 }
 
-// scopeRecorder records the scopes a Store's OnWrite reports.
+// Scope is one scope of an invalidation, as the tests compare them.
+type Scope struct {
+	All       bool
+	Org, User string
+}
+
+// scopeRecorder records the scopes of the invalidations a Store's write
+// hook reports (each admin write reports one scope).
 type scopeRecorder struct {
 	mu     sync.Mutex
 	scopes []Scope
+	invs   []listener.Invalidation
 }
 
-func (r *scopeRecorder) record(s Scope) {
+func (r *scopeRecorder) record(inv listener.Invalidation) {
+	var s Scope
+	switch {
+	case inv.All:
+		s.All = true
+	case len(inv.Members) == 1 && len(inv.Orgs)+len(inv.Users) == 0:
+		s.Org, s.User = inv.Members[0].Org, inv.Members[0].User
+	case len(inv.Orgs) == 1 && len(inv.Members)+len(inv.Users) == 0:
+		s.Org = inv.Orgs[0]
+	default:
+		panic(fmt.Sprintf("an admin write reported %+v: not one scope", inv))
+	}
 	r.mu.Lock()
 	r.scopes = append(r.scopes, s)
+	r.invs = append(r.invs, inv)
 	r.mu.Unlock()
 }
 

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 var update = flag.Bool("update-json-golden", false, "rewrite testdata/permset.golden.json")
@@ -21,13 +23,15 @@ func goldenSet() *PermissionSet {
 	until := time.Date(2030, 6, 1, 0, 0, 0, 0, time.UTC)
 	elevated := time.Date(2030, 1, 1, 13, 0, 0, 0, time.UTC)
 	ended := time.Date(2030, 1, 1, 11, 0, 0, 0, time.UTC)
-	return build("acme", "alice", at, &rawSet{
+	ts := func(t time.Time) pgtype.Timestamptz { return pgtype.Timestamptz{Time: t, Valid: true} }
+	return build("acme", "alice", &rawSet{
+		at:         at,
 		status:     ptr("active"),
-		until:      &until,
+		until:      ts(until),
 		roleIDs:    []int64{1, 7, 9, 12},
 		roleNames:  []string{"viewer", "accountant", "temp admin", "old role"},
 		roleSystem: []bool{true, false, false, false},
-		roleUntil:  []*time.Time{nil, nil, &elevated, &ended},
+		roleUntil:  []pgtype.Timestamptz{{}, {}, ts(elevated), ts(ended)},
 		permRole:   []int64{7, 1, 7, 9, 12},
 		permCode:   []string{"billing.view_invoice", "billing.view_invoice", "billing.edit_invoice", "users.manage_user", "reports.view_report"},
 		grantID:    []int64{30, 31, 32, 33, 34},

@@ -3,15 +3,16 @@ package membership
 import (
 	"context"
 	"sync"
+
+	"github.com/orgperm/orgperm/pkg/localcache"
 )
 
 // requestMemo is the request-scoped cache (the first seed's second
 // strategy): the answers one request has already had, so repeated checks in
 // the request cost nothing, even while the shared cache is bypassed.
 type requestMemo struct {
-	mu     sync.Mutex
-	sets   map[Key]*PermissionSet
-	active map[string]bool
+	mu      sync.Mutex
+	answers map[localcache.Key]cached
 }
 
 // WithRequestCache returns a context that memoizes permission checks for
@@ -28,34 +29,20 @@ func WithRequestCache(ctx context.Context) context.Context {
 	return context.WithValue(ctx, optionsKey{}, &o)
 }
 
-func (m *requestMemo) set(org, user string) (*PermissionSet, bool) {
+// get returns the answer memoized for k.
+func (m *requestMemo) get(k localcache.Key) (cached, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	s, ok := m.sets[Key{Org: org, User: user}]
-	return s, ok
+	v, ok := m.answers[k]
+	return v, ok
 }
 
-func (m *requestMemo) putSet(org, user string, s *PermissionSet) {
+// put memoizes the answer for k.
+func (m *requestMemo) put(k localcache.Key, v cached) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.sets == nil {
-		m.sets = make(map[Key]*PermissionSet)
+	if m.answers == nil {
+		m.answers = make(map[localcache.Key]cached)
 	}
-	m.sets[Key{Org: org, User: user}] = s
-}
-
-func (m *requestMemo) userActive(user string) (bool, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	a, ok := m.active[user]
-	return a, ok
-}
-
-func (m *requestMemo) putUserActive(user string, active bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.active == nil {
-		m.active = make(map[string]bool)
-	}
-	m.active[user] = active
+	m.answers[k] = v
 }

@@ -7,7 +7,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/orgperm/orgperm/pkg/listener"
 )
 
 // DB is what the Store needs of a database handle. *pgxpool.Pool satisfies
@@ -26,21 +29,6 @@ var (
 	_ DB = (pgx.Tx)(nil)
 )
 
-// Scope names the permission sets a write may have changed, for a cache to
-// evict: everything (All), every set of one organization (Org), or the set
-// of one member (Org and User). UserActive values are keyed by user; a
-// member scope reaches that user, and an Org or All scope reaches every
-// user.
-type Scope struct {
-	// All reports a change that can reach every set: a system role, the
-	// permission catalog.
-	All bool
-	// Org is the organization of an org-wide or a member scope.
-	Org string
-	// User is the user of a member scope; empty for an org-wide scope.
-	User string
-}
-
 // Key names the permission set of User in Org.
 type Key struct {
 	Org  string
@@ -57,23 +45,69 @@ type UserActive struct {
 	// answer cannot change before it with no write. Zero when there is
 	// none.
 	ValidUntil time.Time
+	// At is the instant the answer was evaluated at: the database's clock,
+	// unless the caller gave one.
+	At time.Time
+}
+
+// nullTime is at for a query parameter, NULL (the database's clock) when
+// zero.
+func nullTime(at time.Time) any {
+	if at.IsZero() {
+		return nil
+	}
+	return at
+}
+
+// Bounds that stand for PostgreSQL's 'infinity' and '-infinity' where the
+// model must compare with them (a window that never starts, or ended
+// before all time): PostgreSQL's own extreme timestamps, so that every
+// comparison agrees with the database's ordering.
+var (
+	farFuture = time.Date(294276, 12, 31, 23, 59, 59, 999999000, time.UTC)
+	farPast   = time.Date(-4713, 11, 24, 0, 0, 0, 0, time.UTC)
+)
+
+// windowStart is a window's start: zero (open) for NULL and '-infinity',
+// farFuture for 'infinity' (it never starts).
+func windowStart(t pgtype.Timestamptz) time.Time {
+	switch {
+	case !t.Valid || t.InfinityModifier == pgtype.NegativeInfinity:
+		return time.Time{}
+	case t.InfinityModifier == pgtype.Infinity:
+		return farFuture
+	}
+	return t.Time.UTC()
+}
+
+// windowEnd is a window's end: zero (open) for NULL and 'infinity',
+// farPast for '-infinity' (it ended before all time).
+func windowEnd(t pgtype.Timestamptz) time.Time {
+	switch {
+	case !t.Valid || t.InfinityModifier == pgtype.Infinity:
+		return time.Time{}
+	case t.InfinityModifier == pgtype.NegativeInfinity:
+		return farPast
+	}
+	return t.Time.UTC()
 }
 
 // Store reads permission sets from the orgperm schema, one database round
 // trip per read, and writes it (see admin.go), one transaction per write.
-// It holds no state of its own besides the handle and the hook, and is safe
-// for concurrent use.
+// It holds no state of its own besides the handle, and is safe for
+// concurrent use.
+//
+// A Store made with NewStore evicts no cache: the database's triggers tell
+// every listening instance once the write commits. A Client's Store
+// ([Client.Store], [Client.WriteTx]) also evicts the Client's own cache at
+// once, so that the writer reads its own writes.
 type Store struct {
 	db DB
 
-	// OnWrite, when not nil, is called after each successful write commits,
-	// with the narrowest scope the write changed, so that a cache in this
-	// process can evict at once and the writer reads its own writes. It
-	// runs on the writer's goroutine and must not block. A write that
-	// changed nothing any set holds (a new role, a catalog upsert, revoking
-	// a grant that is not there) does not call it. Set it before the Store
-	// is used. Defaults to nil (no hook).
-	OnWrite func(Scope)
+	// onWrite, when not nil, is called after each successful write, with
+	// the invalidation the database's triggers send for it: the Client's
+	// read-your-writes on this instance. It runs on the writer's goroutine.
+	onWrite func(listener.Invalidation)
 }
 
 // NewStore returns a Store over db, usually a *pgxpool.Pool.
@@ -84,10 +118,21 @@ func NewStore(db DB) *Store {
 	return &Store{db: db}
 }
 
-func (s *Store) notify(sc Scope) {
-	if s.OnWrite != nil {
-		s.OnWrite(sc)
+// notify reports a committed write's invalidation to the hook, if any.
+func (s *Store) notify(inv listener.Invalidation) {
+	if s.onWrite != nil {
+		s.onWrite(inv)
 	}
+}
+
+// memberInv is the invalidation a write of source to (org, user) sends.
+func memberInv(source, org, user string) listener.Invalidation {
+	return listener.Invalidation{Source: source, Members: []listener.Member{{Org: org, User: user}}}
+}
+
+// orgInv is the invalidation a write of source to every member of org sends.
+func orgInv(source, org string) listener.Invalidation {
+	return listener.Invalidation{Source: source, Orgs: []string{org}}
 }
 
 // loadSQL reads everything a permission set is built from, in one
@@ -95,33 +140,38 @@ func (s *Store) notify(sc Scope) {
 // member, expired or not, restricted to system roles and roles of the org;
 // their permissions; and the data grants of the org to the user or to one
 // of those roles. Roles and grants are read only for a status-active
-// membership. Times are compared in Go, at the caller's instant, and the
-// lists are sorted in Go (faster than in the database: see
+// membership. The first column is the evaluation instant: $3, or the
+// database's own clock when $3 is NULL (one clock for every instance,
+// whatever its host's clock says). Times are compared in Go, at that
+// instant, and the lists are sorted in Go (faster than in the database: see
 // BenchmarkLoadHeavy), so nothing depends on the database's collation.
+// Rows of tables that inherit from orgperm's are not part of the model
+// (FROM ONLY): writes to them notify nothing.
 const loadSQL = `
 WITH m AS (
     SELECT status, valid_from, valid_until
-    FROM orgperm.memberships
+    FROM ONLY orgperm.memberships
     WHERE org_id = $1 AND user_id = $2
 ), held AS (
     SELECT r.id, r.name::text AS name, r.org_id IS NULL AS system, mr.valid_until
-    FROM orgperm.membership_roles mr
-    JOIN orgperm.roles r ON r.id = mr.role_id
+    FROM ONLY orgperm.membership_roles mr
+    JOIN ONLY orgperm.roles r ON r.id = mr.role_id
     WHERE mr.org_id = $1 AND mr.user_id = $2
       AND (r.org_id IS NULL OR r.org_id = $1)
       AND EXISTS (SELECT FROM m WHERE m.status = 'active')
 ), grants AS (
     SELECT d.id, NULL::bigint AS role_id, d.resource_type, d.resource_id
-    FROM orgperm.data_access d
+    FROM ONLY orgperm.data_access d
     WHERE d.org_id = $1 AND d.user_id = $2
       AND EXISTS (SELECT FROM m WHERE m.status = 'active')
     UNION ALL
     SELECT d.id, d.role_id, d.resource_type, d.resource_id
-    FROM orgperm.data_access d
+    FROM ONLY orgperm.data_access d
     JOIN held h ON h.id = d.role_id
     WHERE d.org_id = $1
 )
 SELECT
+    coalesce($3::timestamptz, statement_timestamp()),
     (SELECT m.status::text FROM m),
     (SELECT m.valid_from FROM m),
     (SELECT m.valid_until FROM m),
@@ -135,7 +185,7 @@ FROM (
     SELECT array_agg(x.role_id) AS role_ids, array_agg(x.codename) AS codenames
     FROM (
         SELECT rp.role_id, rp.codename::text AS codename
-        FROM orgperm.role_permissions rp
+        FROM ONLY orgperm.role_permissions rp
         JOIN held h ON h.id = rp.role_id
     ) x
 ) p, (
@@ -147,15 +197,17 @@ FROM (
     ) x
 ) g`
 
-// rawSet is one row of loadSQL.
+// rawSet is one row of loadSQL. Window bounds are scanned with their
+// infinities (the schema accepts 'infinity' and '-infinity').
 type rawSet struct {
+	at          time.Time
 	status      *string
-	from, until *time.Time
+	from, until pgtype.Timestamptz
 
 	roleIDs    []int64
 	roleNames  []string
 	roleSystem []bool
-	roleUntil  []*time.Time
+	roleUntil  []pgtype.Timestamptz
 
 	permRole []int64
 	permCode []string
@@ -167,14 +219,15 @@ type rawSet struct {
 }
 
 func (r *rawSet) scan(row pgx.Row) error {
-	return row.Scan(&r.status, &r.from, &r.until,
+	return row.Scan(&r.at, &r.status, &r.from, &r.until,
 		&r.roleIDs, &r.roleNames, &r.roleSystem, &r.roleUntil,
 		&r.permRole, &r.permCode,
 		&r.grantID, &r.grantRole, &r.grantType, &r.grantRes)
 }
 
 // Load returns the permission set of user in org, evaluated at the instant
-// at (a zero at means time.Now()). It makes exactly one database round trip
+// at (a zero at means the database's clock, in the same statement: see
+// PermissionSet.ComputedAt). It makes exactly one database round trip
 // (one statement, one snapshot), whatever the size of the set, and none when
 // org or user is not a valid ID (ErrInvalidID).
 //
@@ -185,18 +238,15 @@ func (s *Store) Load(ctx context.Context, org, user string, at time.Time) (*Perm
 	if err := checkMember(org, user); err != nil {
 		return nil, err
 	}
-	if at.IsZero() {
-		at = time.Now()
-	}
 	var raw rawSet
-	if err := raw.scan(s.db.QueryRow(ctx, loadSQL, org, user)); err != nil {
+	if err := raw.scan(s.db.QueryRow(ctx, loadSQL, org, user, nullTime(at))); err != nil {
 		return nil, dbError("load", err)
 	}
-	return build(org, user, at, &raw), nil
+	return build(org, user, &raw), nil
 }
 
 // LoadMany returns the permission sets of keys, in the order of keys,
-// evaluated at the instant at (zero means time.Now()), in one database round
+// evaluated at the instant at (zero means the database's clock), in one database round
 // trip (one pgx batch). Every key is validated before anything is sent. An
 // empty keys makes no round trip.
 func (s *Store) LoadMany(ctx context.Context, keys []Key, at time.Time) ([]*PermissionSet, error) {
@@ -208,12 +258,9 @@ func (s *Store) LoadMany(ctx context.Context, keys []Key, at time.Time) ([]*Perm
 	if len(keys) == 0 {
 		return nil, nil
 	}
-	if at.IsZero() {
-		at = time.Now()
-	}
 	b := &pgx.Batch{}
 	for _, k := range keys {
-		b.Queue(loadSQL, k.Org, k.User)
+		b.Queue(loadSQL, k.Org, k.User, nullTime(at))
 	}
 	br := s.db.SendBatch(ctx, b)
 	sets := make([]*PermissionSet, len(keys))
@@ -223,7 +270,7 @@ func (s *Store) LoadMany(ctx context.Context, keys []Key, at time.Time) ([]*Perm
 			_ = br.Close()
 			return nil, dbError("load many", err)
 		}
-		sets[i] = build(k.Org, k.User, at, &raw)
+		sets[i] = build(k.Org, k.User, &raw)
 	}
 	if err := br.Close(); err != nil {
 		return nil, dbError("load many", err)
@@ -231,44 +278,47 @@ func (s *Store) LoadMany(ctx context.Context, keys []Key, at time.Time) ([]*Perm
 	return sets, nil
 }
 
-// userActiveSQL answers user_has_active_membership at $2 and finds the next
-// window boundary of the user's status-active memberships. pgx sends $2
-// truncated to microseconds; since stored times are whole microseconds, the
-// comparisons give the same answers as at full precision.
+// userActiveSQL answers user_has_active_membership at $2 (the database's
+// clock when NULL) and finds the next finite window boundary of the user's
+// status-active memberships. pgx sends $2 truncated to microseconds; since
+// stored times are whole microseconds, the comparisons give the same
+// answers as at full precision.
 const userActiveSQL = `
-SELECT
-    coalesce(bool_or((valid_from IS NULL OR valid_from <= $2) AND (valid_until IS NULL OR valid_until > $2)), false),
-    min(least(CASE WHEN valid_from > $2 THEN valid_from END, CASE WHEN valid_until > $2 THEN valid_until END))
-FROM orgperm.memberships
-WHERE user_id = $1 AND status = 'active'`
+SELECT t.at,
+    coalesce(bool_or(m.user_id IS NOT NULL AND (m.valid_from IS NULL OR m.valid_from <= t.at) AND (m.valid_until IS NULL OR m.valid_until > t.at)), false),
+    min(least(CASE WHEN m.valid_from > t.at AND isfinite(m.valid_from) THEN m.valid_from END,
+              CASE WHEN m.valid_until > t.at AND isfinite(m.valid_until) THEN m.valid_until END))
+FROM (SELECT coalesce($2::timestamptz, statement_timestamp()) AS at) t
+LEFT JOIN ONLY orgperm.memberships m ON m.user_id = $1 AND m.status = 'active'
+GROUP BY t.at`
 
 // LoadUserActive answers the first seed's user_has_active_membership(user)
-// at the instant at (zero means time.Now()), in one round trip: whether the
-// user holds at least one membership, in any organization, that is active
-// and inside its window, and until when that answer holds with no write.
+// at the instant at (zero means the database's clock), in one round trip:
+// whether the user holds at least one membership, in any organization, that
+// is active and inside its window, and until when that answer holds with no
+// write.
 func (s *Store) LoadUserActive(ctx context.Context, user string, at time.Time) (UserActive, error) {
 	if err := checkID("user", user); err != nil {
 		return UserActive{}, err
-	}
-	if at.IsZero() {
-		at = time.Now()
 	}
 	var (
 		ua   UserActive
 		next *time.Time
 	)
-	if err := s.db.QueryRow(ctx, userActiveSQL, user, at).Scan(&ua.Active, &next); err != nil {
+	if err := s.db.QueryRow(ctx, userActiveSQL, user, nullTime(at)).Scan(&ua.At, &ua.Active, &next); err != nil {
 		return UserActive{}, dbError("load user active", err)
 	}
+	ua.At = ua.At.UTC()
 	if next != nil {
 		ua.ValidUntil = next.UTC()
 	}
 	return ua, nil
 }
 
-// build makes the permission set of (org, user) at `at` from one row of
-// loadSQL.
-func build(org, user string, at time.Time, r *rawSet) *PermissionSet {
+// build makes the permission set of (org, user) from one row of loadSQL, at
+// the instant the row says.
+func build(org, user string, r *rawSet) *PermissionSet {
+	at := r.at.UTC()
 	s := &PermissionSet{org: org, user: user, at: at}
 	next := func(t time.Time) {
 		if t.After(at) && (s.validUntil.IsZero() || t.Before(s.validUntil)) {
@@ -279,12 +329,10 @@ func build(org, user string, at time.Time, r *rawSet) *PermissionSet {
 		return s
 	}
 	s.status = Status(*r.status)
-	if r.from != nil {
-		s.from = r.from.UTC()
+	if s.from = windowStart(r.from); !s.from.IsZero() && s.from != farFuture {
 		next(s.from)
 	}
-	if r.until != nil {
-		s.until = r.until.UTC()
+	if s.until = windowEnd(r.until); !s.until.IsZero() {
 		next(s.until)
 	}
 	s.active = s.status == StatusActive &&
@@ -304,9 +352,7 @@ func build(org, user string, at time.Time, r *rawSet) *PermissionSet {
 	refs := make(map[int64]roleRef, len(r.roleIDs))
 	for i, id := range r.roleIDs {
 		role := Role{ID: id, Name: r.roleNames[i], System: r.roleSystem[i]}
-		if u := r.roleUntil[i]; u != nil {
-			role.ValidUntil = u.UTC()
-		}
+		role.ValidUntil = windowEnd(r.roleUntil[i])
 		if role.ValidUntil.IsZero() || role.ValidUntil.After(at) {
 			refs[id] = roleRef{true, int32(len(s.roles))}
 			s.roles = append(s.roles, role)

@@ -14,12 +14,30 @@
 //	mux.Handle("GET /orgs/{org}/invoices", requireInvoices(invoicesHandler))
 //	http.ListenAndServe(addr, authenticate(mux)) // authenticate calls permhttp.WithUser
 //
+// # Where the organization and the user come from
+//
+// The middleware looks for each in this order, and takes the first
+// non-empty one:
+//
+//  1. the request's context: [WithOrg], [WithUser], or both at once with
+//     [WithPrincipal];
+//  2. Config.Org (default: [OrgFromPath]("org")) and Config.User (default:
+//     [UserFromContext], which reads what step 1 reads).
+//
+// Step 1 is how any router works with it: a framework whose path
+// parameters net/http cannot see (echo, gin) reads the org in its own
+// middleware and stores it with WithOrg before this middleware runs; the
+// examples/echo and examples/gin modules of the repository show both.
+//
 // # Status codes
 //
-// Every denial has a small JSON body, the same bytes for every request that
-// gets that status:
+// By default every denial has a small JSON body, the same bytes for every
+// request that gets that status (Config.Deny replaces the body and the
+// status mapping; see [Denial]):
 //
-//   - 401 {"error":"unauthorized"}: the request has no user.
+//   - 401 {"error":"unauthorized"}: the request has no user. Every 401
+//     carries a WWW-Authenticate challenge (default: Bearer realm="api";
+//     see Config.AuthScheme and Config.Realm).
 //   - 400 {"error":"bad_request"}: the request names no organization (an
 //     empty path value or a missing header). Nothing about any organization
 //     is revealed by it; with [OrgFromPath] it usually means that the route
@@ -46,4 +64,13 @@
 // cache (membership.WithRequestCache): every further check of the same
 // (organization, user) in the request is answered from it, without
 // touching the shared cache or the database.
+//
+// # Readiness
+//
+// [Ready] builds a probe handler over any [ReadinessChecker], such as
+// the membership client:
+//
+//	ready, err := permhttp.Ready(permhttp.ReadyConfig{Checker: client})
+//	...
+//	mux.Handle("GET /readyz", ready) // 200 when the cache is proven, 503 otherwise
 package permhttp

@@ -3,6 +3,7 @@ package permhttp_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log"
 	"net/http"
@@ -115,4 +116,75 @@ func ExampleRequireAny_client() {
 		}
 		fmt.Fprintln(w, all, strings.Join(ids, ","), canEdit)
 	})))
+}
+
+// A Deny hook that answers with JSON problem details (RFC 9457) and maps a
+// request that names no organization to 404. The middleware adds the
+// WWW-Authenticate challenge to the 401.
+func ExampleConfig_deny() {
+	problem := func(w http.ResponseWriter, r *http.Request, d permhttp.Denial) {
+		status := d.Status()
+		if d.Reason == permhttp.ReasonNoOrganization {
+			status = http.StatusNotFound
+		}
+		if d.Err != nil {
+			log.Printf("permission check failed: %v", d.Err) // never in the body
+		}
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"type": "about:blank", "title": http.StatusText(status), "status": status,
+		})
+	}
+	require, err := permhttp.Require(permhttp.Config{
+		Checker: jsonChecker{},
+		Org:     permhttp.OrgFromHeader("X-Org-ID"),
+		Deny:    problem,
+		Realm:   "invoices",
+	}, "billing.view_invoice")
+	if err != nil {
+		log.Fatal(err)
+	}
+	app := authenticate(require(http.NotFoundHandler()))
+	for _, req := range []struct{ user, org string }{{"", "acme"}, {"alice", ""}, {"alice", "acme"}} {
+		r := httptest.NewRequest(http.MethodGet, "/invoices", nil)
+		r.Header.Set("X-Demo-User", req.user)
+		r.Header.Set("X-Org-ID", req.org)
+		w := httptest.NewRecorder()
+		app.ServeHTTP(w, r)
+		fmt.Printf("%d %q %s", w.Code, w.Header().Get("WWW-Authenticate"), w.Body)
+	}
+	// Output:
+	// 401 "Bearer realm=\"invoices\"" {"status":401,"title":"Unauthorized","type":"about:blank"}
+	// 404 "" {"status":404,"title":"Not Found","type":"about:blank"}
+	// 403 "" {"status":403,"title":"Forbidden","type":"about:blank"}
+}
+
+// A readiness probe. An app passes its *membership.Client, whose Check
+// says whether the cache is synced and proven; ReadinessFunc adds checks
+// of the app's own.
+func ExampleReady() {
+	var synced bool
+	ready, err := permhttp.Ready(permhttp.ReadyConfig{
+		Checker: permhttp.ReadinessFunc(func(context.Context) error {
+			if !synced {
+				return errors.New("cache not synced yet")
+			}
+			return nil
+		}),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /readyz", ready)
+	for range 2 {
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+		fmt.Print(w.Code, " ", w.Body)
+		synced = true
+	}
+	// Output:
+	// 503 not ready
+	// 200 ready
 }

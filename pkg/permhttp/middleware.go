@@ -11,22 +11,15 @@ import (
 	"github.com/orgperm/orgperm/pkg/membership"
 )
 
-// The response bodies. They are constants so that a denial says the same
-// thing, byte for byte, whatever the reason behind it.
-const (
-	bodyBadRequest   = `{"error":"bad_request"}` + "\n"
-	bodyUnauthorized = `{"error":"unauthorized"}` + "\n"
-	bodyForbidden    = `{"error":"forbidden"}` + "\n"
-	bodyUnavailable  = `{"error":"unavailable"}` + "\n"
-)
-
 // Require returns middleware that lets a request through only when its user
 // is an active member of its organization and holds every one of
 // codenames there. See the package documentation for the status codes.
 //
-// It returns a *ConfigError when cfg.Checker is nil, when codenames is
-// empty (to require only an active membership, use [RequireMember]) or when
-// one of them is not a valid codename (it could never be granted).
+// It returns a *ConfigError when cfg is invalid (a nil Checker, an
+// AuthScheme that is not an HTTP token, a Realm with a control character),
+// when codenames is empty (to require only an active membership, use
+// [RequireMember]) or when one of them is not a valid codename (it could
+// never be granted).
 func Require(cfg Config, codenames ...string) (func(http.Handler) http.Handler, error) {
 	codes, err := checkCodenames(codenames)
 	if err != nil {
@@ -49,7 +42,7 @@ func RequireAny(cfg Config, codenames ...string) (func(http.Handler) http.Handle
 // RequireMember returns middleware that lets a request through only when
 // its user is an active member of its organization (status active, inside
 // the membership's window), whatever the permissions. It returns a
-// *ConfigError when cfg.Checker is nil.
+// *ConfigError when cfg is invalid, as [Require] does.
 func RequireMember(cfg Config) (func(http.Handler) http.Handler, error) {
 	return middleware(cfg, (*membership.PermissionSet).Active)
 }
@@ -86,19 +79,21 @@ func middleware(cfg Config, allow func(*membership.PermissionSet) bool) (func(ht
 	if err != nil {
 		return nil, err
 	}
+	chal, _ := challenge(cfg.AuthScheme, cfg.Realm) // validated by resolve
 	return func(next http.Handler) http.Handler {
 		if next == nil {
 			panic("permhttp: nil handler")
 		}
-		return &guard{cfg: cfg, allow: allow, next: next}
+		return &guard{cfg: cfg, challenge: chal, allow: allow, next: next}
 	}, nil
 }
 
 // guard is the handler the middleware wraps around the app's own.
 type guard struct {
-	cfg   Config
-	allow func(*membership.PermissionSet) bool
-	next  http.Handler
+	cfg       Config
+	challenge string // the WWW-Authenticate value of a 401
+	allow     func(*membership.PermissionSet) bool
+	next      http.Handler
 }
 
 // ServeHTTP checks the request and calls the next handler only when it is
@@ -108,16 +103,16 @@ type guard struct {
 func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	log := g.cfg.Logger
-	user, ok := g.cfg.User(r)
-	if !ok || user == "" {
+	user, ok := g.cfg.user(r)
+	if !ok {
 		log.DebugContext(ctx, "permhttp: no user", "path", r.URL.Path)
-		writeError(w, http.StatusUnauthorized, bodyUnauthorized)
+		g.deny(w, r, Denial{Reason: ReasonUnauthenticated})
 		return
 	}
-	org, ok := g.cfg.Org(r)
-	if !ok || org == "" {
+	org, ok := g.cfg.org(r)
+	if !ok {
 		log.DebugContext(ctx, "permhttp: request names no organization", "path", r.URL.Path, "user", user)
-		writeError(w, http.StatusBadRequest, bodyBadRequest)
+		g.deny(w, r, Denial{Reason: ReasonNoOrganization})
 		return
 	}
 
@@ -130,7 +125,7 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// An org ID (or user ID) that cannot exist is denied like one
 		// that does not: a distinct answer would let callers probe.
 		log.DebugContext(ctx, "permhttp: forbidden: invalid ID", "org", org, "user", user, "err", err)
-		writeError(w, http.StatusForbidden, bodyForbidden)
+		g.deny(w, r, Denial{Reason: ReasonForbidden})
 		return
 	case err != nil:
 		// Fail closed: the database cannot be asked, so nothing is
@@ -140,23 +135,12 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			level = slog.LevelDebug // the caller went away; nobody reads the answer
 		}
 		log.Log(ctx, level, "permhttp: permission check failed", "org", org, "user", user, "err", err)
-		writeError(w, http.StatusServiceUnavailable, bodyUnavailable)
+		g.deny(w, r, Denial{Reason: ReasonUnavailable, Err: err})
 		return
 	case !g.allow(set):
 		log.DebugContext(ctx, "permhttp: forbidden", "org", org, "user", user, "status", string(set.Status()), "active", set.Active())
-		writeError(w, http.StatusForbidden, bodyForbidden)
+		g.deny(w, r, Denial{Reason: ReasonForbidden})
 		return
 	}
 	g.next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, permsKey{}, set)))
-}
-
-// writeError writes a small JSON error. Authorization answers must not be
-// cached by anyone between the server and the caller.
-func writeError(w http.ResponseWriter, status int, body string) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_, _ = w.Write([]byte(body))
 }

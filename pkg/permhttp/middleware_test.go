@@ -365,6 +365,7 @@ func TestFailsClosedWhenDatabaseCannotBeAsked(t *testing.T) {
 			t.Cleanup(bad.Close)
 			return newClient(t, bad, membership.Config{
 				ListenerConnect: func(ctx context.Context) (*pgx.Conn, error) { return pgx.Connect(ctx, url) },
+				AllowUncached:   true, // New's schema check cannot reach the database either
 			})
 		}},
 	}

@@ -81,7 +81,7 @@ func TestValuesMoveWithAClient(t *testing.T) {
 
 	notified := make(chan struct{}, 16)
 	client, err := membership.New(ctx, pool, membership.Config{
-		HeartbeatInterval: time.Hour, // no heartbeat during the test
+		Lease: time.Minute, // few proofs during the test
 		OnInvalidate: func(listener.Invalidation, error) {
 			select {
 			case notified <- struct{}{}:

@@ -112,13 +112,13 @@ func (c *Collector) build() {
 		cnt, counter(func(st *membership.Stats) uint64 { return st.Listener.Malformed }))
 	add("listener", "reconnects_total", "Listening connections established after the first.",
 		cnt, counter(func(st *membership.Stats) uint64 { return st.Listener.Reconnects }))
-	add("listener", "heartbeats_total", "Heartbeats sent (or attempted) through the pool.",
-		cnt, counter(func(st *membership.Stats) uint64 { return st.Listener.HeartbeatsSent }))
-	add("listener", "heartbeat_failures_total", "Heartbeats that could not be sent or did not come back in time; each marked the cache unsynced and replaced the listening connection.",
-		cnt, counter(func(st *membership.Stats) uint64 { return st.Listener.HeartbeatFailures }))
-	add("listener", "heartbeat_rtt_seconds", "Round trip of the last successful heartbeat, from the pool to the listening connection. Absent until one has succeeded.",
+	add("listener", "proofs_total", "Proofs of delivery sent (or attempted) through the pool.",
+		cnt, counter(func(st *membership.Stats) uint64 { return st.Listener.ProofsSent }))
+	add("listener", "proof_failures_total", "Proofs of delivery that could not be sent or did not come back in time; each marked the cache unsynced and replaced the listening connection.",
+		cnt, counter(func(st *membership.Stats) uint64 { return st.Listener.ProofFailures }))
+	add("listener", "proof_rtt_seconds", "Round trip of the last own proof of delivery, from the pool to the listening connection. Absent until one has succeeded.",
 		gauge, func(st *membership.Stats, _ time.Time) (float64, bool) {
-			rtt := st.Listener.LastHeartbeatRTT
+			rtt := st.Listener.LastProofRTT
 			return rtt.Seconds(), rtt > 0
 		})
 	add("listener", "synced", "1 while the listener is synced and the local cache answers, 0 while lookups bypass it (connecting, or the connection is in doubt).",

@@ -30,8 +30,8 @@ var everyField = fixedSource{
 		EvictedOrg: 11, EvictedUser: 12, EvictedAll: 13, Entries: 14, InFlight: 15,
 	},
 	Listener: listener.Stats{
-		Notifications: 16, Malformed: 17, Reconnects: 18, HeartbeatsSent: 19,
-		HeartbeatFailures: 20, LastHeartbeatRTT: 1500 * time.Microsecond,
+		Notifications: 16, Malformed: 17, Reconnects: 18, ProofsSent: 19,
+		ProofFailures: 20, LastProofRTT: 1500 * time.Microsecond,
 		LastSync: lastSync, State: listener.Synced,
 	},
 }
@@ -82,15 +82,15 @@ orgperm_cache_misses_total 2
 # HELP orgperm_cache_stale_fills_total Loaded values refused by the local cache because an invalidation covering the key, or a loss of sync, happened while they loaded.
 # TYPE orgperm_cache_stale_fills_total counter
 orgperm_cache_stale_fills_total 7
-# HELP orgperm_listener_heartbeat_failures_total Heartbeats that could not be sent or did not come back in time; each marked the cache unsynced and replaced the listening connection.
-# TYPE orgperm_listener_heartbeat_failures_total counter
-orgperm_listener_heartbeat_failures_total 20
-# HELP orgperm_listener_heartbeat_rtt_seconds Round trip of the last successful heartbeat, from the pool to the listening connection. Absent until one has succeeded.
-# TYPE orgperm_listener_heartbeat_rtt_seconds gauge
-orgperm_listener_heartbeat_rtt_seconds 0.0015
-# HELP orgperm_listener_heartbeats_total Heartbeats sent (or attempted) through the pool.
-# TYPE orgperm_listener_heartbeats_total counter
-orgperm_listener_heartbeats_total 19
+# HELP orgperm_listener_proof_failures_total Proofs of delivery that could not be sent or did not come back in time; each marked the cache unsynced and replaced the listening connection.
+# TYPE orgperm_listener_proof_failures_total counter
+orgperm_listener_proof_failures_total 20
+# HELP orgperm_listener_proof_rtt_seconds Round trip of the last own proof of delivery, from the pool to the listening connection. Absent until one has succeeded.
+# TYPE orgperm_listener_proof_rtt_seconds gauge
+orgperm_listener_proof_rtt_seconds 0.0015
+# HELP orgperm_listener_proofs_total Proofs of delivery sent (or attempted) through the pool.
+# TYPE orgperm_listener_proofs_total counter
+orgperm_listener_proofs_total 19
 # HELP orgperm_listener_last_sync_timestamp_seconds Unix time of the listener's last resync (LISTEN in place and the cache purged). Absent until the first.
 # TYPE orgperm_listener_last_sync_timestamp_seconds gauge
 orgperm_listener_last_sync_timestamp_seconds 1.7e+09
@@ -132,12 +132,12 @@ orgperm_listener_synced 0
 		t.Error(err)
 	}
 	for _, name := range []string{
-		"orgperm_listener_heartbeat_rtt_seconds",
+		"orgperm_listener_proof_rtt_seconds",
 		"orgperm_listener_last_sync_timestamp_seconds",
 		"orgperm_listener_seconds_since_sync",
 	} {
 		if n := testutil.CollectAndCount(c, name); n != 0 {
-			t.Errorf("%s: %d series before the first heartbeat and resync, want none", name, n)
+			t.Errorf("%s: %d series before the first proof and resync, want none", name, n)
 		}
 	}
 	// Every other metric is there, at 0: the 19 metrics with no variable

@@ -34,9 +34,9 @@
 //	orgperm_listener_notifications_total           counter  notifications received
 //	orgperm_listener_malformed_total               counter  payloads that failed to parse (each evicted everything)
 //	orgperm_listener_reconnects_total              counter  connections after the first
-//	orgperm_listener_heartbeats_total              counter  heartbeats sent
-//	orgperm_listener_heartbeat_failures_total      counter  heartbeats lost or late
-//	orgperm_listener_heartbeat_rtt_seconds         gauge    round trip of the last successful heartbeat
+//	orgperm_listener_proofs_total                  counter  proofs of delivery sent
+//	orgperm_listener_proof_failures_total          counter  proofs lost or late
+//	orgperm_listener_proof_rtt_seconds             gauge    round trip of the last own proof
 //	orgperm_listener_synced                        gauge    1 while the cache answers, 0 while it is bypassed
 //	orgperm_listener_last_sync_timestamp_seconds   gauge    Unix time of the last resync
 //	orgperm_listener_seconds_since_sync            gauge    seconds since the last resync
@@ -45,8 +45,8 @@
 // hits + misses + bypassed. A bypassed rate above zero for long, or
 // orgperm_listener_synced at 0, means every check goes to the database.
 //
-// heartbeat_rtt_seconds, last_sync_timestamp_seconds and seconds_since_sync
-// are absent until what they report has happened once (a heartbeat, a
+// proof_rtt_seconds, last_sync_timestamp_seconds and seconds_since_sync
+// are absent until what they report has happened once (a proof, a
 // resync), rather than reporting a misleading 0. The
 // time since the last resync is the age of the listening connection while
 // synced, not a staleness: the cache is exact while synced, and bypassed

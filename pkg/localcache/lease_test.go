@@ -1,0 +1,143 @@
+package localcache
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// TestLease checks the freshness lease: no answer before the first proof,
+// answers until Lease after the newest proof, a request for a new proof
+// once half of it is gone (once per proof), and fills that still land past
+// it.
+func TestLease(t *testing.T) {
+	t.Parallel()
+	const lease = time.Second
+	asked := 0
+	c, clock := setup(t, Config{Lease: lease, OnLeaseLow: func() { asked++ }})
+	k := Key{Org: "o", User: "u"}
+
+	mustDo(t, c, k, "v") // lands: fills land whatever the lease says
+	wantGet(t, c, k, "", false)
+	if st := c.Stats(); st.LeaseExpired != 2 { // the Do and the Get
+		t.Fatalf("LeaseExpired = %d before any proof; want 2", st.LeaseExpired)
+	}
+	if asked != 1 {
+		t.Fatalf("OnLeaseLow called %d times with no proof; want 1", asked)
+	}
+
+	c.Prove(clock.Now())
+	if c.Trusted() != true {
+		t.Fatal("Trusted = false right after a proof")
+	}
+	wantGet(t, c, k, "v", true)
+	clock.Advance(lease/2 - time.Nanosecond)
+	wantGet(t, c, k, "v", true)
+	if asked != 1 {
+		t.Fatalf("OnLeaseLow called in the first half of the lease")
+	}
+	clock.Advance(time.Nanosecond) // half gone: ask, once
+	wantGet(t, c, k, "v", true)
+	wantGet(t, c, k, "v", true)
+	if asked != 2 {
+		t.Fatalf("OnLeaseLow called %d times; want 2", asked)
+	}
+	clock.Advance(lease/2 - time.Nanosecond)
+	wantGet(t, c, k, "v", true)
+	clock.Advance(time.Nanosecond) // the lease is over
+	wantGet(t, c, k, "", false)
+	if c.Trusted() {
+		t.Fatal("Trusted past the lease")
+	}
+	// Do past the lease loads (and its result lands for later).
+	if got, err := c.Do(context.Background(), k, value("w")); err != nil || got != "w" {
+		t.Fatalf("Do past the lease = %q, %v; want w (a load)", got, err)
+	}
+
+	// An older proof changes nothing; a newer one extends.
+	c.Prove(clock.Now().Add(-2 * lease))
+	wantGet(t, c, k, "", false)
+	c.Prove(clock.Now())
+	wantGet(t, c, k, "w", true)
+	if at, ok := c.Proven(); !ok || !at.Equal(clock.Now()) {
+		t.Fatalf("Proven = %v, %v; want %v, true", at, ok, clock.Now())
+	}
+}
+
+// TestLeaseUnsynced checks that a proof never trusts an unsynced cache.
+func TestLeaseUnsynced(t *testing.T) {
+	t.Parallel()
+	c, clock := setup(t, Config{Lease: time.Second})
+	k := Key{Org: "o", User: "u"}
+	c.Prove(clock.Now())
+	mustDo(t, c, k, "v")
+	wantGet(t, c, k, "v", true)
+	c.MarkUnsynced()
+	c.Prove(clock.Now())
+	wantGet(t, c, k, "", false)
+	if c.Trusted() {
+		t.Fatal("Trusted while unsynced")
+	}
+}
+
+// TestIndexFollowsEntries checks that the org and user index never keeps a
+// key the LRU dropped (capacity evictions, removals, purges, replacements),
+// so that an org or user eviction finds exactly the live entries.
+func TestIndexFollowsEntries(t *testing.T) {
+	t.Parallel()
+	c, _ := setup(t, Config{Capacity: 64, Shards: 4})
+	for i := range 1000 {
+		k := Key{Org: fmt.Sprintf("o%d", i%7), User: fmt.Sprintf("u%d", i%13)}
+		if i%5 == 0 {
+			k.Org = "" // user-wide keys too
+		}
+		mustDo(t, c, k, "v")
+		switch i % 97 {
+		case 10:
+			c.InvalidateOrg("o3")
+		case 20:
+			c.InvalidateUser("u5")
+		case 30:
+			c.InvalidateKey(k)
+		case 40:
+			c.InvalidateAll()
+		}
+	}
+	entries, indexed := 0, 0
+	for i := range c.shards {
+		s := &c.shards[i]
+		entries += s.lru.Len()
+		for _, ix := range []map[string]map[uint64]struct{}{s.byOrg, s.byUser} {
+			for name, set := range ix {
+				for h := range set {
+					e, ok := s.lru.Peek(h)
+					if !ok || (ix[name] != nil && e.key.Org != name && e.key.User != name) {
+						t.Fatalf("index keeps %q -> %x, not a live entry of that name", name, h)
+					}
+					indexed++
+				}
+			}
+		}
+	}
+	if indexed != 2*entries {
+		t.Fatalf("index holds %d references for %d entries; want 2 each", indexed, entries)
+	}
+	// Evictions through the index remove exactly the matching entries.
+	before := c.Len()
+	var inOrg int
+	for _, k := range c.Keys() {
+		if k.Org == "o1" {
+			inOrg++
+		}
+	}
+	c.InvalidateOrg("o1")
+	if got := c.Len(); got != before-inOrg {
+		t.Fatalf("InvalidateOrg(o1) left %d entries; want %d", got, before-inOrg)
+	}
+	for _, k := range c.Keys() {
+		if k.Org == "o1" {
+			t.Fatalf("InvalidateOrg(o1) left %v", k)
+		}
+	}
+}
