@@ -450,6 +450,7 @@ func (s *Store) UserOrgs(ctx context.Context, user string, o ListOptions) (Page[
 		return Page[UserOrg]{}, UserActive{}, dbError("user orgs", err)
 	}
 	p.At = p.At.UTC()
+	ua.At = p.At
 	if len(p.Items) > n {
 		p.Items = p.Items[:n]
 		p.Next = encodeCursor(curOrgs, p.Items[n-1].Org)
