@@ -223,7 +223,7 @@ func TestPgRestoreDataOnly(t *testing.T) {
 	dump := filepath.Join(t.TempDir(), "orgperm.dump")
 	runProgram(t, pgBin(t, e.ctx, e.pool, "pg_dump"), "-Fc", "-f", dump, "-d", e.url)
 	e.exec(`DELETE FROM orgperm.data_access; DELETE FROM orgperm.membership_roles; DELETE FROM orgperm.memberships;
-DELETE FROM orgperm.role_permissions; DELETE FROM orgperm.roles; DELETE FROM orgperm.permissions; DELETE FROM orgperm.audit_log`)
+DELETE FROM orgperm.role_permissions; DELETE FROM orgperm.roles; DELETE FROM orgperm.permissions`)
 	e.drain()
 	before := e.fingerprint()
 
@@ -296,9 +296,9 @@ func TestUpgradeFromFirstRelease(t *testing.T) {
 		t.Fatal("nothing to migrate from version 2")
 	}
 	// The upgrade itself tells running instances to purge: one ddl payload
-	// per migration (each runs in its own transaction).
-	if got := e.drain(); !slices.Equal(got, slices.Repeat([]string{ddlPayload}, len(res))) {
-		t.Errorf("payloads of the upgrade: %q, want one ddl payload per migration (%d)", got, len(res))
+	// per migration at most (each runs in a transaction of its own).
+	if got := e.drain(); !ddlPayloads(got, len(res)) {
+		t.Errorf("payloads of the upgrade: %q, want 1 to %d ddl payloads", got, len(res))
 	}
 	// schema_version() is the number of the newest triggers migration.
 	names, _ := filepath.Glob("[0-9]*_triggers*.sql")
@@ -327,8 +327,8 @@ func TestUpgradeFromFirstRelease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := e.drain(); !slices.Equal(got, slices.Repeat([]string{ddlPayload}, len(down))) {
-		t.Errorf("payloads of the downgrade: %q, want one ddl payload per migration (%d)", got, len(down))
+	if got := e.drain(); !ddlPayloads(got, len(down)) {
+		t.Errorf("payloads of the downgrade: %q, want 1 to %d ddl payloads", got, len(down))
 	}
 	var n int
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_trigger WHERE tgname LIKE '%\_notify\_%'`).Scan(&n); err != nil || n != 22 {
@@ -344,4 +344,17 @@ func TestUpgradeFromFirstRelease(t *testing.T) {
 	if rows := e.inspect(); len(rows) != 0 {
 		t.Errorf("inspect after down and up: %q", rows)
 	}
+}
+
+// ddlPayloads reports whether got is 1 to max ddl payloads and nothing else.
+func ddlPayloads(got []string, max int) bool {
+	if len(got) == 0 || len(got) > max {
+		return false
+	}
+	for _, p := range got {
+		if p != ddlPayload {
+			return false
+		}
+	}
+	return true
 }

@@ -255,8 +255,8 @@ func TestConnectTimeout(t *testing.T) {
 	p := pgtest.NewProxy(t, net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port))))
 	l, rt, h := setup(t, pool, Config{
 		Connect:           proxied(t, pool, p),
-		ProofTimeout:      300 * time.Millisecond,
-		ConnectTimeout:    300 * time.Millisecond,
+		ProofTimeout:      time.Second,
+		ConnectTimeout:    time.Second, // bounds Start's first connect too: room for a loaded machine
 		MaxReconnectDelay: 100 * time.Millisecond,
 	})
 	start(t, l, rt)

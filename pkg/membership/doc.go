@@ -135,6 +135,16 @@
 // A notification from a source this version does not know evicts the
 // user-wide answers too: only sources proven harmless leave them.
 //
+// # The same checks in SQL, and row-level security
+//
+// Migration 00004 adds SQL functions with the answers of the checks above
+// (orgperm.has_permission, orgperm.can_access, orgperm.accessible_ids, ...)
+// and orgperm.protect_table, which writes a row-level security policy for an
+// app's table from the same grants. The policy's principal is set per
+// transaction: [SetPrincipal], or [SetPrincipalFromContext] with the
+// principal an HTTP middleware put in the context ([WithPrincipal]). See the
+// README's "SQL interface".
+//
 // # Errors
 //
 // Bad input is rejected before any SQL with a [*ValidationError] that
