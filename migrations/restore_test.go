@@ -223,7 +223,7 @@ func TestPgRestoreDataOnly(t *testing.T) {
 	dump := filepath.Join(t.TempDir(), "orgperm.dump")
 	runProgram(t, pgBin(t, e.ctx, e.pool, "pg_dump"), "-Fc", "-f", dump, "-d", e.url)
 	e.exec(`DELETE FROM orgperm.data_access; DELETE FROM orgperm.membership_roles; DELETE FROM orgperm.memberships;
-DELETE FROM orgperm.role_permissions; DELETE FROM orgperm.roles; DELETE FROM orgperm.permissions`)
+DELETE FROM orgperm.role_permissions; DELETE FROM orgperm.roles; DELETE FROM orgperm.permissions; DELETE FROM orgperm.audit_log`)
 	e.drain()
 	before := e.fingerprint()
 
