@@ -123,7 +123,7 @@ func TestReplicaFills(t *testing.T) {
 	// expect checks that c shows codename after a write that began at
 	// began and whose notification c has applied; lagged says whether the
 	// replica must still have been behind that write when the check began.
-	expect := func(c *Client, codename string, began time.Time) (lagged bool) {
+	expect := func(t *testing.T, c *Client, codename string, began time.Time) (lagged bool) {
 		t.Helper()
 		asked := time.Now()
 		ok, err := c.HasPermission(ctx, "o1", "u1", codename)
@@ -147,7 +147,7 @@ func TestReplicaFills(t *testing.T) {
 			t.Fatal(err)
 		}
 		before := c.Stats().Replica
-		lagged := expect(c, "x.b", began)
+		lagged := expect(t, c, "x.b", began)
 		st := c.Stats().Replica
 		if st.Fills != before.Fills+1 || st.Fallbacks != 0 {
 			t.Fatalf("replica stats %+v, before the check %+v: want one more replica fill, no fallback", st, before)
@@ -161,7 +161,7 @@ func TestReplicaFills(t *testing.T) {
 			t.Fatal(err)
 		}
 		before = c.Stats().Replica
-		lagged = expect(c, "x.c", began)
+		lagged = expect(t, c, "x.c", began)
 		st = c.Stats().Replica
 		if st.Fills != before.Fills+1 || (lagged && st.Waits == before.Waits) {
 			t.Fatalf("own write: replica stats %+v, before %+v (lagged %v)", st, before, lagged)
@@ -195,7 +195,7 @@ func TestReplicaFills(t *testing.T) {
 			t.Fatal(err)
 		}
 		before := c.Stats().Replica
-		lagged := expect(c, "x.d", began)
+		lagged := expect(t, c, "x.d", began)
 		st := c.Stats().Replica
 		if lagged && (st.Lagging != before.Lagging+1 || st.Fallbacks != before.Fallbacks+1) {
 			t.Fatalf("a replica behind by more than ReplicaWait: stats %+v, before %+v; want one more Lagging fallback", st, before)
