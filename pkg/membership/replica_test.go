@@ -28,13 +28,13 @@ const applyDelay = 500 * time.Millisecond
 // replicaSetup starts a standby of the shared server whose apply is delayed
 // by applyDelay, and returns a pool on a fresh database of the primary and
 // a pool on the same database on the standby, each counting its round trips.
-func replicaSetup(t *testing.T) (primary, replica *pgxpool.Pool, pc, rc *countingTracer) {
+func replicaSetup(t testing.TB, delay time.Duration) (primary, replica *pgxpool.Pool, pc, rc *countingTracer, url string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	srv := pgtest.Shared(t)
-	url := srv.NewDatabase(t)
-	sb, err := pgstandby.Start(ctx, pgstandby.Config{PrimaryURL: srv.URL, ApplyDelay: applyDelay})
+	url = srv.NewDatabase(t)
+	sb, err := pgstandby.Start(ctx, pgstandby.Config{PrimaryURL: srv.URL, ApplyDelay: delay})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,29 @@ func replicaSetup(t *testing.T) (primary, replica *pgxpool.Pool, pc, rc *countin
 	if err != nil {
 		t.Fatal(err)
 	}
-	return primary, newPool(surl, rc), pc, rc
+	return primary, newPool(surl, rc), pc, rc, url
+}
+
+// awaitReplica returns once replica can connect to its database and has
+// replayed every write committed on primary before the call.
+func awaitReplica(tb testing.TB, ctx context.Context, primary, replica *pgxpool.Pool) {
+	tb.Helper()
+	var lsn string
+	if err := primary.QueryRow(ctx, `SELECT pg_current_wal_insert_lsn()::text`).Scan(&lsn); err != nil {
+		tb.Fatal(err)
+	}
+	for {
+		var ok bool
+		err := replica.QueryRow(ctx, `SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn`, lsn).Scan(&ok)
+		if err == nil && ok {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			tb.Fatalf("the standby never replayed %s: %v", lsn, err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // TestReplicaFills runs a Client with a replica whose apply lags by 500 ms
@@ -70,7 +92,7 @@ func replicaSetup(t *testing.T) (primary, replica *pgxpool.Pool, pc, rc *countin
 // the replica (ReplicaWait 3 s), or read the primary (ReplicaWait 10 ms),
 // and the counters say which.
 func TestReplicaFills(t *testing.T) {
-	primary, replica, _, _ := replicaSetup(t)
+	primary, replica, _, _, _ := replicaSetup(t, applyDelay)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	admin := NewStore(primary) // evicts nothing itself: only notifications do
@@ -89,23 +111,7 @@ func TestReplicaFills(t *testing.T) {
 	if err := admin.AssignRole(ctx, "o1", "u1", role, nil); err != nil {
 		t.Fatal(err)
 	}
-	var lsn string
-	if err := primary.QueryRow(ctx, `SELECT pg_current_wal_insert_lsn()::text`).Scan(&lsn); err != nil {
-		t.Fatal(err)
-	}
-	// The database must exist on the standby before a pool connects.
-	for {
-		c, err := replica.Acquire(ctx)
-		if err == nil {
-			c.Release()
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("the database never reached the standby: %v", err)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	awaitReplica(t, ctx, primary, replica)
 
 	newClient := func(wait time.Duration, replica *pgxpool.Pool) *Client {
 		c, err := New(ctx, primary, Config{Replica: replica, ReplicaWait: wait})
