@@ -28,6 +28,7 @@ func TestReplicaFillsNeverStale(t *testing.T) {
 	w := newWorld(t, server)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	started := time.Now()
 	sb, err := pgstandby.Start(ctx, pgstandby.Config{PrimaryURL: server.URL, ApplyDelay: applyDelay})
 	if err != nil {
 		t.Fatal(err)
@@ -37,6 +38,7 @@ func TestReplicaFillsNeverStale(t *testing.T) {
 			t.Error(err)
 		}
 	})
+	t.Logf("standby started in %v", time.Since(started))
 	surl, err := sb.ConnStringFor(w.url)
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +48,19 @@ func TestReplicaFillsNeverStale(t *testing.T) {
 		t.Run(fmt.Sprintf("ReplicaWait=%v", wait), func(t *testing.T) {
 			var ins []*membership.Client
 			for range 2 {
-				ins = append(ins, newInstance(t, w.pool, membership.Config{Replica: replica, ReplicaWait: wait}).c)
+				// Not newInstance: its notification channel would fill up
+				// in a long run that nobody drains.
+				c, err := membership.New(ctx, w.pool, membership.Config{Replica: replica, ReplicaWait: wait})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = c.Close(context.Background()) })
+				select {
+				case <-c.Ready():
+				case <-time.After(waitTimeout):
+					t.Fatal("client never became ready")
+				}
+				ins = append(ins, c)
 			}
 			stop := timelineLoad(t, w, bound, ins...)
 			time.Sleep(longDuration(4*time.Second, 3*time.Minute)) // the load runs for this long
