@@ -50,7 +50,9 @@ func TestReplicaFillsNeverStale(t *testing.T) {
 			for range 2 {
 				// Not newInstance: its notification channel would fill up
 				// in a long run that nobody drains.
-				c, err := membership.New(ctx, w.pool, membership.Config{Replica: replica, ReplicaWait: wait})
+				nctx, ncancel := context.WithTimeout(context.Background(), waitTimeout)
+				c, err := membership.New(nctx, w.pool, membership.Config{Replica: replica, ReplicaWait: wait})
+				ncancel()
 				if err != nil {
 					t.Fatal(err)
 				}
