@@ -125,6 +125,16 @@ func (r *replicaReader) noteEviction() {
 // position returns a WAL position of the primary at or past the commit of
 // every write whose eviction was counted before the call.
 func (r *replicaReader) position(ctx context.Context) (uint64, error) {
+	lsn, err := r.positionOnce(ctx)
+	if err != nil && ctx.Err() == nil && errors.Is(err, context.Canceled) {
+		// The read was another fill's, and that fill's caller left: ours
+		// still needs one.
+		lsn, err = r.positionOnce(ctx)
+	}
+	return lsn, err
+}
+
+func (r *replicaReader) positionOnce(ctx context.Context) (uint64, error) {
 	need := r.applied.Load()
 	r.mu.Lock()
 	if r.safeOK && r.safeCount >= need {
