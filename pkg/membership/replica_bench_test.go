@@ -53,7 +53,7 @@ func BenchmarkReplicaOffload(b *testing.B) {
 				i++
 				u := fmt.Sprintf("u%d", rand.IntN(members))
 				if writeEvery > 0 && i%writeEvery == 0 {
-					if _, err := writer.Exec(ctx, `UPDATE orgperm.memberships SET status = 'active' WHERE org_id = 'o1' AND user_id = $1`, u); err != nil {
+					if _, err := writer.Exec(ctx, `UPDATE orgperm.memberships SET status = CASE status WHEN 'active' THEN 'suspended' ELSE 'active' END WHERE org_id = 'o1' AND user_id = $1`, u); err != nil {
 						b.Fatal(err)
 					}
 				}
