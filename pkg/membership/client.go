@@ -86,6 +86,22 @@ type Config struct {
 	// OnStateChange, when set, is called when the listener's state changes.
 	// Defaults to nil.
 	OnStateChange func(listener.State)
+
+	// Replica, when set, is a pool on a streaming standby of the primary
+	// that pool connects to (or several, each connection on one): cache
+	// fills read it once it has replayed every write whose invalidation
+	// this instance applied before the fill began, and read the primary
+	// when it has not within ReplicaWait, fails, or is not in recovery.
+	// Writes, the listener, batch warm-ups and FullyConsistent checks
+	// always use the primary. See [ReplicaStats]. Defaults to nil: fills
+	// read the primary.
+	Replica *pgxpool.Pool
+
+	// ReplicaWait bounds how long a fill waits for a free Replica
+	// connection and for the replica to replay what it must show, before
+	// it reads the primary instead. Defaults to DefaultReplicaWait (50
+	// ms).
+	ReplicaWait time.Duration
 }
 
 func (cfg Config) resolve() (Config, error) {
@@ -100,6 +116,11 @@ func (cfg Config) resolve() (Config, error) {
 		return cfg, &ConfigError{Field: "ProofTimeout", Reason: "must not be negative"}
 	case cfg.RewarmKeys < 0:
 		return cfg, &ConfigError{Field: "RewarmKeys", Reason: "must not be negative"}
+	case cfg.ReplicaWait < 0:
+		return cfg, &ConfigError{Field: "ReplicaWait", Reason: "must not be negative"}
+	}
+	if cfg.ReplicaWait == 0 {
+		cfg.ReplicaWait = DefaultReplicaWait
 	}
 	if cfg.Capacity == 0 {
 		cfg.Capacity = 10_000
@@ -154,6 +175,7 @@ type Client struct {
 	hooks    hooks.Client
 	guardErr error // the last verification's error; guarded by guardMu
 	guardMu  sync.Mutex
+	replica  *replicaReader // nil without Config.Replica
 
 	wg      sync.WaitGroup
 	closed  chan struct{}
@@ -191,6 +213,9 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Client, error) {
 	}
 	c := &Client{pool: pool, cfg: cfg, closed: make(chan struct{}), hooks: hooks.ClientFrom(ctx)}
 	c.store = &Store{db: pool, onWrite: c.apply}
+	if cfg.Replica != nil {
+		c.replica = &replicaReader{pool: cfg.Replica, primary: pool, wait: cfg.ReplicaWait}
+	}
 	c.cache, err = localcache.New[cached](localcache.Config{
 		Capacity:   cfg.Capacity,
 		TTL:        cfg.TTL,
@@ -270,11 +295,12 @@ func (c *Client) Ready() <-chan struct{} { return c.listener.Ready() }
 type Stats struct {
 	Cache    localcache.Stats
 	Listener listener.Stats
+	Replica  ReplicaStats // zero without Config.Replica
 }
 
 // Stats returns the cache and listener counters.
 func (c *Client) Stats() Stats {
-	return Stats{Cache: c.cache.Stats(), Listener: c.listener.Stats()}
+	return Stats{Cache: c.cache.Stats(), Listener: c.listener.Stats(), Replica: c.replica.stats()}
 }
 
 // FullyConsistent returns a context whose checks bypass the local cache and
@@ -364,7 +390,7 @@ func (c *Client) lookup(ctx context.Context, k localcache.Key) (cached, error) {
 		}
 	}
 	v, err := c.cache.DoAfterGet(ctx, k, func(ctx context.Context) (cached, time.Duration, error) {
-		v, left, err := c.load(ctx, k)
+		v, left, err := c.fill(ctx, k)
 		if c.hooks.AfterLoad != nil {
 			c.hooks.AfterLoad(k.Org, k.User)
 		}
@@ -390,14 +416,19 @@ func checkKey(k localcache.Key) error {
 // load reads k from the database, at the database's clock, and says how
 // long the answer stays true with no write.
 func (c *Client) load(ctx context.Context, k localcache.Key) (cached, time.Duration, error) {
+	return c.loadFrom(ctx, c.store, k)
+}
+
+// loadFrom is load through store.
+func (c *Client) loadFrom(ctx context.Context, store *Store, k localcache.Key) (cached, time.Duration, error) {
 	if k.Org == "" {
-		ua, err := c.store.LoadUserActive(ctx, k.User, time.Time{})
+		ua, err := store.LoadUserActive(ctx, k.User, time.Time{})
 		if err != nil {
 			return cached{}, 0, err
 		}
 		return cached{active: ua.Active}, timeLeft(ua.At, ua.ValidUntil), nil
 	}
-	s, err := c.store.Load(ctx, k.Org, k.User, time.Time{})
+	s, err := store.Load(ctx, k.Org, k.User, time.Time{})
 	if err != nil {
 		return cached{}, 0, err
 	}
@@ -533,7 +564,10 @@ func (c *Client) EvictAll() { c.apply(listener.Invalidation{Source: sourceEvict,
 // apply evicts what inv names from this instance's cache: the one eviction
 // policy, for notifications, this instance's own writes and explicit
 // evictions alike.
-func (c *Client) apply(inv listener.Invalidation) { evict(c.cache, inv) }
+func (c *Client) apply(inv listener.Invalidation) {
+	c.replica.noteEviction() // before evicting: see replica.go
+	evict(c.cache, inv)
+}
 
 // rewarm reloads the hottest keys cached before a resync purge, in one
 // round trip. It runs right after the purge, on the listener's goroutine,
@@ -585,6 +619,7 @@ func (t *cacheTarget) Resync() {
 			}
 		}
 	}
+	t.c.replica.noteEviction() // the purge stands for every write before it
 	t.c.cache.Resync()
 	if len(hot) > 0 {
 		t.c.rewarm(hot)

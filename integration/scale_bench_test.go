@@ -1,0 +1,213 @@
+package integration_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/orgperm/orgperm/pkg/listener"
+	"github.com/orgperm/orgperm/pkg/membership"
+	"github.com/orgperm/orgperm/pkg/pgtest"
+)
+
+// BenchmarkInstances measures, for 1, 8, 32 and 64 instances in this
+// process (each a Client with its own pool and listener on one database;
+// ORGPERM_INSTANCES=1,8 picks other counts):
+//
+//   - the invalidation delay: from just before a raw SQL UPDATE of one
+//     membership's status (its own connection) to each instance's
+//     Config.OnInvalidate for that key. inst-p50/p99 have one sample per
+//     (write, instance); all-p50/p99 one per write, until the last
+//     instance. One write at a time: each iteration is one write.
+//
+//   - proof traffic: for 3 s after the writes, every instance checks a
+//     key every 5 ms (the lease stays live on every instance); proofs/s is
+//     the proof NOTIFYs all instances sent per second, and wakeups/s that
+//     times the listening backends (each NOTIFY wakes every one before
+//     PostgreSQL 19).
+//
+//     go test -run '^$' -bench Instances -benchtime 300x ./integration
+func BenchmarkInstances(b *testing.B) {
+	counts := []int{1, 8, 32, 64}
+	if s := os.Getenv("ORGPERM_INSTANCES"); s != "" {
+		counts = nil
+		for _, f := range strings.Split(s, ",") {
+			n, err := strconv.Atoi(f)
+			if err != nil || n < 1 {
+				b.Fatalf("ORGPERM_INSTANCES=%q: want counts like 1,8,32", s)
+			}
+			counts = append(counts, n)
+		}
+	}
+	server := pgtest.Shared(b)
+	for _, n := range counts {
+		b.Run(fmt.Sprintf("instances=%d", n), func(b *testing.B) {
+			benchInstances(b, server, n)
+		})
+	}
+}
+
+// arrivals collects, for the write under way, when each instance applied
+// its invalidation.
+type arrivals struct {
+	mu      sync.Mutex
+	start   time.Time
+	got     []time.Duration // per instance, -1 until applied
+	left    int
+	done    chan struct{}
+	pending atomic.Bool
+}
+
+func (a *arrivals) arm(n int) {
+	a.mu.Lock()
+	a.start = time.Now()
+	a.got = slices.Repeat([]time.Duration{-1}, n)
+	a.left = n
+	a.done = make(chan struct{})
+	a.mu.Unlock()
+	a.pending.Store(true)
+}
+
+func (a *arrivals) applied(i int) {
+	if !a.pending.Load() {
+		return
+	}
+	at := time.Now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.got[i] >= 0 {
+		return
+	}
+	a.got[i] = at.Sub(a.start)
+	if a.left--; a.left == 0 {
+		a.pending.Store(false)
+		close(a.done)
+	}
+}
+
+func benchInstances(b *testing.B, server *pgtest.Server, n int) {
+	ctx := context.Background()
+	url := server.NewDatabase(b)
+	raw, err := pgxpool.New(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(raw.Close)
+	if _, err := raw.Exec(ctx, fixture); err != nil {
+		b.Fatal(err)
+	}
+	a := &arrivals{}
+	clients := make([]*membership.Client, n)
+	for i := range clients {
+		cfg, err := pgxpool.ParseConfig(url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg.MaxConns = 2
+		pool, err := pgxpool.NewWithConfig(ctx, cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(pool.Close)
+		c, err := membership.New(ctx, pool, membership.Config{OnInvalidate: func(inv listener.Invalidation, err error) {
+			if err == nil && covers(inv, "o1", "u1") {
+				a.applied(i)
+			}
+		}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = c.Close(context.Background()) })
+		clients[i] = c
+	}
+	for _, c := range clients {
+		select {
+		case <-c.Ready():
+		case <-time.After(time.Minute):
+			b.Fatal("an instance never became ready")
+		}
+	}
+	writer, err := pgx.Connect(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { writer.Close(context.Background()) })
+
+	var inst, all []time.Duration
+	status := []string{"active", "suspended"} // i = 1 suspends: a write that changes nothing notifies nothing
+	i := 0
+	for b.Loop() {
+		i++
+		a.arm(n)
+		if _, err := writer.Exec(ctx, `UPDATE orgperm.memberships SET status = $1 WHERE org_id = 'o1' AND user_id = 'u1'`, status[i%2]); err != nil {
+			b.Fatal(err)
+		}
+		select {
+		case <-a.done:
+		case <-time.After(10 * time.Second):
+			b.Fatalf("write %d: not applied on every instance within 10 s", i)
+		}
+		a.mu.Lock()
+		inst = append(inst, a.got...)
+		all = append(all, slices.Max(a.got))
+		a.mu.Unlock()
+	}
+	b.StopTimer()
+	b.ReportMetric(pct(inst, 50), "inst-p50-µs")
+	b.ReportMetric(pct(inst, 99), "inst-p99-µs")
+	b.ReportMetric(pct(all, 50), "all-p50-µs")
+	b.ReportMetric(pct(all, 99), "all-p99-µs")
+
+	// Proof traffic under a read load on every instance.
+	sent := func() (s uint64) {
+		for _, c := range clients {
+			s += c.Stats().Listener.ProofsSent
+		}
+		return s
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for _, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for lctx.Err() == nil {
+				_, _ = c.Permissions(lctx, "o1", "u2")
+				select {
+				case <-lctx.Done():
+				case <-time.After(5 * time.Millisecond): // the read rate
+				}
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond) // the load settles
+	s0, t0 := sent(), time.Now()
+	time.Sleep(3 * time.Second) // the window measured
+	s1, t1 := sent(), time.Now()
+	cancel()
+	wg.Wait()
+	rate := float64(s1-s0) / t1.Sub(t0).Seconds()
+	b.ReportMetric(rate, "proofs/s")
+	b.ReportMetric(rate*float64(n), "wakeups/s")
+}
+
+// pct returns the p-th percentile of ds in µs.
+func pct(ds []time.Duration, p float64) float64 {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := int(p / 100 * float64(len(s)-1))
+	return float64(s[i].Nanoseconds()) / 1e3
+}
