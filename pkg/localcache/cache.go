@@ -4,6 +4,7 @@ import (
 	"context"
 	"hash/maphash"
 	"math"
+	"math/rand/v2"
 	"sync/atomic"
 	"time"
 )
@@ -149,8 +150,11 @@ func (c *Cache[V]) Prove(at time.Time) {
 			break
 		}
 		if c.leaseEnd.CompareAndSwap(old, end) {
-			// Ask again once half of the new lease is gone.
-			c.leaseLow.Store(end - c.lease/2)
+			// Ask again once half to three quarters of the new lease is
+			// gone, at a point drawn at random: one instance's proof
+			// refreshes every instance's lease at once, and without the
+			// spread they would all ask for the next one together.
+			c.leaseLow.Store(end - c.lease/4 - rand.Int64N(c.lease/4+1))
 			c.asked.Store(false)
 			break
 		}

@@ -9,8 +9,8 @@ import (
 
 // TestLease checks the freshness lease: no answer before the first proof,
 // answers until Lease after the newest proof, a request for a new proof
-// once half of it is gone (once per proof), and fills that still land past
-// it.
+// (once per proof) at a random point between half and three quarters of
+// it, and fills that still land past it.
 func TestLease(t *testing.T) {
 	t.Parallel()
 	const lease = time.Second
@@ -37,13 +37,13 @@ func TestLease(t *testing.T) {
 	if asked != 1 {
 		t.Fatalf("OnLeaseLow called in the first half of the lease")
 	}
-	clock.Advance(time.Nanosecond) // half gone: ask, once
+	clock.Advance(lease/4 + time.Nanosecond) // three quarters gone: asked by now, once
 	wantGet(t, c, k, "v", true)
 	wantGet(t, c, k, "v", true)
 	if asked != 2 {
 		t.Fatalf("OnLeaseLow called %d times; want 2", asked)
 	}
-	clock.Advance(lease/2 - time.Nanosecond)
+	clock.Advance(lease/4 - time.Nanosecond)
 	wantGet(t, c, k, "v", true)
 	clock.Advance(time.Nanosecond) // the lease is over
 	wantGet(t, c, k, "", false)
