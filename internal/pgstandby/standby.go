@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -119,16 +118,14 @@ func Start(ctx context.Context, cfg Config) (*Standby, error) {
 			os.RemoveAll(dir)
 		}
 	}()
-	if cred != nil {
-		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
-			return nil, err
-		}
+	if err := chownTo(dir, cred); err != nil {
+		return nil, err
 	}
 	data := filepath.Join(dir, "data")
 	bb := exec.CommandContext(ctx, filepath.Join(bin, "pg_basebackup"),
 		"-h", pcfg.Host, "-p", strconv.Itoa(int(pcfg.Port)), "-U", pcfg.User,
 		"-D", data, "-X", "stream", "-R", "--no-sync", "-c", "fast", "-w")
-	bb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	bb.SysProcAttr = procAttr(cred, false)
 	if out, err := bb.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("pgstandby: pg_basebackup: %w\n%s", err, bytes.TrimSpace(out))
 	}
@@ -155,9 +152,9 @@ func Start(ctx context.Context, cfg Config) (*Standby, error) {
 	}
 	cmd := exec.Command(filepath.Join(bin, "postgres"), args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	// Pdeathsig stops the standby if this process dies without cleaning
-	// up; SIGQUIT is PostgreSQL's immediate shutdown.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGQUIT, Setpgid: true}
+	// Where the platform allows, the kernel stops the standby if this
+	// process dies without cleaning up (proc_linux.go).
+	cmd.SysProcAttr = procAttr(cred, true)
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("pgstandby: start postgres: %w", err)
@@ -380,24 +377,6 @@ func versionOf(dir string) int {
 		}
 	}
 	return 0
-}
-
-// unprivileged returns the credential to run as when this process is root
-// (postgres refuses to run as root), or nil.
-func unprivileged() (*syscall.Credential, error) {
-	if os.Geteuid() != 0 {
-		return nil, nil
-	}
-	for _, name := range []string{"postgres", "nobody"} {
-		u, err := user.Lookup(name)
-		if err != nil {
-			continue
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
-	}
-	return nil, errors.New("pgstandby: running as root and found no unprivileged user (postgres, nobody) to run PostgreSQL as")
 }
 
 func freePort() (int, error) {
