@@ -56,8 +56,11 @@ type Stats struct {
 // read them without the shard lock, and they live in the shard (padded from
 // its neighbours) so the hit path of one shard never writes a cache line
 // another shard's hit path writes.
+//
+// The hit counter is not here: it sits next to the shard's lock (see
+// shard.hits).
 type counters struct {
-	hits, misses, bypassed     atomic.Uint64
+	misses, bypassed           atomic.Uint64
 	leaseExpired               atomic.Uint64
 	loads, coalesced           atomic.Uint64
 	fills, staleFills, expired atomic.Uint64
@@ -67,7 +70,6 @@ type counters struct {
 
 // addTo adds the shard's counters to st.
 func (c *counters) addTo(st *Stats) {
-	st.Hits += c.hits.Load()
 	st.Misses += c.misses.Load()
 	st.Bypassed += c.bypassed.Load()
 	st.LeaseExpired += c.leaseExpired.Load()
@@ -84,10 +86,11 @@ func (c *counters) addTo(st *Stats) {
 }
 
 // countLookup records the outcome of a lookup.
-func (c *counters) countLookup(r lookupResult) {
+func (s *shard[V]) countLookup(r lookupResult) {
+	c := &s.counters
 	switch r {
 	case lookupHit:
-		c.hits.Add(1)
+		s.hits.Add(1)
 	case lookupMiss:
 		c.misses.Add(1)
 	case lookupExpired:
