@@ -2,8 +2,8 @@ package membership
 
 import (
 	"fmt"
-	"slices"
 	"time"
+	"unique"
 )
 
 // Status is the status of a membership. The empty Status means there is no
@@ -54,27 +54,6 @@ type grantRef struct {
 	role  int32
 }
 
-// typeAccess is the data access of one resource type.
-type typeAccess struct {
-	all    bool
-	allRef grantRef
-	ids    map[string]grantRef
-	sorted []string // the keys of ids, sorted
-}
-
-func (ta *typeAccess) lookup(id string) (grantRef, bool) {
-	if ta == nil {
-		return grantRef{}, false
-	}
-	if ref, ok := ta.ids[id]; ok {
-		return ref, true
-	}
-	if ta.all {
-		return ta.allRef, true
-	}
-	return grantRef{}, false
-}
-
 // PermissionSet is the permission set of one user in one organization at
 // one instant: what the seeds call the permission JSON. It holds the
 // membership's status and window, the roles held, the union of their
@@ -97,13 +76,14 @@ type PermissionSet struct {
 	at          time.Time
 	validUntil  time.Time
 
-	roles         []Role           // held at `at`, sorted by ID
-	expired       []Role           // assignments that ended at or before `at`, sorted by ID
-	perms         map[string]int32 // codename -> lowest index in roles granting it (-1 unknown)
-	codes         []string         // keys of perms, sorted
-	expiredPerms  map[string]int32 // codename -> index in expired
-	access        map[string]*typeAccess
-	expiredAccess map[string]*typeAccess // grants through expired roles
+	// The parts below are hash-consed and shared between sets (see
+	// permset_compact.go). A zero handle means none.
+	roles         []unique.Handle[Role] // held at `at`, sorted by ID
+	expired       []unique.Handle[Role] // assignments that ended at or before `at`, sorted by ID
+	perms         unique.Handle[permIndex]
+	expiredPerms  unique.Handle[permIndex] // what the expired roles would grant
+	access        []unique.Handle[typeAccess]
+	expiredAccess []unique.Handle[typeAccess] // grants through expired roles
 }
 
 // Org returns the organization ID of the set.
@@ -173,16 +153,29 @@ func (s *PermissionSet) Roles() []Role {
 	if s == nil || !s.active {
 		return nil
 	}
-	return slices.Clone(s.roles)
+	return roleValues(s.roles)
+}
+
+// roleValues returns the roles of hs in a fresh slice (nil if none).
+func roleValues(hs []unique.Handle[Role]) []Role {
+	if len(hs) == 0 {
+		return nil
+	}
+	out := make([]Role, len(hs))
+	for i, h := range hs {
+		out[i] = h.Value()
+	}
+	return out
 }
 
 // Permissions returns the codenames granted by the held roles, sorted. An
 // inactive set has none.
 func (s *PermissionSet) Permissions() []string {
-	if s == nil || !s.active {
+	if s == nil || !s.active || s.perms == (unique.Handle[permIndex]{}) {
 		return nil
 	}
-	return slices.Clone(s.codes)
+	p := s.perms.Value()
+	return p.names()
 }
 
 // ResourceTypes returns the resource types the set has any data access to,
@@ -191,22 +184,25 @@ func (s *PermissionSet) ResourceTypes() []string {
 	if s == nil || !s.active {
 		return nil
 	}
-	types := make([]string, 0, len(s.access))
-	for t := range s.access {
-		types = append(types, t)
+	if len(s.access) == 0 {
+		return nil
 	}
-	slices.Sort(types)
+	types := make([]string, len(s.access))
+	for i, h := range s.access { // sorted by type
+		types[i] = h.Value().typ
+	}
 	return types
 }
 
-// Has reports whether the set grants the permission codename. It is a map
-// lookup that does not allocate.
+// Has reports whether the set grants the permission codename. It is one
+// lookup in the process-wide codename catalog and a bit test, and does not
+// allocate.
 func (s *PermissionSet) Has(codename string) bool {
-	if s == nil || !s.active {
+	if s == nil || !s.active || s.perms == (unique.Handle[permIndex]{}) {
 		return false
 	}
-	_, ok := s.perms[codename]
-	return ok
+	p := s.perms.Value()
+	return p.hasBit(codename)
 }
 
 // HasAny reports whether the set grants at least one of codenames. With no
@@ -245,7 +241,11 @@ func (s *PermissionSet) CanAccess(resourceType, id string) bool {
 	if s == nil || !s.active {
 		return false
 	}
-	_, ok := s.access[resourceType].lookup(id)
+	ta, ok := findType(s.access, resourceType)
+	if !ok {
+		return false
+	}
+	_, ok = ta.lookup(id)
 	return ok
 }
 
@@ -257,14 +257,14 @@ func (s *PermissionSet) AccessibleIDs(resourceType string) (all bool, ids []stri
 	if s == nil || !s.active {
 		return false, nil
 	}
-	ta := s.access[resourceType]
-	if ta == nil {
+	ta, ok := findType(s.access, resourceType)
+	if !ok {
 		return false, nil
 	}
 	if ta.all {
 		return true, nil
 	}
-	return false, slices.Clone(ta.sorted)
+	return false, ta.idList()
 }
 
 // Reason says why a Decision allowed or denied.
@@ -384,11 +384,30 @@ func (s *PermissionSet) denyInactive() Decision {
 	return Decision{Reason: r, Message: msg}
 }
 
-func roleAt(roles []Role, i int32) (int64, string) {
+func roleAt(roles []unique.Handle[Role], i int32) (int64, string) {
 	if i < 0 || int(i) >= len(roles) {
 		return 0, ""
 	}
-	return roles[i].ID, roles[i].Name
+	r := roles[i].Value()
+	return r.ID, r.Name
+}
+
+// lookupPerm returns the role index granting codename in p, if p grants it.
+func lookupPerm(p unique.Handle[permIndex], codename string) (int32, bool) {
+	if p == (unique.Handle[permIndex]{}) {
+		return -1, false
+	}
+	v := p.Value()
+	return v.has(codename)
+}
+
+// lookupAccess returns the grant covering (resourceType, id) in access.
+func lookupAccess(access []unique.Handle[typeAccess], resourceType, id string) (grantRef, bool) {
+	ta, ok := findType(access, resourceType)
+	if !ok {
+		return grantRef{}, false
+	}
+	return ta.lookup(id)
 }
 
 // Explain answers Has(codename) and says why: the granting role (the held
@@ -401,7 +420,7 @@ func (s *PermissionSet) Explain(codename string) Decision {
 	if s == nil || !s.active {
 		return s.denyInactive()
 	}
-	if i, ok := s.perms[codename]; ok {
+	if i, ok := lookupPerm(s.perms, codename); ok {
 		id, name := roleAt(s.roles, i)
 		msg := fmt.Sprintf("%q granted by role %q", codename, name)
 		if name == "" {
@@ -409,11 +428,15 @@ func (s *PermissionSet) Explain(codename string) Decision {
 		}
 		return Decision{Allowed: true, Reason: ReasonGranted, RoleID: id, RoleName: name, Message: msg}
 	}
-	if i, ok := s.expiredPerms[codename]; ok {
+	if i, ok := lookupPerm(s.expiredPerms, codename); ok {
 		id, name := roleAt(s.expired, i)
+		var ended time.Time
+		if i >= 0 && int(i) < len(s.expired) {
+			ended = s.expired[i].Value().ValidUntil
+		}
 		return Decision{Reason: ReasonRoleExpired, RoleID: id, RoleName: name,
 			Message: fmt.Sprintf("%q would be granted by role %q, whose assignment ended at %s",
-				codename, name, s.expired[i].ValidUntil.UTC().Format(time.RFC3339Nano))}
+				codename, name, ended.UTC().Format(time.RFC3339Nano))}
 	}
 	if len(s.roles) == 0 {
 		return Decision{Reason: ReasonNoRole,
@@ -432,7 +455,7 @@ func (s *PermissionSet) ExplainAccess(resourceType, id string) Decision {
 	if s == nil || !s.active {
 		return s.denyInactive()
 	}
-	if ref, ok := s.access[resourceType].lookup(id); ok {
+	if ref, ok := lookupAccess(s.access, resourceType, id); ok {
 		d := Decision{Allowed: true, Reason: ReasonGranted, GrantID: ref.grant}
 		d.RoleID, d.RoleName = roleAt(s.roles, ref.role)
 		if d.RoleName != "" {
@@ -442,7 +465,7 @@ func (s *PermissionSet) ExplainAccess(resourceType, id string) Decision {
 		}
 		return d
 	}
-	if ref, ok := s.expiredAccess[resourceType].lookup(id); ok {
+	if ref, ok := lookupAccess(s.expiredAccess, resourceType, id); ok {
 		d := Decision{Reason: ReasonRoleExpired, GrantID: ref.grant}
 		d.RoleID, d.RoleName = roleAt(s.expired, ref.role)
 		d.Message = fmt.Sprintf("%s %q would be granted by grant %d to role %q, whose assignment ended",

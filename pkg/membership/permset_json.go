@@ -102,16 +102,18 @@ func (s *PermissionSet) MarshalJSON() ([]byte, error) {
 		ComputedAt:  s.at.UTC(),
 	}
 	if s.active {
-		for _, r := range s.roles {
+		for _, h := range s.roles {
+			r := h.Value()
 			j.Roles = append(j.Roles, roleJSON{ID: r.ID, Name: r.Name, System: r.System, ValidUntil: timePtr(r.ValidUntil)})
 		}
-		j.Permissions = append(j.Permissions, s.codes...)
-		for typ, ta := range s.access {
+		j.Permissions = append(j.Permissions, s.Permissions()...)
+		for _, h := range s.access {
+			ta := h.Value()
 			a := accessJSON{All: ta.all, IDs: []string{}}
 			if !ta.all {
-				a.IDs = append(a.IDs, ta.sorted...)
+				a.IDs = append(a.IDs, ta.idList()...)
 			}
-			j.DataAccess[typ] = a
+			j.DataAccess[ta.typ] = a
 		}
 	}
 	return json.Marshal(j)
@@ -167,44 +169,46 @@ func (s *PermissionSet) UnmarshalJSON(data []byte) error {
 		*s = t
 		return nil
 	}
+	var roles []Role
 	for _, r := range j.Roles {
 		if err := checkRoleName(r.Name); err != nil {
 			return err
 		}
-		t.roles = append(t.roles, Role{ID: r.ID, Name: r.Name, System: r.System, ValidUntil: timeVal(r.ValidUntil)})
+		roles = append(roles, Role{ID: r.ID, Name: r.Name, System: r.System, ValidUntil: timeVal(r.ValidUntil)})
 	}
-	slices.SortFunc(t.roles, func(a, b Role) int { return cmp.Compare(a.ID, b.ID) })
+	slices.SortFunc(roles, func(a, b Role) int { return cmp.Compare(a.ID, b.ID) })
 	if err := checkCodenames(j.Permissions); err != nil {
 		return err
 	}
-	t.perms = make(map[string]int32, len(j.Permissions))
+	perms := make(map[string]int32, len(j.Permissions))
 	for _, c := range j.Permissions {
-		if _, seen := t.perms[c]; !seen {
-			t.perms[c] = -1
-			t.codes = append(t.codes, c)
-		}
+		perms[c] = -1
 	}
-	slices.Sort(t.codes)
+	var access map[string]*accessBuilder
 	for typ, a := range j.DataAccess {
 		if !ValidResourceType(typ) {
 			return invalid("resource_type", typ, ErrInvalidResourceType)
 		}
-		ta := &typeAccess{all: a.All, allRef: grantRef{role: -1}, ids: make(map[string]grantRef, len(a.IDs))}
+		b := &accessBuilder{ids: make(map[string]grantRef, len(a.IDs))}
+		if a.All {
+			b.add(nil, grantRef{role: -1})
+		}
 		for _, id := range a.IDs {
 			if err := checkID("resource_id", id); err != nil {
 				return err
 			}
-			if _, seen := ta.ids[id]; !seen {
-				ta.ids[id] = grantRef{role: -1}
-				ta.sorted = append(ta.sorted, id)
-			}
+			b.add(&id, grantRef{role: -1})
 		}
-		slices.Sort(ta.sorted)
-		if t.access == nil {
-			t.access = make(map[string]*typeAccess)
+		if access == nil {
+			access = make(map[string]*accessBuilder)
 		}
-		t.access[typ] = ta
+		access[typ] = b
 	}
+	// Decoded codenames are looked up in the catalog, never added to it:
+	// untrusted input must not grow a process-wide table.
+	t.roles = internRoles(roles)
+	t.perms, _ = makePermIndex(perms, false)
+	t.access = makeAccess(access)
 	*s = t
 	return nil
 }

@@ -1,0 +1,109 @@
+package membership
+
+import "time"
+
+// build makes the permission set of (org, user) from one row of loadSQL, at
+// the instant the row says.
+func build(org, user string, r *rawSet) *PermissionSet {
+	at := r.at.UTC()
+	s := &PermissionSet{org: org, user: user, at: at}
+	next := func(t time.Time) {
+		if t.After(at) && (s.validUntil.IsZero() || t.Before(s.validUntil)) {
+			s.validUntil = t
+		}
+	}
+	if r.status == nil {
+		return s
+	}
+	s.status = Status(*r.status)
+	if s.from = windowStart(r.from); !s.from.IsZero() && s.from != farFuture {
+		next(s.from)
+	}
+	if s.until = windowEnd(r.until); !s.until.IsZero() {
+		next(s.until)
+	}
+	s.active = s.status == StatusActive &&
+		(s.from.IsZero() || !at.Before(s.from)) &&
+		(s.until.IsZero() || at.Before(s.until))
+	if !s.active {
+		// Nothing held matters until the membership is active: at its
+		// valid_from (already in validUntil) the set is loaded again.
+		return s
+	}
+
+	// Roles: held when the assignment has no end or ends after at.
+	var roles, expired []Role
+	type roleRef struct {
+		current bool
+		i       int32
+	}
+	refs := make(map[int64]roleRef, len(r.roleIDs))
+	for i, id := range r.roleIDs {
+		role := Role{ID: id, Name: r.roleNames[i], System: r.roleSystem[i]}
+		role.ValidUntil = windowEnd(r.roleUntil[i])
+		if role.ValidUntil.IsZero() || role.ValidUntil.After(at) {
+			refs[id] = roleRef{true, int32(len(roles))}
+			roles = append(roles, role)
+			if !role.ValidUntil.IsZero() {
+				next(role.ValidUntil)
+			}
+		} else {
+			refs[id] = roleRef{false, int32(len(expired))}
+			expired = append(expired, role)
+		}
+	}
+
+	// Permissions: for each codename, the held role with the lowest ID
+	// (roles are by ID, so the lowest index).
+	perms := make(map[string]int32, len(r.permCode))
+	var expiredPerms map[string]int32
+	for i, code := range r.permCode {
+		ref, ok := refs[r.permRole[i]]
+		target := &perms
+		switch {
+		case !ok:
+			continue
+		case !ref.current:
+			target = &expiredPerms
+			if expiredPerms == nil {
+				expiredPerms = make(map[string]int32)
+			}
+		}
+		if cur, seen := (*target)[code]; !seen || ref.i < cur {
+			(*target)[code] = ref.i
+		}
+	}
+
+	// Data grants: for each record (or all of a type), the grant with the
+	// lowest ID.
+	var access, expiredAccess map[string]*accessBuilder
+	for i, typ := range r.grantType {
+		ref := grantRef{grant: r.grantID[i], role: -1}
+		target := &access
+		if rid := r.grantRole[i]; rid != nil {
+			rr, ok := refs[*rid]
+			if !ok {
+				continue
+			}
+			ref.role = rr.i
+			if !rr.current {
+				target = &expiredAccess
+			}
+		}
+		if *target == nil {
+			*target = make(map[string]*accessBuilder)
+		}
+		b := (*target)[typ]
+		if b == nil {
+			b = &accessBuilder{ids: make(map[string]grantRef)}
+			(*target)[typ] = b
+		}
+		b.add(r.grantRes[i], ref)
+	}
+
+	s.roles, s.expired = internRoles(roles), internRoles(expired)
+	s.perms, _ = makePermIndex(perms, true)
+	s.expiredPerms, _ = makePermIndex(expiredPerms, true)
+	s.access, s.expiredAccess = makeAccess(access), makeAccess(expiredAccess)
+	return s
+}

@@ -1,0 +1,398 @@
+package membership
+
+import (
+	"cmp"
+	"encoding/binary"
+	"maps"
+	"math/bits"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"unique"
+)
+
+// The compact form of a PermissionSet.
+//
+// A cached set must be small (tens of thousands of them per instance) and
+// Has must be fast, so a set holds no maps and no copies of what other sets
+// hold too:
+//
+//   - Codenames are interned into small integer IDs by one process-wide
+//     catalog (codes), and a set's permissions are a bitset over those IDs:
+//     Has is one catalog lookup and one bit test.
+//   - What a set holds is split into parts (its permissions, each held
+//     role, the data access of each resource type), each a comparable value
+//     of strings and integers, hash-consed with package unique: every set
+//     whose part is equal, provenance included, shares one copy, and a part
+//     nobody holds any more is reclaimed by the garbage collector. Members
+//     of one org with the same roles share their permissions, their roles
+//     and the data access their roles grant; a grant to the user alone
+//     makes that resource type's part the user's own. Sharing is exact by
+//     construction: equal values, compared field by field.
+//   - Grants are sorted, packed strings searched by bisection, not maps.
+
+// maxCatalog bounds the codename catalog. The catalog only grows, with the
+// distinct codenames of sets loaded from the database (the rows of
+// orgperm.permissions); a set decoded from JSON never adds to it, so that
+// untrusted input cannot fill it. Codenames outside it (the catalog full,
+// or a decoded set's unknown codename) are kept in the set's permIndex.extra.
+const maxCatalog = 1 << 16
+
+// catalog interns codenames. Lookups are lock-free reads of an immutable
+// snapshot; interning copies it under mu (rare: once per new codename).
+type catalog struct {
+	mu   sync.Mutex
+	snap atomic.Pointer[catalogSnap]
+}
+
+type catalogSnap struct {
+	ids   map[string]uint32
+	names []string // by ID
+}
+
+// codes is the process-wide codename catalog.
+var codes catalog
+
+// lookup returns the ID of codename, if it has one.
+func (c *catalog) lookup(codename string) (uint32, bool) {
+	snap := c.snap.Load()
+	if snap == nil {
+		return 0, false
+	}
+	id, ok := snap.ids[codename]
+	return id, ok
+}
+
+// name returns the codename of id, which must have been returned by lookup
+// or intern.
+func (c *catalog) name(id uint32) string { return c.snap.Load().names[id] }
+
+// intern gives an ID to every codename of names that has none, while the
+// catalog has room.
+func (c *catalog) intern(names []string) {
+	missing := false
+	for _, n := range names {
+		if _, ok := c.lookup(n); !ok {
+			missing = true
+			break
+		}
+	}
+	if !missing {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.snap.Load()
+	snap := &catalogSnap{ids: make(map[string]uint32, len(names))}
+	if old != nil {
+		snap.ids = make(map[string]uint32, len(old.ids)+len(names))
+		for k, v := range old.ids {
+			snap.ids[k] = v
+		}
+		snap.names = old.names[:len(old.names):len(old.names)]
+	}
+	for _, n := range names {
+		if _, ok := snap.ids[n]; ok || len(snap.names) >= maxCatalog {
+			continue
+		}
+		n = strings.Clone(n) // keep no fill's row buffer alive
+		snap.ids[n] = uint32(len(snap.names))
+		snap.names = append(snap.names, n)
+	}
+	c.snap.Store(snap)
+}
+
+// noRole is the role index stored for a grant to the user, or when the
+// granting role is unknown (a set decoded from JSON).
+const noRole = 0xffff
+
+// putRole appends role index i (-1 for none) as two bytes.
+func putRole(b []byte, i int32) []byte {
+	if i < 0 || i >= noRole {
+		i = noRole
+	}
+	return binary.LittleEndian.AppendUint16(b, uint16(i))
+}
+
+// getRole reads the role index at b[0:2].
+func getRole(b string) int32 {
+	v := int32(b[0]) | int32(b[1])<<8
+	if v == noRole {
+		return -1
+	}
+	return v
+}
+
+// permIndex is the permissions of a set (or what its expired roles would
+// grant), hash-consed: see the top of this file.
+type permIndex struct {
+	// bits has bit id%8 of byte id/8 set for each catalog ID granted.
+	bits string
+	// roles holds, for each set bit in ID order, two bytes: the index in
+	// the set's roles (or expired roles) of the held role with the lowest
+	// ID that grants it, 0xffff if unknown.
+	roles string
+	// extra holds the codenames granted that have no catalog ID, sorted,
+	// each followed by a NUL byte (codenames never contain one), and
+	// extraRoles their role indexes as in roles.
+	extra, extraRoles string
+}
+
+// makePermIndex builds the hash-consed index of perms (codename -> role
+// index). When intern is set (a set loaded from the database), codenames
+// without an ID get one.
+func makePermIndex(perms map[string]int32, intern bool) (unique.Handle[permIndex], bool) {
+	if len(perms) == 0 {
+		return unique.Handle[permIndex]{}, false
+	}
+	names := make([]string, 0, len(perms))
+	for n := range perms {
+		names = append(names, n)
+	}
+	if intern {
+		codes.intern(names)
+	}
+	type idRole struct {
+		id   uint32
+		role int32
+	}
+	var ids []idRole
+	var extra []string
+	for _, n := range names {
+		if id, ok := codes.lookup(n); ok {
+			ids = append(ids, idRole{id, perms[n]})
+		} else {
+			extra = append(extra, n)
+		}
+	}
+	var p permIndex
+	if len(ids) > 0 {
+		slices.SortFunc(ids, func(a, b idRole) int { return cmp.Compare(a.id, b.id) })
+		bs := make([]byte, ids[len(ids)-1].id/8+1)
+		roles := make([]byte, 0, 2*len(ids))
+		for _, x := range ids {
+			bs[x.id/8] |= 1 << (x.id % 8)
+			roles = putRole(roles, x.role)
+		}
+		p.bits, p.roles = string(bs), string(roles)
+	}
+	if len(extra) > 0 {
+		slices.Sort(extra)
+		var b strings.Builder
+		roles := make([]byte, 0, 2*len(extra))
+		for _, n := range extra {
+			b.WriteString(n)
+			b.WriteByte(0)
+			roles = putRole(roles, perms[n])
+		}
+		p.extra, p.extraRoles = b.String(), string(roles)
+	}
+	return unique.Make(p), true
+}
+
+// has reports whether the index grants codename, and the role index that
+// grants it (-1 if unknown). It does not allocate.
+func (p *permIndex) has(codename string) (int32, bool) {
+	if id, ok := codes.lookup(codename); ok {
+		if i := id / 8; i < uint32(len(p.bits)) && p.bits[i]&(1<<(id%8)) != 0 {
+			rank := 0
+			for j := range i {
+				rank += bits.OnesCount8(p.bits[j])
+			}
+			rank += bits.OnesCount8(p.bits[i] & (1<<(id%8) - 1))
+			return getRole(p.roles[2*rank:]), true
+		}
+	}
+	if p.extra == "" {
+		return -1, false
+	}
+	rank := 0
+	for rest := p.extra; rest != ""; rank++ {
+		end := strings.IndexByte(rest, 0)
+		if rest[:end] == codename {
+			return getRole(p.extraRoles[2*rank:]), true
+		}
+		rest = rest[end+1:]
+	}
+	return -1, false
+}
+
+// hasBit is the fast path of Has: one catalog lookup and one bit test,
+// falling back to has only for a set that holds codenames outside the
+// catalog.
+func (p *permIndex) hasBit(codename string) bool {
+	if id, ok := codes.lookup(codename); ok {
+		if i := id / 8; i < uint32(len(p.bits)) && p.bits[i]&(1<<(id%8)) != 0 {
+			return true
+		}
+	}
+	if p.extra == "" {
+		return false
+	}
+	_, ok := p.has(codename)
+	return ok
+}
+
+// names returns the codenames granted, sorted.
+func (p *permIndex) names() []string {
+	var out []string
+	for i := 0; i < len(p.bits); i++ {
+		for b := p.bits[i]; b != 0; b &= b - 1 {
+			out = append(out, codes.name(uint32(i*8+bits.TrailingZeros8(b))))
+		}
+	}
+	for rest := p.extra; rest != ""; {
+		end := strings.IndexByte(rest, 0)
+		out = append(out, rest[:end])
+		rest = rest[end+1:]
+	}
+	slices.Sort(out)
+	return out
+}
+
+// typeAccess is the data access of one resource type, hash-consed: see the
+// top of this file.
+type typeAccess struct {
+	typ    string
+	all    bool
+	allRef grantRef
+	// ids holds the record IDs granted, sorted and concatenated; ends has
+	// 4 bytes per ID, its end offset in ids; refs has 10 bytes per ID, the
+	// grant (int64) and the role index (two bytes, as in permIndex.roles).
+	ids, ends, refs string
+}
+
+const refBytes = 10
+
+// count returns the number of record IDs.
+func (ta *typeAccess) count() int { return len(ta.ends) / 4 }
+
+// id returns the i-th record ID.
+func (ta *typeAccess) id(i int) string {
+	start := uint32(0)
+	if i > 0 {
+		start = le32(ta.ends[4*(i-1):])
+	}
+	return ta.ids[start:le32(ta.ends[4*i:])]
+}
+
+// ref returns the grant of the i-th record ID.
+func (ta *typeAccess) ref(i int) grantRef {
+	r := ta.refs[refBytes*i:]
+	return grantRef{grant: int64(le32(r)) | int64(le32(r[4:]))<<32, role: getRole(r[8:])}
+}
+
+// le32 reads a little-endian uint32 at s[0:4].
+func le32(s string) uint32 {
+	_ = s[3]
+	return uint32(s[0]) | uint32(s[1])<<8 | uint32(s[2])<<16 | uint32(s[3])<<24
+}
+
+// lookup returns the grant covering the record id: a grant of that very
+// record, else a grant of all records of the type.
+func (ta *typeAccess) lookup(id string) (grantRef, bool) {
+	if i, ok := sortSearch(ta.count(), func(i int) int { return strings.Compare(ta.id(i), id) }); ok {
+		return ta.ref(i), true
+	}
+	if ta.all {
+		return ta.allRef, true
+	}
+	return grantRef{}, false
+}
+
+// sortSearch bisects [0, n) for the index whose cmp is 0.
+func sortSearch(n int, cmp func(int) int) (int, bool) {
+	lo, hi := 0, n
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		switch c := cmp(m); {
+		case c == 0:
+			return m, true
+		case c < 0:
+			lo = m + 1
+		default:
+			hi = m
+		}
+	}
+	return 0, false
+}
+
+// idList returns the record IDs, sorted, in a fresh slice.
+func (ta *typeAccess) idList() []string {
+	out := make([]string, ta.count())
+	for i := range out {
+		out[i] = ta.id(i)
+	}
+	return out
+}
+
+// accessBuilder collects the grants of one resource type while a set is
+// built.
+type accessBuilder struct {
+	all    bool
+	allRef grantRef
+	ids    map[string]grantRef
+}
+
+// add records ref as a grant of record id (nil: all records), keeping the
+// grant with the lowest ID.
+func (b *accessBuilder) add(id *string, ref grantRef) {
+	if id == nil {
+		if !b.all || ref.grant < b.allRef.grant {
+			b.all, b.allRef = true, ref
+		}
+		return
+	}
+	if cur, seen := b.ids[*id]; !seen || ref.grant < cur.grant {
+		b.ids[*id] = ref
+	}
+}
+
+// makeAccess builds the hash-consed data access of a set, sorted by type.
+func makeAccess(m map[string]*accessBuilder) []unique.Handle[typeAccess] {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make([]unique.Handle[typeAccess], 0, len(m))
+	for _, typ := range slices.Sorted(maps.Keys(m)) {
+		b := m[typ]
+		ta := typeAccess{typ: typ, all: b.all, allRef: b.allRef}
+		ids := slices.Sorted(maps.Keys(b.ids))
+		var blob strings.Builder
+		ends := make([]byte, 0, 4*len(ids))
+		refs := make([]byte, 0, refBytes*len(ids))
+		for _, id := range ids {
+			blob.WriteString(id)
+			ends = binary.LittleEndian.AppendUint32(ends, uint32(blob.Len()))
+			ref := b.ids[id]
+			refs = binary.LittleEndian.AppendUint64(refs, uint64(ref.grant))
+			refs = putRole(refs, ref.role)
+		}
+		ta.ids, ta.ends, ta.refs = blob.String(), string(ends), string(refs)
+		out = append(out, unique.Make(ta))
+	}
+	return out
+}
+
+// findType returns the data access of typ in access (sorted by type).
+func findType(access []unique.Handle[typeAccess], typ string) (typeAccess, bool) {
+	for _, h := range access {
+		if ta := h.Value(); ta.typ == typ {
+			return ta, true
+		}
+	}
+	return typeAccess{}, false
+}
+
+// internRoles hash-conses roles.
+func internRoles(roles []Role) []unique.Handle[Role] {
+	if len(roles) == 0 {
+		return nil
+	}
+	out := make([]unique.Handle[Role], len(roles))
+	for i, r := range roles {
+		out[i] = unique.Make(r)
+	}
+	return out
+}
