@@ -82,8 +82,8 @@ type PermissionSet struct {
 	expired       []unique.Handle[Role] // assignments that ended at or before `at`, sorted by ID
 	perms         unique.Handle[permIndex]
 	expiredPerms  unique.Handle[permIndex] // what the expired roles would grant
-	access        []unique.Handle[typeAccess]
-	expiredAccess []unique.Handle[typeAccess] // grants through expired roles
+	access        accessParts
+	expiredAccess unique.Handle[access] // grants through expired roles
 }
 
 // Org returns the organization ID of the set.
@@ -184,14 +184,7 @@ func (s *PermissionSet) ResourceTypes() []string {
 	if s == nil || !s.active {
 		return nil
 	}
-	if len(s.access) == 0 {
-		return nil
-	}
-	types := make([]string, len(s.access))
-	for i, h := range s.access { // sorted by type
-		types[i] = h.Value().typ
-	}
-	return types
+	return s.access.types()
 }
 
 // Has reports whether the set grants the permission codename. It is one
@@ -241,11 +234,7 @@ func (s *PermissionSet) CanAccess(resourceType, id string) bool {
 	if s == nil || !s.active {
 		return false
 	}
-	ta, ok := findType(s.access, resourceType)
-	if !ok {
-		return false
-	}
-	_, ok = ta.lookup(id)
+	_, ok := s.access.lookup(resourceType, id)
 	return ok
 }
 
@@ -257,14 +246,7 @@ func (s *PermissionSet) AccessibleIDs(resourceType string) (all bool, ids []stri
 	if s == nil || !s.active {
 		return false, nil
 	}
-	ta, ok := findType(s.access, resourceType)
-	if !ok {
-		return false, nil
-	}
-	if ta.all {
-		return true, nil
-	}
-	return false, ta.idList()
+	return s.access.ids(resourceType)
 }
 
 // Reason says why a Decision allowed or denied.
@@ -401,15 +383,6 @@ func lookupPerm(p unique.Handle[permIndex], codename string) (int32, bool) {
 	return v.has(codename)
 }
 
-// lookupAccess returns the grant covering (resourceType, id) in access.
-func lookupAccess(access []unique.Handle[typeAccess], resourceType, id string) (grantRef, bool) {
-	ta, ok := findType(access, resourceType)
-	if !ok {
-		return grantRef{}, false
-	}
-	return ta.lookup(id)
-}
-
 // Explain answers Has(codename) and says why: the granting role (the held
 // role with the lowest ID that grants it), or the reason for a denial, in
 // this order: the membership (ReasonNotMember, ReasonInvited,
@@ -455,7 +428,7 @@ func (s *PermissionSet) ExplainAccess(resourceType, id string) Decision {
 	if s == nil || !s.active {
 		return s.denyInactive()
 	}
-	if ref, ok := lookupAccess(s.access, resourceType, id); ok {
+	if ref, ok := s.access.lookup(resourceType, id); ok {
 		d := Decision{Allowed: true, Reason: ReasonGranted, GrantID: ref.grant}
 		d.RoleID, d.RoleName = roleAt(s.roles, ref.role)
 		if d.RoleName != "" {
@@ -465,7 +438,7 @@ func (s *PermissionSet) ExplainAccess(resourceType, id string) Decision {
 		}
 		return d
 	}
-	if ref, ok := lookupAccess(s.expiredAccess, resourceType, id); ok {
+	if ref, ok := (&accessParts{roles: s.expiredAccess}).lookup(resourceType, id); ok {
 		d := Decision{Reason: ReasonRoleExpired, GrantID: ref.grant}
 		d.RoleID, d.RoleName = roleAt(s.expired, ref.role)
 		d.Message = fmt.Sprintf("%s %q would be granted by grant %d to role %q, whose assignment ended",

@@ -76,34 +76,28 @@ func build(org, user string, r *rawSet) *PermissionSet {
 
 	// Data grants: for each record (or all of a type), the grant with the
 	// lowest ID.
-	var access, expiredAccess map[string]*accessBuilder
+	roleGrants, ownGrants, expiredGrants := grantsBuilder{}, grantsBuilder{}, grantsBuilder{}
 	for i, typ := range r.grantType {
 		ref := grantRef{grant: r.grantID[i], role: -1}
-		target := &access
+		target := ownGrants
 		if rid := r.grantRole[i]; rid != nil {
 			rr, ok := refs[*rid]
 			if !ok {
 				continue
 			}
 			ref.role = rr.i
+			target = roleGrants
 			if !rr.current {
-				target = &expiredAccess
+				target = expiredGrants
 			}
 		}
-		if *target == nil {
-			*target = make(map[string]*accessBuilder)
-		}
-		b := (*target)[typ]
-		if b == nil {
-			b = &accessBuilder{ids: make(map[string]grantRef)}
-			(*target)[typ] = b
-		}
-		b.add(r.grantRes[i], ref)
+		target.add(typ, r.grantRes[i], ref)
 	}
 
 	s.roles, s.expired = internRoles(roles), internRoles(expired)
 	s.perms, _ = makePermIndex(perms, true)
 	s.expiredPerms, _ = makePermIndex(expiredPerms, true)
-	s.access, s.expiredAccess = makeAccess(access), makeAccess(expiredAccess)
+	s.access = accessParts{roles: roleGrants.intern(), own: ownGrants.pack()}
+	s.expiredAccess = expiredGrants.intern()
 	return s
 }

@@ -21,15 +21,16 @@ import (
 //   - Codenames are interned into small integer IDs by one process-wide
 //     catalog (codes), and a set's permissions are a bitset over those IDs:
 //     Has is one catalog lookup and one bit test.
-//   - What a set holds is split into parts (its permissions, each held
-//     role, the data access of each resource type), each a comparable value
-//     of strings and integers, hash-consed with package unique: every set
-//     whose part is equal, provenance included, shares one copy, and a part
-//     nobody holds any more is reclaimed by the garbage collector. Members
-//     of one org with the same roles share their permissions, their roles
-//     and the data access their roles grant; a grant to the user alone
-//     makes that resource type's part the user's own. Sharing is exact by
-//     construction: equal values, compared field by field.
+//   - What a set gets from its roles (its permissions, each held role, the
+//     data access granted to those roles) is split into parts, each a
+//     comparable value of strings and integers, hash-consed with package
+//     unique: every set whose part is equal, provenance included, shares
+//     one copy, and a part nobody holds any more is reclaimed by the
+//     garbage collector. Members of one org with the same roles share all
+//     of it. Sharing is exact by construction: equal values, compared
+//     field by field.
+//   - The data access granted to the user alone is the set's own, packed
+//     with every resource type in one value (three strings).
 //   - Grants are sorted, packed strings searched by bisection, not maps.
 
 // maxCatalog bounds the codename catalog. The catalog only grows, with the
@@ -251,35 +252,37 @@ func (p *permIndex) names() []string {
 	return out
 }
 
-// typeAccess is the data access of one resource type, hash-consed: see the
-// top of this file.
-type typeAccess struct {
-	typ    string
-	all    bool
-	allRef grantRef
-	// ids holds the record IDs granted, sorted and concatenated; ends has
-	// 4 bytes per ID, its end offset in ids; refs has 10 bytes per ID, the
-	// grant (int64) and the role index (two bytes, as in permIndex.roles).
-	ids, ends, refs string
+// access is data access in one packed value: every grant is a key,
+// "type\x00id" for a record and "type\x00" for all records of the type
+// (resource types and IDs never contain a NUL byte, and IDs are never
+// empty), so that sorting the keys as bytes sorts by type, then ID, with a
+// type's all-records grant first.
+type access struct {
+	// keys holds the keys, sorted and concatenated; ends has 4 bytes per
+	// key, its end offset in keys; refs has 10 bytes per key, the grant
+	// ID (int64) and the role index (two bytes, as in permIndex.roles).
+	keys, ends, refs string
 }
 
 const refBytes = 10
 
-// count returns the number of record IDs.
-func (ta *typeAccess) count() int { return len(ta.ends) / 4 }
+// count returns the number of keys.
+func (a *access) count() int { return len(a.ends) / 4 }
 
-// id returns the i-th record ID.
-func (ta *typeAccess) id(i int) string {
+// key returns the type and ID ("" for all records) of the i-th key.
+func (a *access) key(i int) (typ, id string) {
 	start := uint32(0)
 	if i > 0 {
-		start = le32(ta.ends[4*(i-1):])
+		start = le32(a.ends[4*(i-1):])
 	}
-	return ta.ids[start:le32(ta.ends[4*i:])]
+	k := a.keys[start:le32(a.ends[4*i:])]
+	j := strings.IndexByte(k, 0)
+	return k[:j], k[j+1:]
 }
 
-// ref returns the grant of the i-th record ID.
-func (ta *typeAccess) ref(i int) grantRef {
-	r := ta.refs[refBytes*i:]
+// ref returns the grant of the i-th key.
+func (a *access) ref(i int) grantRef {
+	r := a.refs[refBytes*i:]
 	return grantRef{grant: int64(le32(r)) | int64(le32(r[4:]))<<32, role: getRole(r[8:])}
 }
 
@@ -289,100 +292,147 @@ func le32(s string) uint32 {
 	return uint32(s[0]) | uint32(s[1])<<8 | uint32(s[2])<<16 | uint32(s[3])<<24
 }
 
-// lookup returns the grant covering the record id: a grant of that very
-// record, else a grant of all records of the type.
-func (ta *typeAccess) lookup(id string) (grantRef, bool) {
-	if i, ok := sortSearch(ta.count(), func(i int) int { return strings.Compare(ta.id(i), id) }); ok {
-		return ta.ref(i), true
+// search returns the index of the first key at or after (typ, id), and
+// whether that key is (typ, id).
+func (a *access) search(typ, id string) (int, bool) {
+	lo, hi := 0, a.count()
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		t, i := a.key(m)
+		c := strings.Compare(t, typ)
+		if c == 0 {
+			c = strings.Compare(i, id)
+		}
+		if c == 0 {
+			return m, true
+		}
+		if c < 0 {
+			lo = m + 1
+		} else {
+			hi = m
+		}
 	}
-	if ta.all {
-		return ta.allRef, true
+	return lo, false
+}
+
+// grant returns the grant of the key (typ, id); id "" is the all-records
+// grant.
+func (a *access) grant(typ, id string) (grantRef, bool) {
+	if i, ok := a.search(typ, id); ok {
+		return a.ref(i), true
 	}
 	return grantRef{}, false
 }
 
-// sortSearch bisects [0, n) for the index whose cmp is 0.
-func sortSearch(n int, cmp func(int) int) (int, bool) {
-	lo, hi := 0, n
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		switch c := cmp(m); {
-		case c == 0:
-			return m, true
-		case c < 0:
-			lo = m + 1
-		default:
-			hi = m
-		}
+// grantsBuilder collects grants while a set is built: key -> the grant
+// with the lowest ID.
+type grantsBuilder map[string]grantRef
+
+// add records ref as a grant of record id of typ (nil: all records).
+func (b grantsBuilder) add(typ string, id *string, ref grantRef) {
+	k := typ + "\x00"
+	if id != nil {
+		k += *id
 	}
-	return 0, false
+	if cur, seen := b[k]; !seen || ref.grant < cur.grant {
+		b[k] = ref
+	}
 }
 
-// idList returns the record IDs, sorted, in a fresh slice.
-func (ta *typeAccess) idList() []string {
-	out := make([]string, ta.count())
-	for i := range out {
-		out[i] = ta.id(i)
+// pack packs the grants of b.
+func (b grantsBuilder) pack() access {
+	if len(b) == 0 {
+		return access{}
 	}
+	keys := slices.Sorted(maps.Keys(b))
+	var blob strings.Builder
+	ends := make([]byte, 0, 4*len(keys))
+	refs := make([]byte, 0, refBytes*len(keys))
+	for _, k := range keys {
+		blob.WriteString(k)
+		ends = binary.LittleEndian.AppendUint32(ends, uint32(blob.Len()))
+		refs = binary.LittleEndian.AppendUint64(refs, uint64(b[k].grant))
+		refs = putRole(refs, b[k].role)
+	}
+	return access{keys: blob.String(), ends: string(ends), refs: string(refs)}
+}
+
+// intern packs the grants of b, hash-consed (a zero handle if none).
+func (b grantsBuilder) intern() unique.Handle[access] {
+	if len(b) == 0 {
+		return unique.Handle[access]{}
+	}
+	return unique.Make(b.pack())
+}
+
+// accessParts are the data access of a set: what its roles grant (shared
+// by every member holding the same roles) and what is granted to the user
+// alone (its own).
+type accessParts struct {
+	roles unique.Handle[access]
+	own   access
+}
+
+// parts returns the two parts, the zero access for none.
+func (p *accessParts) parts() [2]access {
+	var out [2]access
+	if p.roles != (unique.Handle[access]{}) {
+		out[0] = p.roles.Value()
+	}
+	out[1] = p.own
 	return out
 }
 
-// accessBuilder collects the grants of one resource type while a set is
-// built.
-type accessBuilder struct {
-	all    bool
-	allRef grantRef
-	ids    map[string]grantRef
-}
-
-// add records ref as a grant of record id (nil: all records), keeping the
-// grant with the lowest ID.
-func (b *accessBuilder) add(id *string, ref grantRef) {
-	if id == nil {
-		if !b.all || ref.grant < b.allRef.grant {
-			b.all, b.allRef = true, ref
+// lookup returns the grant covering record id of typ: of that record
+// (lowest grant ID), else of all records of the type (lowest grant ID).
+func (p *accessParts) lookup(typ, id string) (grantRef, bool) {
+	parts := p.parts()
+	for _, want := range [2]string{id, ""} {
+		var best grantRef
+		found := false
+		for i := range parts {
+			if r, ok := parts[i].grant(typ, want); ok && (!found || r.grant < best.grant) {
+				best, found = r, true
+			}
 		}
-		return
-	}
-	if cur, seen := b.ids[*id]; !seen || ref.grant < cur.grant {
-		b.ids[*id] = ref
-	}
-}
-
-// makeAccess builds the hash-consed data access of a set, sorted by type.
-func makeAccess(m map[string]*accessBuilder) []unique.Handle[typeAccess] {
-	if len(m) == 0 {
-		return nil
-	}
-	out := make([]unique.Handle[typeAccess], 0, len(m))
-	for _, typ := range slices.Sorted(maps.Keys(m)) {
-		b := m[typ]
-		ta := typeAccess{typ: typ, all: b.all, allRef: b.allRef}
-		ids := slices.Sorted(maps.Keys(b.ids))
-		var blob strings.Builder
-		ends := make([]byte, 0, 4*len(ids))
-		refs := make([]byte, 0, refBytes*len(ids))
-		for _, id := range ids {
-			blob.WriteString(id)
-			ends = binary.LittleEndian.AppendUint32(ends, uint32(blob.Len()))
-			ref := b.ids[id]
-			refs = binary.LittleEndian.AppendUint64(refs, uint64(ref.grant))
-			refs = putRole(refs, ref.role)
-		}
-		ta.ids, ta.ends, ta.refs = blob.String(), string(ends), string(refs)
-		out = append(out, unique.Make(ta))
-	}
-	return out
-}
-
-// findType returns the data access of typ in access (sorted by type).
-func findType(access []unique.Handle[typeAccess], typ string) (typeAccess, bool) {
-	for _, h := range access {
-		if ta := h.Value(); ta.typ == typ {
-			return ta, true
+		if found {
+			return best, true
 		}
 	}
-	return typeAccess{}, false
+	return grantRef{}, false
+}
+
+// types returns the resource types with any grant, sorted.
+func (p *accessParts) types() []string {
+	var out []string
+	for _, a := range p.parts() {
+		for i := range a.count() {
+			t, _ := a.key(i)
+			out = append(out, t)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// ids returns whether typ is granted in full, else the IDs of typ
+// granted, sorted and without duplicates.
+func (p *accessParts) ids(typ string) (all bool, ids []string) {
+	for _, a := range p.parts() {
+		i, _ := a.search(typ, "")
+		for ; i < a.count(); i++ {
+			t, id := a.key(i)
+			if t != typ {
+				break
+			}
+			if id == "" {
+				return true, nil
+			}
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return false, slices.Compact(ids)
 }
 
 // internRoles hash-conses roles.

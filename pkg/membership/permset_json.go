@@ -107,13 +107,9 @@ func (s *PermissionSet) MarshalJSON() ([]byte, error) {
 			j.Roles = append(j.Roles, roleJSON{ID: r.ID, Name: r.Name, System: r.System, ValidUntil: timePtr(r.ValidUntil)})
 		}
 		j.Permissions = append(j.Permissions, s.Permissions()...)
-		for _, h := range s.access {
-			ta := h.Value()
-			a := accessJSON{All: ta.all, IDs: []string{}}
-			if !ta.all {
-				a.IDs = append(a.IDs, ta.idList()...)
-			}
-			j.DataAccess[ta.typ] = a
+		for _, typ := range s.access.types() {
+			all, ids := s.access.ids(typ)
+			j.DataAccess[typ] = accessJSON{All: all, IDs: append([]string{}, ids...)}
 		}
 	}
 	return json.Marshal(j)
@@ -184,31 +180,26 @@ func (s *PermissionSet) UnmarshalJSON(data []byte) error {
 	for _, c := range j.Permissions {
 		perms[c] = -1
 	}
-	var access map[string]*accessBuilder
+	access := grantsBuilder{}
 	for typ, a := range j.DataAccess {
 		if !ValidResourceType(typ) {
 			return invalid("resource_type", typ, ErrInvalidResourceType)
 		}
-		b := &accessBuilder{ids: make(map[string]grantRef, len(a.IDs))}
 		if a.All {
-			b.add(nil, grantRef{role: -1})
+			access.add(typ, nil, grantRef{role: -1})
 		}
 		for _, id := range a.IDs {
 			if err := checkID("resource_id", id); err != nil {
 				return err
 			}
-			b.add(&id, grantRef{role: -1})
+			access.add(typ, &id, grantRef{role: -1})
 		}
-		if access == nil {
-			access = make(map[string]*accessBuilder)
-		}
-		access[typ] = b
 	}
 	// Decoded codenames are looked up in the catalog, never added to it:
 	// untrusted input must not grow a process-wide table.
 	t.roles = internRoles(roles)
 	t.perms, _ = makePermIndex(perms, false)
-	t.access = makeAccess(access)
+	t.access.own = access.pack() // unknown provenance: the set's own
 	*s = t
 	return nil
 }
