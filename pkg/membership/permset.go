@@ -69,21 +69,74 @@ type grantRef struct {
 // Sets come from Store.Load and Store.LoadMany, or from json.Unmarshal of
 // the documented JSON form (see MarshalJSON).
 type PermissionSet struct {
-	org, user   string
-	status      Status
-	from, until time.Time // membership window; zero = open
-	active      bool
-	at          time.Time
-	validUntil  time.Time
+	org, user  string
+	status     Status // one of the Status constants, never a copy
+	active     bool
+	at         time.Time
+	validUntil time.Time
+	window     *window // nil: open at both ends
 
 	// The parts below are hash-consed and shared between sets (see
 	// permset_compact.go). A zero handle means none.
-	roles         []unique.Handle[Role] // held at `at`, sorted by ID
-	expired       []unique.Handle[Role] // assignments that ended at or before `at`, sorted by ID
-	perms         unique.Handle[permIndex]
-	expiredPerms  unique.Handle[permIndex] // what the expired roles would grant
-	access        accessParts
-	expiredAccess unique.Handle[access] // grants through expired roles
+	roles  []unique.Handle[Role] // held at `at`, sorted by ID
+	perms  unique.Handle[permIndex]
+	access accessParts
+	lapsed *lapsed // nil: no role assignment has ended
+}
+
+// window is a membership's validity window; a zero time is an open bound.
+type window struct{ from, until time.Time }
+
+// lapsed is what the roles whose assignment ended at or before ComputedAt
+// would grant, for Explain's ReasonRoleExpired.
+type lapsed struct {
+	roles  []unique.Handle[Role] // sorted by ID
+	perms  unique.Handle[permIndex]
+	access unique.Handle[access]
+}
+
+// lapsedPerm returns the index in lapsed.roles of the ended role that
+// would grant codename, if any.
+func (s *PermissionSet) lapsedPerm(codename string) (int32, bool) {
+	if s.lapsed == nil {
+		return -1, false
+	}
+	return lookupPerm(s.lapsed.perms, codename)
+}
+
+// lapsedAccess returns the grant to an ended role that would cover record
+// id of typ, if any.
+func (s *PermissionSet) lapsedAccess(typ, id string) (grantRef, bool) {
+	if s.lapsed == nil {
+		return grantRef{}, false
+	}
+	return (&accessParts{roles: s.lapsed.access}).lookup(typ, id)
+}
+
+// bounds returns the membership's window.
+func (s *PermissionSet) bounds() (from, until time.Time) {
+	if s.window == nil {
+		return time.Time{}, time.Time{}
+	}
+	return s.window.from, s.window.until
+}
+
+// setWindow records the window [from, until).
+func (s *PermissionSet) setWindow(from, until time.Time) {
+	if !from.IsZero() || !until.IsZero() {
+		s.window = &window{from, until}
+	}
+}
+
+// canonicalStatus returns the Status constant equal to st, so that a set
+// keeps no copy of a status string; an unknown status is kept as it is.
+func canonicalStatus(st string) Status {
+	for _, c := range [...]Status{StatusActive, StatusInvited, StatusSuspended, StatusRevoked} {
+		if string(c) == st {
+			return c
+		}
+	}
+	return Status(st)
 }
 
 // Org returns the organization ID of the set.
@@ -117,7 +170,7 @@ func (s *PermissionSet) Window() (from, until time.Time) {
 	if s == nil {
 		return time.Time{}, time.Time{}
 	}
-	return s.from, s.until
+	return s.bounds()
 }
 
 // Active reports whether the membership is active and inside its window at
@@ -337,7 +390,7 @@ func (s *PermissionSet) inactiveReason() Reason {
 	case StatusRevoked:
 		return ReasonRevoked
 	case StatusActive:
-		if !s.from.IsZero() && s.at.Before(s.from) {
+		if from, _ := s.bounds(); !from.IsZero() && s.at.Before(from) {
 			return ReasonNotYetValid
 		}
 		return ReasonExpired
@@ -356,10 +409,10 @@ func (s *PermissionSet) denyInactive() Decision {
 		msg = fmt.Sprintf("user %q is not a member of organization %q", s.user, s.org)
 	case ReasonNotYetValid:
 		msg = fmt.Sprintf("membership of user %q in organization %q starts at %s",
-			s.user, s.org, s.from.UTC().Format(time.RFC3339Nano))
+			s.user, s.org, s.window.from.UTC().Format(time.RFC3339Nano))
 	case ReasonExpired:
 		msg = fmt.Sprintf("membership of user %q in organization %q ended at %s",
-			s.user, s.org, s.until.UTC().Format(time.RFC3339Nano))
+			s.user, s.org, s.window.until.UTC().Format(time.RFC3339Nano))
 	default:
 		msg = fmt.Sprintf("membership of user %q in organization %q is %s", s.user, s.org, s.status)
 	}
@@ -401,11 +454,12 @@ func (s *PermissionSet) Explain(codename string) Decision {
 		}
 		return Decision{Allowed: true, Reason: ReasonGranted, RoleID: id, RoleName: name, Message: msg}
 	}
-	if i, ok := lookupPerm(s.expiredPerms, codename); ok {
-		id, name := roleAt(s.expired, i)
+	if i, ok := s.lapsedPerm(codename); ok {
+		l := s.lapsed
+		id, name := roleAt(l.roles, i)
 		var ended time.Time
-		if i >= 0 && int(i) < len(s.expired) {
-			ended = s.expired[i].Value().ValidUntil
+		if i >= 0 && int(i) < len(l.roles) {
+			ended = l.roles[i].Value().ValidUntil
 		}
 		return Decision{Reason: ReasonRoleExpired, RoleID: id, RoleName: name,
 			Message: fmt.Sprintf("%q would be granted by role %q, whose assignment ended at %s",
@@ -438,9 +492,9 @@ func (s *PermissionSet) ExplainAccess(resourceType, id string) Decision {
 		}
 		return d
 	}
-	if ref, ok := (&accessParts{roles: s.expiredAccess}).lookup(resourceType, id); ok {
+	if ref, ok := s.lapsedAccess(resourceType, id); ok {
 		d := Decision{Reason: ReasonRoleExpired, GrantID: ref.grant}
-		d.RoleID, d.RoleName = roleAt(s.expired, ref.role)
+		d.RoleID, d.RoleName = roleAt(s.lapsed.roles, ref.role)
 		d.Message = fmt.Sprintf("%s %q would be granted by grant %d to role %q, whose assignment ended",
 			resourceType, id, ref.grant, d.RoleName)
 		return d

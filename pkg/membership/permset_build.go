@@ -15,16 +15,18 @@ func build(org, user string, r *rawSet) *PermissionSet {
 	if r.status == nil {
 		return s
 	}
-	s.status = Status(*r.status)
-	if s.from = windowStart(r.from); !s.from.IsZero() && s.from != farFuture {
-		next(s.from)
+	s.status = canonicalStatus(*r.status)
+	from, until := windowStart(r.from), windowEnd(r.until)
+	s.setWindow(from, until)
+	if !from.IsZero() && from != farFuture {
+		next(from)
 	}
-	if s.until = windowEnd(r.until); !s.until.IsZero() {
-		next(s.until)
+	if !until.IsZero() {
+		next(until)
 	}
 	s.active = s.status == StatusActive &&
-		(s.from.IsZero() || !at.Before(s.from)) &&
-		(s.until.IsZero() || at.Before(s.until))
+		(from.IsZero() || !at.Before(from)) &&
+		(until.IsZero() || at.Before(until))
 	if !s.active {
 		// Nothing held matters until the membership is active: at its
 		// valid_from (already in validUntil) the set is loaded again.
@@ -94,10 +96,12 @@ func build(org, user string, r *rawSet) *PermissionSet {
 		target.add(typ, r.grantRes[i], ref)
 	}
 
-	s.roles, s.expired = internRoles(roles), internRoles(expired)
+	s.roles = internRoles(roles)
 	s.perms, _ = makePermIndex(perms, true)
-	s.expiredPerms, _ = makePermIndex(expiredPerms, true)
 	s.access = accessParts{roles: roleGrants.intern(), own: ownGrants.pack()}
-	s.expiredAccess = expiredGrants.intern()
+	if len(expired) > 0 {
+		s.lapsed = &lapsed{roles: internRoles(expired), access: expiredGrants.intern()}
+		s.lapsed.perms, _ = makePermIndex(expiredPerms, true)
+	}
 	return s
 }

@@ -89,12 +89,13 @@ func (s *PermissionSet) MarshalJSON() ([]byte, error) {
 	if s == nil {
 		return []byte("null"), nil
 	}
+	from, until := s.bounds()
 	j := setJSON{
 		Org:         s.org,
 		User:        s.user,
 		Status:      s.status,
 		Active:      s.active,
-		Window:      windowJSON{From: timePtr(s.from), Until: timePtr(s.until)},
+		Window:      windowJSON{From: timePtr(from), Until: timePtr(until)},
 		Roles:       []roleJSON{},
 		Permissions: []string{},
 		DataAccess:  map[string]accessJSON{},
@@ -143,18 +144,18 @@ func (s *PermissionSet) UnmarshalJSON(data []byte) error {
 	t := PermissionSet{
 		org:        j.Org,
 		user:       j.User,
-		status:     j.Status,
-		from:       timeVal(j.Window.From),
-		until:      timeVal(j.Window.Until),
+		status:     canonicalStatus(string(j.Status)),
 		at:         j.ComputedAt,
 		validUntil: timeVal(j.ValidUntil),
 	}
+	from, until := timeVal(j.Window.From), timeVal(j.Window.Until)
+	t.setWindow(from, until)
 	if j.Status == StatusNone && (j.Window.From != nil || j.Window.Until != nil) {
 		return errors.New("membership: decode permission set: a window without a membership")
 	}
 	t.active = t.status == StatusActive &&
-		(t.from.IsZero() || !t.at.Before(t.from)) &&
-		(t.until.IsZero() || t.at.Before(t.until))
+		(from.IsZero() || !t.at.Before(from)) &&
+		(until.IsZero() || t.at.Before(until))
 	if t.active != j.Active {
 		return errors.New("membership: decode permission set: active does not match status and window at computed_at")
 	}
