@@ -260,7 +260,9 @@ func (p *permIndex) names() []string {
 type access struct {
 	// keys holds the keys, sorted and concatenated; ends has 4 bytes per
 	// key, its end offset in keys; refs has 10 bytes per key, the grant
-	// ID (int64) and the role index (two bytes, as in permIndex.roles).
+	// ID (int64) and the role index (two bytes, as in permIndex.roles), or
+	// 8 bytes per key, the grant ID alone, when no grant names a role (the
+	// user's own grants).
 	keys, ends, refs string
 }
 
@@ -282,6 +284,10 @@ func (a *access) key(i int) (typ, id string) {
 
 // ref returns the grant of the i-th key.
 func (a *access) ref(i int) grantRef {
+	if len(a.refs) == 8*a.count() {
+		r := a.refs[8*i:]
+		return grantRef{grant: int64(le32(r)) | int64(le32(r[4:]))<<32, role: -1}
+	}
 	r := a.refs[refBytes*i:]
 	return grantRef{grant: int64(le32(r)) | int64(le32(r[4:]))<<32, role: getRole(r[8:])}
 }
@@ -345,6 +351,10 @@ func (b grantsBuilder) pack() access {
 		return access{}
 	}
 	keys := slices.Sorted(maps.Keys(b))
+	roles := false
+	for _, r := range b {
+		roles = roles || r.role >= 0
+	}
 	var blob strings.Builder
 	ends := make([]byte, 0, 4*len(keys))
 	refs := make([]byte, 0, refBytes*len(keys))
@@ -352,7 +362,9 @@ func (b grantsBuilder) pack() access {
 		blob.WriteString(k)
 		ends = binary.LittleEndian.AppendUint32(ends, uint32(blob.Len()))
 		refs = binary.LittleEndian.AppendUint64(refs, uint64(b[k].grant))
-		refs = putRole(refs, b[k].role)
+		if roles {
+			refs = putRole(refs, b[k].role)
+		}
 	}
 	return access{keys: blob.String(), ends: string(ends), refs: string(refs)}
 }
