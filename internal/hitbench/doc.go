@@ -5,11 +5,12 @@
 // otter's own per-entry overhead. It has no code of its own, only tests.
 //
 // Every figure is a ratio to a yardstick measured in the same process,
-// interleaved (each run of a top-level benchmark runs every sub-benchmark
-// once, so -count N gives N interleaved rounds):
+// interleaved: BenchmarkHit runs -hitbench.rounds rounds (default 6), each
+// running every implementation once, since go test's -count would repeat a
+// sub-benchmark back to back:
 //
-//	go test -run '^$' -bench . -benchmem -cpu 1,2 -count 6 ./internal/hitbench/ | tee hit.txt
-//	benchstat -col /impl hit.txt
+//	go test -run '^$' -bench . -benchmem -cpu 1,2 ./internal/hitbench/ | tee hit.txt
+//	benchstat -col /impl -ignore round hit.txt
 //
 // The population is the "typical set" of issue #12, in one organization
 // with 1,000 members: 3 roles each (one from each of three pools of 4, 3 and
