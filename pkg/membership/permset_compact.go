@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"unique"
+	"unsafe"
 )
 
 // The compact form of a PermissionSet.
@@ -45,6 +46,38 @@ const maxCatalog = 1 << 16
 type catalog struct {
 	mu   sync.Mutex
 	snap atomic.Pointer[catalogSnap]
+	// memo remembers recent lookups, in slots picked by the address of
+	// the caller's string: a check usually passes a string constant, so
+	// the same address comes back and the lookup is one atomic load and
+	// a short comparison instead of a hash and a map probe. The memo
+	// holds its own copy of the codename and compares contents, never
+	// addresses alone, so a caller's string whose bytes change under it
+	// (an unsafe conversion of a reused buffer) cannot get another
+	// codename's ID.
+	memo [memoSlots]atomic.Pointer[memoEntry]
+}
+
+const memoSlots = 64
+
+type memoEntry struct {
+	name string // a copy
+	id   uint32
+}
+
+// fastLookup is lookup through the memo.
+func (c *catalog) fastLookup(codename string) (uint32, bool) {
+	slot := &c.memo[uintptr(unsafe.Pointer(unsafe.StringData(codename)))>>3%memoSlots]
+	if m := slot.Load(); m != nil && m.name == codename {
+		return m.id, true
+	}
+	id, ok := c.lookup(codename)
+	if ok && slot.Load() == nil {
+		// Only an empty slot is filled: at most memoSlots allocations per
+		// process, so that strings at ever new addresses (built per
+		// request) never make Has allocate.
+		slot.CompareAndSwap(nil, &memoEntry{name: strings.Clone(codename), id: id})
+	}
+	return id, ok
 }
 
 type catalogSnap struct {
@@ -223,7 +256,7 @@ func (p *permIndex) has(codename string) (int32, bool) {
 // falling back to has only for a set that holds codenames outside the
 // catalog.
 func (p *permIndex) hasBit(codename string) bool {
-	if id, ok := codes.lookup(codename); ok {
+	if id, ok := codes.fastLookup(codename); ok {
 		if i := id / 8; i < uint32(len(p.bits)) && p.bits[i]&(1<<(id%8)) != 0 {
 			return true
 		}

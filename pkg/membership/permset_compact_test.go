@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/jackc/pgx/v5/pgtype"
 )
@@ -125,5 +126,26 @@ func TestHasDoesNotAllocate(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("Has and CanAccess allocate %v times, want 0", allocs)
+	}
+}
+
+// TestMemoComparesContents checks that the catalog's lookup memo, keyed by
+// the address of the caller's string, answers by content: a string whose
+// bytes change under it (an unsafe conversion of a reused buffer) gets the
+// ID of what it says now.
+func TestMemoComparesContents(t *testing.T) {
+	t.Parallel()
+	s := build("o", "u", memberRow([]int64{1}, map[int64][]string{1: {"memo.aaa"}}, nil, nil))
+	_ = build("o", "v", memberRow([]int64{1}, map[int64][]string{1: {"memo.bbb"}}, nil, nil)) // in the catalog, not in s
+	buf := []byte("memo.aaa")
+	name := unsafe.String(&buf[0], len(buf))
+	for range 3 {
+		if !s.Has(name) {
+			t.Fatal("Has(memo.aaa) = false")
+		}
+	}
+	copy(buf, "memo.bbb")
+	if s.Has(name) {
+		t.Fatal("Has answered for the string's old contents: the memo compares addresses")
 	}
 }
