@@ -231,7 +231,7 @@ type storeResult uint8
 const (
 	storeNone storeResult = iota // the load failed: nothing to store
 	storeLanded
-	storeLandedEvicted // landed, and evicted the least recently used entry
+	storeLandedEvicted // landed, and evicted an entry (CLOCK)
 	storeStale
 	storeExpired
 )

@@ -33,7 +33,8 @@ type Stats struct {
 	// Expired counts entries found expired by a lookup (and removed), plus
 	// results already expired when they were about to be stored.
 	Expired uint64
-	// CapacityEvictions counts least recently used entries evicted to make
+	// CapacityEvictions counts entries evicted (by CLOCK, which spares an
+	// entry used since the eviction hand last passed it) to make
 	// room for a new one.
 	CapacityEvictions uint64
 	// EvictedKey counts entries removed by InvalidateKey.
