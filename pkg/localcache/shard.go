@@ -174,6 +174,7 @@ func (s *shard[V]) purge() int {
 	clear(s.m)
 	clear(s.byOrg)
 	clear(s.byUser)
+	clear(s.ring) // let the collector have the entries
 	s.ring = s.ring[:0]
 	s.free = s.free[:0]
 	s.hand = 0
