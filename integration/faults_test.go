@@ -189,6 +189,7 @@ func warm(t *testing.T, w *world, in *instance) {
 // write loop. Reads bypass the cache while it is unsynced, and after resync
 // there are no stale reads.
 func TestFaultTerminatedBackend(t *testing.T) {
+	skipShort(t)
 	t.Parallel()
 	w := newWorld(t, pgtest.Shared(t))
 	g := &gate{}
@@ -215,6 +216,7 @@ func TestFaultTerminatedBackend(t *testing.T) {
 
 // TestFaultServerRestart: the server restarts under the client.
 func TestFaultServerRestart(t *testing.T) {
+	skipShort(t)
 	t.Parallel()
 	server := pgtest.StartServer(t)
 	w := newWorld(t, server)
@@ -241,6 +243,7 @@ func TestFaultServerRestart(t *testing.T) {
 // the reads, does not come back: the cache is marked unsynced, and after the
 // network returns it resyncs with no stale reads.
 func TestFaultSilentConnection(t *testing.T) {
+	skipShort(t)
 	t.Parallel()
 	server := pgtest.Shared(t)
 	w := newWorld(t, server)

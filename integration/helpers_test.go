@@ -187,3 +187,12 @@ func fingerprint(s *membership.PermissionSet) string {
 }
 
 func nowUTC() time.Time { return time.Now().UTC() }
+
+// skipShort skips a long test (faults, soaks, waits on real time) under
+// -short; make test runs them all.
+func skipShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("long: make test runs it")
+	}
+}

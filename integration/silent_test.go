@@ -184,6 +184,7 @@ func longDuration(d, long time.Duration) time.Duration {
 // flow, so its cache is trusted) serves stale reads, and the detector
 // counts them.
 func TestTimelineDetectorSeesLostNotifications(t *testing.T) {
+	skipShort(t)
 	t.Parallel()
 	w := newWorld(t, pgtest.Shared(t))
 	in := newInstance(t, w.pool, membership.Config{}, hooks.Client{DropInvalidations: true})
@@ -201,6 +202,7 @@ func TestTimelineDetectorSeesLostNotifications(t *testing.T) {
 // LISTEN and delivers nothing. No proof ever comes back, so the cache is
 // never trusted: 0 stale reads under a write load, and Check says why.
 func TestPgBouncerTransactionMode(t *testing.T) {
+	skipShort(t)
 	t.Parallel()
 	if _, err := pgbouncer.Find(); err != nil {
 		t.Skip(err) // CI installs it
@@ -232,8 +234,8 @@ func TestPgBouncerTransactionMode(t *testing.T) {
 	stop := timelineLoad(t, w, 0, ins...)
 	time.Sleep(longDuration(4*time.Second, 60*time.Second)) // the load runs for this long
 	st := stop()
-	if st.stale != 0 || st.reads < 100 {
-		t.Fatalf("through a transaction pooler: %d of %d reads stale (max %v); want 0 of at least 100", st.stale, st.reads, st.maxStale)
+	if st.stale != 0 || st.reads < 20 {
+		t.Fatalf("through a transaction pooler: %d of %d reads stale (max %v); want 0 of at least 20", st.stale, st.reads, st.maxStale)
 	}
 	for _, c := range ins {
 		err := c.Check(context.Background())
@@ -252,6 +254,7 @@ func TestPgBouncerTransactionMode(t *testing.T) {
 // RST) under a write load, with the default settings: no read is stale by
 // more than the lease plus 50 ms.
 func TestBlackholeBoundedStaleness(t *testing.T) {
+	skipShort(t)
 	t.Parallel()
 	bound := membership.DefaultLease + 50*time.Millisecond
 	for _, both := range []bool{false, true} {
@@ -300,6 +303,7 @@ func TestBlackholeBoundedStaleness(t *testing.T) {
 // eviction on the last instance is reported (docs/BENCHMARKS.md keeps the
 // figure).
 func TestNotifyStorm(t *testing.T) {
+	skipShort(t)
 	t.Parallel()
 	d := stormDelay(t)
 	t.Logf("revoke during a storm of 100 spoofed 8 KB payloads: applied on every instance %v after its commit", d)

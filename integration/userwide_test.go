@@ -66,6 +66,7 @@ func TestUserWideFlipsOnEveryInstance(t *testing.T) {
 // TestSQLEvictionFromPsql: orgperm.evict_* called from psql evicts the named
 // scope on four instances, and only that scope.
 func TestSQLEvictionFromPsql(t *testing.T) {
+	skipShort(t)
 	t.Parallel()
 	psql := psqlBinary(t)
 	cases := []struct {
@@ -189,6 +190,7 @@ func TestWarmOneRoundTrip(t *testing.T) {
 // listener's backend is terminated; after the resync the database sees at
 // most one query per hot key, not one per concurrent reader.
 func TestRewarmAfterReconnect(t *testing.T) {
+	skipShort(t)
 	t.Parallel()
 	const hot, readers = 1000, 8
 	w := hotWorld(t, hot)

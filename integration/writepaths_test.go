@@ -82,6 +82,7 @@ func TestWritePathReplicaSession(t *testing.T) {
 // fingerprint), reads the database meanwhile, Check names the trigger, and
 // it trusts the cache again only once the triggers are whole.
 func TestWritePathDisabledTrigger(t *testing.T) {
+	skipShort(t)
 	t.Parallel()
 	for _, disable := range []string{
 		`ALTER TABLE orgperm.memberships DISABLE TRIGGER memberships_notify_update`,
@@ -262,6 +263,7 @@ func TestStartGuard(t *testing.T) {
 // the database's clock, and the time left is counted on the local
 // monotonic clock.
 func TestClockSkew(t *testing.T) {
+	skipShort(t)
 	t.Parallel()
 	w := newWorld(t, pgtest.Shared(t))
 	var ins []*instance
@@ -316,4 +318,35 @@ func TestClockSkew(t *testing.T) {
 	check("before valid_from", false)
 	waitDB(`now() >= valid_from`)
 	check("at valid_from", true)
+}
+
+// TestWritePathHostileSession: writes from a session that shadows
+// pg_notify and to_json with functions of its own ahead of pg_catalog, and
+// sets the notify limits to garbage: the triggers' pinned search_path
+// ignores the former, the limits fall back to their defaults, and every
+// instance evicts.
+func TestWritePathHostileSession(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, pgtest.Shared(t))
+	ins := twoWarm(t, w)
+	conn := rawConn(t, w.url)
+	ctx := context.Background()
+	for _, sql := range []string{
+		`CREATE SCHEMA evil`,
+		`CREATE FUNCTION evil.pg_notify(text, text) RETURNS void LANGUAGE sql AS 'SELECT NULL'`,
+		`CREATE FUNCTION evil.to_json(text) RETURNS json LANGUAGE sql AS $$SELECT '"someone-else"'::json$$`,
+		`SET search_path = evil, pg_catalog, public`,
+		`SET orgperm.notify_max_users = 'lots'`,
+		`SET orgperm.notify_max_orgs = '-5'`,
+		`UPDATE orgperm.memberships SET status = 'suspended' WHERE org_id = 'o1' AND user_id = 'u2'`,
+	} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	agree(t, w, ins, "a write from a hostile session")
+	if _, err := conn.Exec(ctx, `UPDATE orgperm.memberships SET status = 'active' WHERE org_id = 'o1'`); err != nil {
+		t.Fatal(err)
+	}
+	agree(t, w, ins, "a bulk write from a hostile session")
 }

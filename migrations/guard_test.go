@@ -53,6 +53,7 @@ func inspectRows(ctx context.Context, t *testing.T, row pgx.Row) []string {
 // ddl payload (once per transaction); DDL elsewhere sends nothing.
 func TestDDLNotifies(t *testing.T) {
 	t.Parallel()
+	needSuperuser(t)
 	cases := []struct {
 		name string
 		sql  string
@@ -102,6 +103,7 @@ func TestDDLNotifies(t *testing.T) {
 // nothing; what tells a client is that orgperm.fingerprint() is gone.
 func TestDropSchema(t *testing.T) {
 	t.Parallel()
+	needSuperuser(t)
 	e := setup(t)
 	e.expect(`DROP SCHEMA orgperm CASCADE`)
 	var n int
@@ -120,6 +122,7 @@ func TestDropSchema(t *testing.T) {
 // one transaction included), and with nothing else.
 func TestFingerprint(t *testing.T) {
 	t.Parallel()
+	needSuperuser(t)
 	e := setup(t)
 	e.exec(fixture)
 	e.drain()
@@ -185,6 +188,7 @@ func TestFingerprint(t *testing.T) {
 // yields its error rows, each cause of concern its warning.
 func TestInspect(t *testing.T) {
 	t.Parallel()
+	needSuperuser(t)
 	const (
 		disabled = "notify trigger disabled"
 		modes    = " (O: origin, R: replica, A: always); SELECT orgperm.reset_trigger_modes() repairs it"
@@ -207,6 +211,10 @@ func TestInspect(t *testing.T) {
 				"error|" + trig("roles_notify_replica", "roles") + "|" + disabled,
 				"error|" + trig("roles_notify_truncate", "roles") + "|" + disabled,
 				"error|" + trig("roles_notify_update", "roles") + "|" + disabled,
+				"warning|" + trig("roles_audit_delete", "roles") + "|trigger disabled",
+				"warning|" + trig("roles_audit_insert", "roles") + "|trigger disabled",
+				"warning|" + trig("roles_audit_truncate", "roles") + "|trigger disabled",
+				"warning|" + trig("roles_audit_update", "roles") + "|trigger disabled",
 				"warning|" + trig("roles_guard", "roles") + "|trigger disabled",
 			}},
 		{"wrong mode", `ALTER TABLE orgperm.memberships ENABLE ALWAYS TRIGGER memberships_notify_update`,
@@ -229,6 +237,9 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS 'BEGI
 				"error|function orgperm.notify_truncate()|" + changed,
 				"error|function orgperm.notify_truncate()|search_path not pinned to pg_catalog, pg_temp",
 			}},
+		{"overload that captures calls", `CREATE FUNCTION orgperm.emit(source name, everything boolean) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS 'SELECT NULL::void'`,
+			[]string{"error|function orgperm.emit(name,boolean)|not installed by the migration: another function of an invalidation function's name can capture its calls"}},
 		{"helper dropped", `DROP FUNCTION orgperm.emit_chunks(text, text[])`,
 			[]string{"error|function orgperm.emit_chunks(text,text[])|function missing"}},
 		{"table dropped", `DROP TABLE orgperm.data_access`,
@@ -290,6 +301,7 @@ SELECT orgperm.reset_trigger_modes()`, nil},
 // and nothing else, and the triggers work.
 func TestMigrateAsNonSuperuser(t *testing.T) {
 	t.Parallel()
+	needSuperuser(t)
 	role := newRole(t)
 	url := pgtest.Shared(t).NewEmptyDatabase(t)
 	ctx := context.Background()

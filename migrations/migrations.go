@@ -16,6 +16,18 @@
 //	db := stdlib.OpenDBFromPool(pool)
 //	defer db.Close()
 //	if _, err := migrations.Up(ctx, db); err != nil { ... }
+//
+// The invalidation triggers (sql/triggers.sql) ship as numbered migrations
+// too: 00002 is the first release's, 00003 the current one's, and a later
+// change to the triggers is a new migration, never an edit of a released
+// one. Each triggers migration replaces every trigger and function of the
+// one before, so Up brings a database at any earlier version to the current
+// triggers, and Down reinstalls the previous ones. Both send the payload
+// {"v":1,"t":"ddl","all":true}, so running instances purge. Migrate as a
+// superuser to get the DDL event triggers (orgperm_ddl_notify,
+// orgperm_ddl_notify_drop); another role gets everything else and a NOTICE.
+// After migrating, orgperm.schema_version() is the triggers' version and
+// orgperm.inspect() lists anything that keeps the cache from trusting them.
 package migrations
 
 import (

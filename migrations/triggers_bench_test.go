@@ -141,7 +141,8 @@ func benchDB(b *testing.B, ctx context.Context, version int64) *pgxpool.Pool {
 // BenchmarkFingerprint measures orgperm.fingerprint() on the server: a
 // statement that calls it 100 times against the same statement computing
 // an md5 100 times (the yardstick), interleaved; per-call is the difference
-// over 100. Plain round trips of both are reported too.
+// over 100. Plain round trips of both, and of orgperm.inspect(), are
+// reported too.
 //
 //	go test -run '^$' -bench Fingerprint ./migrations
 func BenchmarkFingerprint(b *testing.B) {
@@ -161,8 +162,9 @@ func BenchmarkFingerprint(b *testing.B) {
 		fmt.Sprintf("SELECT count(md5(g::text)) FROM generate_series(1, %d) g", calls),
 		"SELECT orgperm.fingerprint()",
 		"SELECT 1",
+		"SELECT count(*) FROM orgperm.inspect()",
 	}
-	var took [4]time.Duration
+	var took [5]time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		for k := range stmts {
@@ -179,4 +181,5 @@ func BenchmarkFingerprint(b *testing.B) {
 	b.ReportMetric(float64((took[0]-took[1]).Nanoseconds())/n/calls, "ns/fingerprint-server")
 	b.ReportMetric(float64(took[2].Nanoseconds())/n, "ns/roundtrip-fingerprint")
 	b.ReportMetric(float64(took[3].Nanoseconds())/n, "ns/roundtrip-select-1")
+	b.ReportMetric(float64(took[4].Nanoseconds())/n, "ns/roundtrip-inspect")
 }

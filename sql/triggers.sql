@@ -42,11 +42,12 @@
 --     triggers keep the default (ORIGIN) enablement, so no write is notified
 --     twice. TRUNCATE triggers are ENABLE ALWAYS (the apply worker fires
 --     statement-level TRUNCATE triggers).
---   * Every function below is SECURITY DEFINER (it runs as the schema owner:
---     the writer's row-level security and privileges do not filter its
---     lookups) with search_path pinned to pg_catalog, pg_temp, so no schema
---     of the writer's can shadow a function or operator it uses; the
---     functions it calls are schema-qualified as well.
+--   * Every function on the invalidation path (trigger functions and what
+--     they call: orgperm.expected_functions()) is SECURITY DEFINER (it runs
+--     as the schema owner: the writer's row-level security and privileges
+--     do not filter its lookups) with search_path pinned to pg_catalog,
+--     pg_temp, so no schema of the writer's can shadow a function or
+--     operator it uses; the functions it calls are schema-qualified too.
 --   * Rows of a table that INHERITS an orgperm table are not part of the
 --     model: every lookup reads FROM ONLY, and writes to a child table send
 --     nothing (docs/DECISIONS.md).
@@ -56,12 +57,15 @@
 --     an object of schema orgperm (disabling, dropping or replacing a
 --     trigger, altering or dropping a table, replacing a function). Creating
 --     them needs a superuser; without one the migration says so in a NOTICE
---     and orgperm.fingerprint() is the only signal.
+--     and orgperm.fingerprint() is the only signal (as it is for DROP SCHEMA
+--     orgperm CASCADE and pg_restore --clean, which drop the event triggers
+--     first).
 --   * orgperm.fingerprint() changes whenever an orgperm table, a trigger on
 --     one, or a function of schema orgperm comes, goes or is replaced, and
 --     whenever such a trigger is enabled, disabled or altered;
 --     orgperm.inspect() lists what is wrong; orgperm.schema_version() is the
---     version of this file.
+--     version of this file; orgperm.reset_trigger_modes() repairs the modes
+--     that ENABLE TRIGGER ALL (pg_restore --disable-triggers) resets.
 --   * PREPARE TRANSACTION after a write to an orgperm table fails (SQLSTATE
 --     0A000): PostgreSQL cannot prepare a transaction that sent NOTIFY.
 
@@ -703,11 +707,13 @@ $$;
 -- in (O: ordinary sessions, the default; R: replica sessions; A: always).
 -- orgperm.inspect() checks the database against this list, and the last
 -- block of this file checks that the CREATE TRIGGER statements below match
--- it, so the two cannot drift apart.
+-- it, so the two cannot drift apart. (This function and the two digest
+-- functions below have no SET clause, so that inspect() can inline them
+-- and plan once; inspect() runs them under its pinned search_path.)
 -- +goose StatementBegin
 CREATE FUNCTION orgperm.expected_triggers()
 RETURNS TABLE (table_name text, trigger_name text, enabled text, function_name text)
-LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql IMMUTABLE AS $$
     VALUES
         ('permissions', 'permissions_notify_update', 'O', 'notify_permissions'),
         ('permissions', 'permissions_notify_delete', 'O', 'notify_permissions'),
@@ -760,33 +766,20 @@ END
 $$;
 -- +goose StatementEnd
 
--- The functions invalidation runs (trigger functions and what they call):
--- each must be SECURITY DEFINER with the pinned search_path, and unchanged
--- since this file installed it.
+-- The functions invalidation runs (trigger functions and what they call),
+-- by name: each must be SECURITY DEFINER with the pinned search_path, and
+-- unchanged since this file installed it; another function of one of these
+-- names (an overload that could capture a call) is an error too.
 -- +goose StatementBegin
-CREATE FUNCTION orgperm.expected_functions() RETURNS SETOF regprocedure
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT p::pg_catalog.regprocedure FROM pg_catalog.unnest(ARRAY[
-        'orgperm.setting_int(text, integer)',
-        'orgperm.emit(text, boolean, text[], text[], text[], text[])',
-        'orgperm.list_bytes(text[])',
-        'orgperm.emit_chunks(text, text[])',
-        'orgperm.emit_roles(text, bigint[])',
-        'orgperm.notify_truncate()',
-        'orgperm.notify_permissions()',
-        'orgperm.notify_roles()',
-        'orgperm.notify_role_permissions()',
-        'orgperm.notify_memberships()',
-        'orgperm.notify_membership_roles()',
-        'orgperm.notify_data_access()',
-        'orgperm.notify_permissions_row()',
-        'orgperm.notify_roles_row()',
-        'orgperm.notify_role_permissions_row()',
-        'orgperm.notify_memberships_row()',
-        'orgperm.notify_membership_roles_row()',
-        'orgperm.notify_data_access_row()',
-        'orgperm.notify_ddl()'
-    ]) AS p WHERE pg_catalog.to_regprocedure(p) IS NOT NULL;
+CREATE FUNCTION orgperm.expected_functions() RETURNS SETOF name
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT pg_catalog.unnest(ARRAY[
+        'setting_int', 'emit', 'list_bytes', 'emit_chunks', 'emit_roles', 'notify_truncate',
+        'notify_permissions', 'notify_roles', 'notify_role_permissions', 'notify_memberships',
+        'notify_membership_roles', 'notify_data_access', 'notify_permissions_row', 'notify_roles_row',
+        'notify_role_permissions_row', 'notify_memberships_row', 'notify_membership_roles_row',
+        'notify_data_access_row', 'notify_ddl'
+    ]::name[]);
 $$;
 -- +goose StatementEnd
 
@@ -794,21 +787,24 @@ $$;
 -- (everything but its enabled mode, which inspect reports by itself) and of
 -- each expected function's definition. The last block of this file stores
 -- what it returns right after installing, as orgperm.installed_digests().
+-- Call it through inspect() (object names depend on the search_path).
 -- +goose StatementBegin
 CREATE FUNCTION orgperm.current_digests() RETURNS TABLE (object text, digest text)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE AS $$
     SELECT 'trigger ' || x.trigger_name || ' on orgperm.' || x.table_name,
            pg_catalog.md5(pg_catalog.concat_ws('|', t.tgtype, t.tgfoid::pg_catalog.regprocedure, t.tgoldtable,
                 t.tgnewtable, t.tgattr, t.tgqual IS NULL, t.tgnargs, t.tgargs, t.tgdeferrable, t.tginitdeferred))
     FROM orgperm.expected_triggers() x
-    JOIN pg_catalog.pg_class c ON c.relname = x.table_name
+    JOIN pg_catalog.pg_class c ON c.relname = x.table_name::name
          AND c.relnamespace = (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = 'orgperm')
-    JOIN pg_catalog.pg_trigger t ON t.tgrelid = c.oid AND t.tgname = x.trigger_name
+    JOIN pg_catalog.pg_trigger t ON t.tgrelid = c.oid AND t.tgname = x.trigger_name::name
     UNION ALL
     SELECT 'function ' || p.oid::pg_catalog.regprocedure::text,
            pg_catalog.md5(pg_catalog.concat_ws('|', p.prosrc, p.prosecdef, p.proconfig, p.provolatile,
                 p.prolang, p.prorettype, p.proretset, p.prokind))
-    FROM orgperm.expected_functions() f JOIN pg_catalog.pg_proc p ON p.oid = f::oid;
+    FROM orgperm.expected_functions() f
+    JOIN pg_catalog.pg_proc p ON p.proname = f
+         AND p.pronamespace = (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = 'orgperm');
 $$;
 -- +goose StatementEnd
 
@@ -843,7 +839,9 @@ BEGIN
         JOIN rels r ON r.table_name = x.table_name
         LEFT JOIN pg_catalog.pg_trigger t ON t.tgrelid = r.oid AND t.tgname = x.trigger_name
     ), funcs AS (
-        SELECT f::oid AS oid, f::text AS sig FROM orgperm.expected_functions() f
+        SELECT p.oid, p.oid::pg_catalog.regprocedure::text AS sig, p.prosecdef, p.proconfig
+        FROM orgperm.expected_functions() f
+        JOIN pg_catalog.pg_proc p ON p.proname = f AND p.pronamespace = (SELECT oid FROM nsp)
     ), problems AS (
         SELECT 'error' AS severity, 'table orgperm.' || r.table_name AS object, 'table missing' AS problem, 1 AS ord
         FROM rels r WHERE r.oid IS NULL
@@ -866,10 +864,15 @@ BEGIN
           AND NOT EXISTS (SELECT FROM orgperm.current_digests() d WHERE d.object = i.object)
         UNION ALL
         SELECT 'error', 'function ' || f.sig,
-               CASE WHEN NOT p.prosecdef THEN 'not SECURITY DEFINER'
+               'not installed by the migration: another function of an invalidation function''s name can capture its calls', 3
+        FROM funcs f
+        WHERE NOT EXISTS (SELECT FROM orgperm.installed_digests() i WHERE i.object = 'function ' || f.sig)
+        UNION ALL
+        SELECT 'error', 'function ' || f.sig,
+               CASE WHEN NOT f.prosecdef THEN 'not SECURITY DEFINER'
                     ELSE 'search_path not pinned to pg_catalog, pg_temp' END, 4
-        FROM funcs f JOIN pg_catalog.pg_proc p ON p.oid = f.oid
-        WHERE NOT p.prosecdef OR NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false)
+        FROM funcs f
+        WHERE NOT f.prosecdef OR NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (f.proconfig), false)
         UNION ALL
         SELECT 'warning', 'event trigger ' || w.name,
                CASE WHEN e.oid IS NULL THEN 'DDL event trigger missing: DDL on orgperm''s tables notifies nothing (only orgperm.fingerprint() changes)'
@@ -1030,7 +1033,10 @@ DO $$
 DECLARE
     drift text;
     installed text;
+    saved_path constant text := pg_catalog.current_setting('search_path');
 BEGIN
+    -- The digests name objects as inspect() does, under its search_path.
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     SELECT string_agg(pg_catalog.concat_ws(' ', coalesce(x.table_name, a.table_name), coalesce(x.trigger_name, a.trigger_name)), ', ')
       INTO drift
       FROM orgperm.expected_triggers() x
@@ -1051,7 +1057,8 @@ BEGIN
       INTO installed FROM orgperm.current_digests() d;
     EXECUTE pg_catalog.format(
         'CREATE FUNCTION orgperm.installed_digests() RETURNS TABLE (object text, digest text) '
-        'LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS %L', 'VALUES ' || installed);
+        'LANGUAGE sql IMMUTABLE AS %L', 'VALUES ' || installed);
+    PERFORM pg_catalog.set_config('search_path', saved_path, true);
 END
 $$;
 -- +goose StatementEnd

@@ -1,17 +1,30 @@
 // Command soak runs orgperm's consistency soak (package internal/soak):
-// raw SQL writers, readers on several instances, listener faults, and a
-// count of stale reads, which must be 0.
+// raw SQL writers, readers on several instances, faults, and two
+// detectors: every read is judged against the writers' own commit
+// timeline (stale by more than the bound fails the soak), and against the
+// sentinel watermark its instance had reached (any miss fails it).
 //
 // With no DATABASE_URL it starts a throwaway PostgreSQL from the local
 // binaries, which it also restarts as one of the faults. With DATABASE_URL
 // it creates a fresh database on that server (dropped at the end) and
 // skips restarts.
 //
-//	go run ./cmd/soak                 # 10 minutes
+//	go run ./cmd/soak                 # 10 minutes, every fault
 //	go run ./cmd/soak -duration 2m -writers 4 -readers 4 -instances 4 -faults 30s
+//	go run ./cmd/soak -duration 60s -inject blackhole-listener,storm -faults 15s -hold 10s
+//	go run ./cmd/soak -duration 60s -pgbouncer
+//
+// -inject takes a comma-separated list of faults, cycled in order:
+// terminate-one, restart, terminate-all, storm, blackhole-listener,
+// blackhole-all, or "default" (the first four), "silent" (the black
+// holes), "all" (the default). -pgbouncer puts a throwaway PgBouncer in
+// transaction mode (internal/pgbouncer; apt package pgbouncer) in front of
+// the database and connects the instances through it, pool and listener.
 //
 // It prints progress every 10 seconds and the report at the end, and exits
-// 1 if any read was stale or inconsistent, or the soak could not run.
+// 1 if any read was stale beyond the bound (-bound, default the lease plus
+// 50 ms), below its watermark, inconsistent or mismatched, or the soak
+// could not run.
 package main
 
 import (
@@ -24,12 +37,20 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/orgperm/orgperm/internal/pgbouncer"
 	"github.com/orgperm/orgperm/internal/soak"
 	"github.com/orgperm/orgperm/pkg/pgtest"
 )
 
 func main() {
 	cfg := soak.Config{}
+	faults := flag.String("inject", "all", "faults to inject, comma-separated, cycled: terminate-one, restart, terminate-all, storm, blackhole-listener, blackhole-all; default, silent, all")
+	pooler := flag.Bool("pgbouncer", false, "connect the instances (pool and listener) through a throwaway PgBouncer in transaction mode")
+	flag.DurationVar(&cfg.FaultHold, "hold", 10*time.Second, "how long a black hole or a NOTIFY storm lasts")
+	flag.DurationVar(&cfg.Bound, "bound", 1050*time.Millisecond, "the staleness a read may have, by the writers' commit timeline")
+	flag.IntVar(&cfg.StormRate, "storm-rate", 50, "spoofed 8 KB payloads a second during a NOTIFY storm")
 	flag.DurationVar(&cfg.Duration, "duration", 10*time.Minute, "how long to write and read")
 	flag.IntVar(&cfg.Writers, "writers", 4, "writer goroutines (raw SQL)")
 	flag.IntVar(&cfg.Readers, "readers", 4, "reader goroutines")
@@ -42,7 +63,7 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	rep, err := run(ctx, cfg, *verbose)
+	rep, err := run(ctx, cfg, *faults, *pooler, *verbose)
 	if rep.Checks > 0 || err == nil {
 		fmt.Println()
 		fmt.Println(rep)
@@ -56,7 +77,7 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, cfg soak.Config, verbose bool) (soak.Report, error) {
+func run(ctx context.Context, cfg soak.Config, faults string, pooler, verbose bool) (soak.Report, error) {
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stdout, nil))
 	if verbose {
 		cfg.ClientLogger = cfg.Logger
@@ -92,10 +113,31 @@ func run(ctx context.Context, cfg soak.Config, verbose bool) (soak.Report, error
 		}
 	}()
 	cfg.DatabaseURL = url
+	if cfg.Faults, err = soak.ParseFaults(faults, cfg.Restart != nil); err != nil {
+		return soak.Report{}, err
+	}
+	if pooler {
+		cc, err := pgx.ParseConfig(url)
+		if err != nil {
+			return soak.Report{}, err
+		}
+		b, err := pgbouncer.Start(ctx, pgbouncer.Config{ServerHost: cc.Host, ServerPort: int(cc.Port), Users: []string{cc.User}})
+		if err != nil {
+			return soak.Report{}, err
+		}
+		defer func() {
+			if err := b.Close(); err != nil {
+				fmt.Fprintln(os.Stderr, "soak:", err)
+			}
+		}()
+		cfg.PoolerURL = b.ConnString(cc.User, name)
+		fmt.Printf("Instances connect through PgBouncer (transaction mode) on %s:%d\n", b.Host, b.Port)
+	}
 	cfg.Progress = func(r soak.Report) {
-		fmt.Printf("[%v] checks %d (%.0f/s), stale %d, inconsistent %d, failed closed %d, writes %d, faults %d+%d, reconnects %d, bypassed %d, verifications %d\n",
-			r.Elapsed.Round(time.Second), r.Checks, float64(r.Checks)/r.Elapsed.Seconds(), r.Stale, r.Inconsistent, r.FailedClosed,
-			r.Writes, r.Terminations, r.Restarts, r.Reconnects, r.Bypassed, r.Verifications)
+		fmt.Printf("[%v] checks %d (%.0f/s), stale %d (max %v, %d beyond the bound), below watermark %d, inconsistent %d, failed closed %d, writes %d, faults %d+%d+%d+%d, reconnects %d, bypassed %d, verifications %d\n",
+			r.Elapsed.Round(time.Second), r.Checks, float64(r.Checks)/r.Elapsed.Seconds(), r.Stale, r.StalenessMax.Round(time.Millisecond), r.BeyondBound,
+			r.BelowWatermark, r.Inconsistent, r.FailedClosed, r.Writes, r.Terminations, r.Restarts, r.Blackholes, r.Storms,
+			r.Reconnects, r.Bypassed, r.Verifications)
 	}
 	return soak.Run(ctx, cfg)
 }

@@ -9,12 +9,10 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -158,7 +156,7 @@ func Start(ctx context.Context, cfg Config) (*Bouncer, error) {
 	return b, nil
 }
 
-func (b *Bouncer) start(ctx context.Context, cfg Config, bin string, cred *syscall.Credential) error {
+func (b *Bouncer) start(ctx context.Context, cfg Config, bin string, cred runAs) error {
 	port, err := freePort()
 	if err != nil {
 		return fmt.Errorf("pgbouncer: %w", err)
@@ -190,15 +188,13 @@ log_disconnections = 0
 			return fmt.Errorf("pgbouncer: %w", err)
 		}
 	}
-	if cred != nil {
-		if err := os.Chown(b.dir, int(cred.Uid), int(cred.Gid)); err != nil {
-			return fmt.Errorf("pgbouncer: %w", err)
-		}
+	if err := giveTo(b.dir, cred); err != nil {
+		return fmt.Errorf("pgbouncer: %w", err)
 	}
 	cmd := exec.Command(bin, filepath.Join(b.dir, "pgbouncer.ini"))
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGTERM, Setpgid: true}
+	prepare(cmd, cred) // as cred, in its own process group, stopped with this process on Linux
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("pgbouncer: start %s: %w", bin, err)
 	}
@@ -263,7 +259,7 @@ func (b *Bouncer) stop() error {
 		return fmt.Errorf("pgbouncer: exited before Close (%v):\n%s", b.cmd.ProcessState, b.logTail())
 	default:
 	}
-	_ = b.cmd.Process.Signal(syscall.SIGINT)
+	_ = interrupt(b.cmd.Process)
 	select {
 	case <-b.exited:
 		return nil
@@ -291,22 +287,4 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// unprivileged returns the credential to run PgBouncer with when this
-// process is root (PgBouncer refuses to run as root), or nil.
-func unprivileged() (*syscall.Credential, error) {
-	if os.Geteuid() != 0 {
-		return nil, nil
-	}
-	for _, name := range []string{"postgres", "nobody"} {
-		u, err := user.Lookup(name)
-		if err != nil {
-			continue
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
-	}
-	return nil, errors.New("pgbouncer: running as root and found no unprivileged user (postgres, nobody) to run it as")
 }

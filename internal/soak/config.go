@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 )
 
@@ -40,18 +41,59 @@ type Config struct {
 	UsersPerOrg int
 
 	// FaultEvery is the interval between injected faults; after each one
-	// the soak waits for every instance to resync and verifies every key
-	// on every instance. Faults cycle through: one listener backend
-	// terminated, a server restart (when Restart is set), every listener
-	// backend terminated. Negative turns faults off. Defaults to 30
-	// seconds.
+	// the soak verifies every key on every instance (see the package
+	// documentation). Negative turns faults off. Defaults to 30 seconds.
 	FaultEvery time.Duration
+
+	// Faults is the list of faults injected, one every FaultEvery, in this
+	// order, cycling. Defaults to [DefaultFaults]: the loud faults (a
+	// terminated listener backend, a server restart when Restart is set,
+	// every listener backend terminated) and the NOTIFY storm; add
+	// [SilentFaults] (black holes) for the faults only a proof of delivery
+	// can tell (cmd/soak injects them all by default).
+	Faults []Fault
+
+	// FaultRounds, when positive, ends the load once that many faults have
+	// been injected and verified, before Duration if need be (Duration
+	// still bounds it): a short soak then covers every fault it lists
+	// however slow the machine. Defaults to 0: the load lasts Duration.
+	FaultRounds int
+
+	// FaultHold is how long a fault that lasts (a black hole, a NOTIFY
+	// storm) is held before the network is restored or the storm stops.
+	// Defaults to 10 seconds.
+	FaultHold time.Duration
 
 	// Restart, when set, restarts the database server (dropping every
 	// connection) and returns once it accepts connections again. Only a
 	// throwaway server can be restarted; leave it nil for a server of your
-	// own. Defaults to nil: no restarts.
+	// own. Required when Faults holds FaultRestart. Defaults to nil: no
+	// restarts.
 	Restart func() error
+
+	// Bound is the staleness a read may have, measured against the
+	// writers' commit timeline (see the package documentation): a read
+	// stale by more fails the soak. Defaults to 1.05 seconds, the client's
+	// freshness lease (1 s) plus 50 ms.
+	Bound time.Duration
+
+	// PoolerURL, when set, is where the instances connect instead of
+	// DatabaseURL, pool and listener alike: a transaction pooler in front
+	// of the same database (see internal/pgbouncer; with pgx it needs
+	// default_query_exec_mode=exec or simple_protocol). The writers, the
+	// sentinels and the storm still use DatabaseURL. Through a pooler no
+	// listener can be expected to sync, so the soak waits for no listener
+	// state. Defaults to "": the instances use DatabaseURL.
+	PoolerURL string
+
+	// StormRate is the number of 8 KB spoofed payloads per second the
+	// NOTIFY storm sends. Defaults to 50.
+	StormRate int
+
+	// ReadTimeout bounds each checked read: a read that does not return
+	// in time (on a black-holed connection) fails closed. Defaults to 2
+	// seconds.
+	ReadTimeout time.Duration
 
 	// WriteEvery paces each writer: one write per interval. Defaults to 5
 	// milliseconds.
@@ -100,6 +142,7 @@ func (cfg Config) resolve() (Config, error) {
 		{"Instances", &cfg.Instances, 4},
 		{"Orgs", &cfg.Orgs, 16},
 		{"UsersPerOrg", &cfg.UsersPerOrg, 32},
+		{"FaultRounds", &cfg.FaultRounds, 0},
 	} {
 		if *f.v < 0 {
 			return cfg, configError(f.name, "must not be negative")
@@ -119,6 +162,9 @@ func (cfg Config) resolve() (Config, error) {
 		{"Duration", &cfg.Duration, 10 * time.Minute},
 		{"WriteEvery", &cfg.WriteEvery, 5 * time.Millisecond},
 		{"ProgressEvery", &cfg.ProgressEvery, 10 * time.Second},
+		{"FaultHold", &cfg.FaultHold, 10 * time.Second},
+		{"Bound", &cfg.Bound, 1050 * time.Millisecond},
+		{"ReadTimeout", &cfg.ReadTimeout, 2 * time.Second},
 	} {
 		if *f.v < 0 {
 			return cfg, configError(f.name, "must not be negative")
@@ -130,6 +176,26 @@ func (cfg Config) resolve() (Config, error) {
 	if cfg.FaultEvery == 0 {
 		cfg.FaultEvery = 30 * time.Second
 	}
+	if cfg.StormRate < 0 {
+		return cfg, configError("StormRate", "must not be negative")
+	}
+	if cfg.StormRate == 0 {
+		cfg.StormRate = 50
+	}
+	if cfg.Faults == nil {
+		cfg.Faults = DefaultFaults(cfg.Restart != nil)
+	}
+	for _, f := range cfg.Faults {
+		if !f.valid() {
+			return cfg, configError("Faults", fmt.Sprintf("holds %q, which is not a fault (%s)", f, faultNames()))
+		}
+		if f == FaultRestart && cfg.Restart == nil {
+			return cfg, configError("Faults", "holds restart, but Restart is nil: only a throwaway server can be restarted")
+		}
+	}
+	if cfg.FaultEvery > 0 && len(cfg.Faults) == 0 {
+		return cfg, configError("Faults", "is empty while FaultEvery is positive; set FaultEvery negative for no faults")
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -137,4 +203,96 @@ func (cfg Config) resolve() (Config, error) {
 		cfg.ClientLogger = slog.New(minLevel{cfg.Logger.Handler(), slog.LevelWarn})
 	}
 	return cfg, nil
+}
+
+// Fault is a kind of fault the soak injects.
+type Fault string
+
+// The faults. The loud ones cut connections in a way the client is told
+// about; the silent ones ([SilentFaults]) leave connections open with
+// nothing arriving on them, which only a proof of delivery can tell.
+const (
+	// FaultTerminateOne terminates one listener backend
+	// (pg_terminate_backend).
+	FaultTerminateOne Fault = "terminate-one"
+	// FaultRestart restarts the server (Config.Restart).
+	FaultRestart Fault = "restart"
+	// FaultTerminateAll terminates every listener backend.
+	FaultTerminateAll Fault = "terminate-all"
+	// FaultStorm is a NOTIFY storm for FaultHold: a database role with no
+	// orgperm privilege, created for the soak, sends StormRate spoofed 8 KB
+	// payloads a second on orgperm_invalidate, each naming about a
+	// thousand organizations that do not exist, while the writes go on.
+	FaultStorm Fault = "storm"
+	// FaultBlackholeListener black-holes the listeners' connections for
+	// FaultHold (a TCP proxy drops every byte, closes nothing): the
+	// listeners get no notification and no error.
+	FaultBlackholeListener Fault = "blackhole-listener"
+	// FaultBlackholeAll black-holes the listeners' and the pools'
+	// connections together for FaultHold. The writers, on a connection of
+	// their own, go on writing.
+	FaultBlackholeAll Fault = "blackhole-all"
+)
+
+var allFaults = []Fault{FaultTerminateOne, FaultRestart, FaultTerminateAll, FaultStorm, FaultBlackholeListener, FaultBlackholeAll}
+
+func (f Fault) valid() bool {
+	for _, g := range allFaults {
+		if f == g {
+			return true
+		}
+	}
+	return false
+}
+
+func (f Fault) blackhole() bool { return f == FaultBlackholeListener || f == FaultBlackholeAll }
+
+func faultNames() string {
+	names := make([]string, len(allFaults))
+	for i, f := range allFaults {
+		names[i] = string(f)
+	}
+	return strings.Join(names, ", ")
+}
+
+// DefaultFaults returns the default of Config.Faults: the loud faults
+// (with a server restart if restart is true) and the NOTIFY storm.
+func DefaultFaults(restart bool) []Fault {
+	if restart {
+		return []Fault{FaultTerminateOne, FaultRestart, FaultTerminateAll, FaultStorm}
+	}
+	return []Fault{FaultTerminateOne, FaultTerminateAll, FaultStorm}
+}
+
+// SilentFaults returns the faults that leave connections open and silent:
+// the listeners black-holed, and the listeners and the pools black-holed
+// together. A client that trusts its cache on LISTEN alone serves stale
+// answers under them for as long as it takes to notice.
+func SilentFaults() []Fault { return []Fault{FaultBlackholeListener, FaultBlackholeAll} }
+
+// ParseFaults parses a comma-separated list of faults, as cmd/soak's -inject
+// flag takes it: fault names, "default" (DefaultFaults(restart)),
+// "silent" (SilentFaults) and "all" (both). The error matches
+// ErrInvalidConfig.
+func ParseFaults(list string, restart bool) ([]Fault, error) {
+	var out []Fault
+	for _, name := range strings.Split(list, ",") {
+		switch name = strings.TrimSpace(name); name {
+		case "":
+		case "default":
+			out = append(out, DefaultFaults(restart)...)
+		case "silent":
+			out = append(out, SilentFaults()...)
+		case "all":
+			out = append(out, DefaultFaults(restart)...)
+			out = append(out, SilentFaults()...)
+		default:
+			if f := Fault(name); f.valid() {
+				out = append(out, f)
+				continue
+			}
+			return nil, fmt.Errorf("%w: unknown fault %q (want default, silent, all, or of %s)", ErrInvalidConfig, name, faultNames())
+		}
+	}
+	return out, nil
 }

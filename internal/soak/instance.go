@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orgperm/orgperm/pkg/listener"
@@ -70,21 +73,43 @@ func (h *hub) wait(ctx context.Context, ok func() bool) error {
 	}
 }
 
-// newInstance starts instance idx over url. The watermark starts at zero,
-// the seed's versions: it was all committed before the Client existed.
-func newInstance(ctx context.Context, idx int, url string, h *hub, clk *clock, zero *snapshot, logger *slog.Logger) (*instance, error) {
-	pcfg, err := pgxpool.ParseConfig(url)
+// route says how an instance reaches the database.
+type route struct {
+	url string // the instances' connection string (DatabaseURL, or PoolerURL)
+	// poolAddr and listenerAddr, when set, replace url's host:port for the
+	// pool's and the listener's connections (TCP proxies).
+	poolAddr, listenerAddr string
+	// waitReady: wait for the listener's first sync before the load starts
+	// (not through a pooler, where it may never sync).
+	waitReady bool
+}
+
+// newInstance starts instance idx as rt says. The watermark starts at
+// zero, the seed's versions: it was all committed before the Client
+// existed.
+func newInstance(ctx context.Context, idx int, rt route, h *hub, clk *clock, zero *snapshot, logger *slog.Logger) (*instance, error) {
+	pcfg, err := pgxpool.ParseConfig(rt.url)
 	if err != nil {
 		return nil, err
 	}
 	pcfg.MaxConns = 6
+	if pcfg.ConnConfig.ConnectTimeout == 0 {
+		// A connection attempt into a black hole would otherwise never end,
+		// and closing the pool waits for it.
+		pcfg.ConnConfig.ConnectTimeout = connectTimeout
+	}
+	if rt.poolAddr != "" {
+		if err := setAddr(pcfg.ConnConfig, rt.poolAddr); err != nil {
+			return nil, err
+		}
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, err
 	}
 	in := &instance{idx: idx, pool: pool, h: h}
 	in.wm.Store(zero)
-	c, err := membership.New(ctx, pool, membership.Config{
+	mcfg := membership.Config{
 		Logger: logger.With("instance", idx),
 		OnInvalidate: func(inv listener.Invalidation, err error) {
 			if err != nil || inv.Source != "evict" || len(inv.Users) != 1 {
@@ -95,12 +120,27 @@ func newInstance(ctx context.Context, idx int, url string, h *hub, clk *clock, z
 			}
 		},
 		OnStateChange: in.setState,
-	})
+	}
+	if rt.listenerAddr != "" {
+		// As the default listener connection: the pool's settings, and the
+		// listener's application_name (the terminate faults find it by it).
+		lcfg := pcfg.ConnConfig.Copy()
+		if err := setAddr(lcfg, rt.listenerAddr); err != nil {
+			pool.Close()
+			return nil, err
+		}
+		lcfg.RuntimeParams["application_name"] = listener.ApplicationName
+		mcfg.ListenerConnect = func(ctx context.Context) (*pgx.Conn, error) { return pgx.ConnectConfig(ctx, lcfg.Copy()) }
+	}
+	c, err := membership.New(ctx, pool, mcfg)
 	if err != nil {
 		pool.Close()
 		return nil, err
 	}
 	in.client, in.read = c, c
+	if !rt.waitReady {
+		return in, nil
+	}
 	select {
 	case <-c.Ready():
 	case <-ctx.Done():
@@ -108,6 +148,21 @@ func newInstance(ctx context.Context, idx int, url string, h *hub, clk *clock, z
 		return nil, fmt.Errorf("instance %d never synced: %w", idx, ctx.Err())
 	}
 	return in, nil
+}
+
+// setAddr points cfg at addr (host:port), for the first host only: the
+// soak's URLs name one.
+func setAddr(cfg *pgx.ConnConfig, addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return err
+	}
+	cfg.Host, cfg.Port, cfg.Fallbacks = host, uint16(p), nil
+	return nil
 }
 
 // advance moves the watermark to s if s is newer. It runs on the

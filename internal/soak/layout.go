@@ -259,3 +259,64 @@ func (l *layout) judgeUserActive(k int, active bool, low []int64, high func(comp
 	}
 	return fmt.Sprintf("user-wide answer %v for %s matches no membership version in [%d, %d]", active, l.compName(c), lo, hi)
 }
+
+// grantsOf returns what a permission set grants: its codenames, and its
+// data grants as "<type>:<id>"; nothing when it is inactive.
+func grantsOf(s *membership.PermissionSet) map[string]bool {
+	g := map[string]bool{}
+	if s == nil || !s.Active() {
+		return g
+	}
+	for _, c := range s.Permissions() {
+		g[c] = true
+	}
+	for _, rt := range s.ResourceTypes() {
+		all, ids := s.AccessibleIDs(rt)
+		if all {
+			g[rt+":*"] = true
+		}
+		for _, id := range ids {
+			g[rt+":"+id] = true
+		}
+	}
+	return g
+}
+
+// grantsAt returns what key (o, u) grants when each of its components is
+// at version cur(component), in the form of grantsOf.
+func (l *layout) grantsAt(o, u int, cur func(comp int) int64) map[string]bool {
+	g := map[string]bool{}
+	k := l.key(o, u)
+	if memberStatus(cur(l.memComp(k))) != membership.StatusActive {
+		return g
+	}
+	held := assignedRoles(cur(l.assignComp(k)))
+	for r := range rolesPerOrg {
+		if held&(1<<r) != 0 {
+			for _, c := range rolePermissions(r, cur(l.permComp(o, r))) {
+				g[c] = true
+			}
+		}
+	}
+	g[docType+":"+grantID(cur(l.grantComp(k)))] = true
+	return g
+}
+
+// wrongly compares what a stale read granted (got) with what the data
+// granted when the read began (want): allowed if it granted something the
+// data no longer did, denied if it lacked something the data granted.
+func wrongly(got, want map[string]bool) (allowed, denied bool) {
+	for g := range got {
+		if !want[g] {
+			allowed = true
+			break
+		}
+	}
+	for g := range want {
+		if !got[g] {
+			denied = true
+			break
+		}
+	}
+	return allowed, denied
+}

@@ -6,14 +6,20 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orgperm/orgperm/pkg/listener"
 	"github.com/orgperm/orgperm/pkg/membership"
+	"github.com/orgperm/orgperm/pkg/pgtest"
 )
 
 // Bounds of the soak's own waits; reaching one is an error, never a way to
@@ -21,19 +27,23 @@ import (
 const (
 	startTimeout  = time.Minute     // an instance's first sync
 	resyncTimeout = time.Minute     // every instance synced again after a fault
-	syncTimeout   = time.Minute     // every instance has applied a sentinel
 	sentinelRetry = 5 * time.Second // before a sentinel is considered lost, and another sent
-	verifyTimeout = 3 * time.Minute // a whole verification round
+	// connectTimeout bounds the instances' connection attempts (unless
+	// their URL sets connect_timeout).
+	connectTimeout = 5 * time.Second
+	verifyTimeout  = 3 * time.Minute // a whole verification round
 )
 
-// maxSamples bounds Report.Samples.
-const maxSamples = 10
+// maxSamples bounds Report.Samples per kind of finding (the first word of
+// the sample: STALE, BELOW, INCONSISTENT, MISMATCH).
+const maxSamples = 4
 
 // soak is one run.
 type soak struct {
 	cfg   Config
 	l     *layout
 	vs    *versions
+	tl    *timeline
 	raw   *pgxpool.Pool
 	clk   *clock
 	hub   *hub
@@ -41,13 +51,35 @@ type soak struct {
 	pause sync.RWMutex // writers and readers hold it for reading; a verification locks it
 	start time.Time
 
-	permChecks, userChecks, stale, inconsistent, failed atomic.Uint64
-	writes, writeErrors                                 atomic.Uint64
-	terminations, restarts                              atomic.Uint64
-	verifications, verified, mismatches                 atomic.Uint64
+	// poolProxy and listenerProxy carry the instances' pool and listener
+	// connections when a black-hole fault is configured; storm sends the
+	// NOTIFY storm when that one is.
+	poolProxy, listenerProxy *pgtest.Proxy
+	storm                    *stormer
+
+	permChecks, userChecks, belowWatermark, inconsistent, failed atomic.Uint64
+	stale, beyondBound, wronglyAllowed, wronglyDenied            atomic.Uint64
+	staleness                                                    staleStats
+	writes, writeErrors                                          atomic.Uint64
+	terminations, restarts, blackholes, storms, stormSent        atomic.Uint64
+	verifications, verified, mismatches, verifiedByBound         atomic.Uint64
+
+	phase    atomic.Pointer[phase] // the fault the reads are attributed to
+	phasesMu sync.Mutex
+	phases   []*phase // in the order they first occurred
 
 	samplesMu sync.Mutex
 	samples   []string
+	sampled   map[string]int // samples taken per kind
+}
+
+// phase is a stretch of the soak named after the last fault injected:
+// "terminate-one", "blackhole-listener (held)", "blackhole-listener
+// (after)"... Reads are attributed to the phase current when they began.
+type phase struct {
+	name                 string
+	reads, stale, beyond atomic.Uint64
+	max                  atomic.Int64 // the largest staleness, in ns
 }
 
 // Run runs a soak as cfg says and returns its report. The error is for a
@@ -60,8 +92,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	s := &soak{cfg: cfg, l: newLayout(cfg.Orgs, cfg.UsersPerOrg), hub: newHub()}
+	s := &soak{cfg: cfg, l: newLayout(cfg.Orgs, cfg.UsersPerOrg), hub: newHub(), sampled: map[string]int{}}
 	s.vs = newVersions(s.l.components())
+	s.setPhase("before any fault")
 
 	pcfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
 	if err != nil {
@@ -75,17 +108,50 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if err := seed(ctx, s.raw, s.l); err != nil {
 		return Report{}, fmt.Errorf("soak: %w", err)
 	}
+	s.tl = newTimeline(s.l.components()) // after the seed: version 0 committed before every instant
 	s.clk = newClock(s.raw, s.vs)
+
+	rt := route{url: cfg.DatabaseURL, waitReady: cfg.PoolerURL == ""}
+	if cfg.PoolerURL != "" {
+		rt.url = cfg.PoolerURL
+	}
+	if slices.ContainsFunc(cfg.Faults, Fault.blackhole) && cfg.FaultEvery > 0 {
+		if err := s.startProxies(&rt); err != nil {
+			return Report{}, err
+		}
+		defer s.poolProxy.Close()
+		defer s.listenerProxy.Close()
+	}
+	if slices.Contains(cfg.Faults, FaultStorm) && cfg.FaultEvery > 0 {
+		if s.storm, err = newStormer(ctx, s.raw, cfg.DatabaseURL); err != nil {
+			return Report{}, fmt.Errorf("soak: %w", err)
+		}
+		defer func() {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
+			if err := s.storm.close(dctx, s.raw); err != nil {
+				cfg.Logger.Warn("soak: " + err.Error())
+			}
+		}()
+	}
 
 	zero := &snapshot{v: make([]int64, s.l.components())}
 	defer func() {
-		for _, in := range s.ins {
-			in.close()
+		if s.poolProxy != nil {
+			// Connections a black hole killed would each take pgx 15 s to
+			// give up on: cut them.
+			s.poolProxy.CutAll()
+			s.listenerProxy.CutAll()
 		}
+		var wg sync.WaitGroup
+		for _, in := range s.ins {
+			wg.Go(in.close)
+		}
+		wg.Wait()
 	}()
 	sctx, cancel := context.WithTimeout(ctx, startTimeout)
 	for i := range cfg.Instances {
-		in, err := newInstance(sctx, i, cfg.DatabaseURL, s.hub, s.clk, zero, cfg.ClientLogger)
+		in, err := newInstance(sctx, i, rt, s.hub, s.clk, zero, cfg.ClientLogger)
 		if err != nil {
 			cancel()
 			return Report{}, fmt.Errorf("soak: instance %d: %w", i, err)
@@ -98,7 +164,8 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	cancel()
 
 	cfg.Logger.Info("soak: load starting", "duration", cfg.Duration, "writers", cfg.Writers, "readers", cfg.Readers,
-		"instances", cfg.Instances, "keys", s.l.keys(), "components", s.l.components())
+		"instances", cfg.Instances, "keys", s.l.keys(), "components", s.l.components(), "faults", cfg.Faults,
+		"bound", cfg.Bound, "through pooler", cfg.PoolerURL != "")
 	s.start = time.Now()
 	lctx, stopLoad := context.WithTimeout(ctx, cfg.Duration)
 	defer stopLoad()
@@ -108,7 +175,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	)
 	wg.Go(func() { s.runClock(lctx) })
 	for w := range cfg.Writers {
-		wr := &writer{l: s.l, raw: s.raw, vs: s.vs, rng: rand.New(rand.NewPCG(uint64(w), 1)), pause: &s.pause,
+		wr := &writer{l: s.l, raw: s.raw, vs: s.vs, tl: s.tl, rng: rand.New(rand.NewPCG(uint64(w), 1)), pause: &s.pause,
 			writes: &s.writes, errors: &s.writeErrors}
 		for o := w; o < cfg.Orgs; o += cfg.Writers {
 			wr.orgs = append(wr.orgs, o)
@@ -121,7 +188,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if cfg.Progress != nil {
 		wg.Go(func() { s.runProgress(lctx) })
 	}
-	wg.Go(func() { faultErr = s.runFaults(lctx) })
+	wg.Go(func() { faultErr = s.runFaults(lctx, stopLoad) })
 	wg.Wait()
 	stopLoad()
 
@@ -129,7 +196,8 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	defer cancel()
 	verr := s.verify(vctx, "final")
 	rep := s.report()
-	cfg.Logger.Info("soak: done", "checks", rep.Checks, "stale", rep.Stale, "ok", rep.OK())
+	rep.Health = s.health(vctx)
+	cfg.Logger.Info("soak: done", "checks", rep.Checks, "stale", rep.Stale, "beyond bound", rep.BeyondBound, "ok", rep.OK())
 	return rep, errors.Join(faultErr, verr)
 }
 
@@ -179,15 +247,20 @@ func (s *soak) runReader(ctx context.Context, rng *rand.Rand) {
 }
 
 // checkPermissions reads the permission set of (o, u) on in and judges it
-// against the watermark in had reached before the read. It reports
-// whether the read failed.
+// against the writers' commit timeline and against the watermark in had
+// reached before the read. It reports whether the read failed.
 func (s *soak) checkPermissions(ctx context.Context, in *instance, o, u int) (failed bool) {
 	wm := in.wm.Load()
-	set, err := in.read.Permissions(ctx, s.l.orgID(o), s.l.userID(o, u))
+	ph := s.phase.Load()
+	rs := s.tl.now()
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.ReadTimeout)
+	set, err := in.read.Permissions(rctx, s.l.orgID(o), s.l.userID(o, u))
+	cancel()
 	if err != nil && ctx.Err() != nil {
 		return true // the load is over: not a check
 	}
 	s.permChecks.Add(1)
+	ph.reads.Add(1)
 	if err != nil {
 		s.failed.Add(1)
 		if set != nil {
@@ -197,28 +270,49 @@ func (s *soak) checkPermissions(ctx context.Context, in *instance, o, u int) (fa
 	}
 	saw, err := s.l.decode(o, u, set)
 	if err == nil {
-		var stale []string
-		stale, err = s.l.judge(saw, wm.v, s.vs.high)
-		if len(stale) > 0 {
-			s.stale.Add(1)
-			s.sample(fmt.Sprintf("STALE on instance %d after sentinel %d: %v", in.idx, wm.n, stale))
+		var below []string
+		below, err = s.l.judge(saw, wm.v, s.vs.high)
+		if len(below) > 0 {
+			s.belowWatermark.Add(1)
+			s.sample(fmt.Sprintf("BELOW WATERMARK on instance %d after sentinel %d: %v", in.idx, wm.n, below))
 		}
 	}
 	if err != nil {
 		s.inconsistentRead(in, err.Error())
+		return false
+	}
+	var (
+		worst time.Duration
+		what  string
+	)
+	for _, sn := range saw {
+		if d := s.tl.staleness(sn.comp, sn.version, rs); d > worst {
+			worst, what = d, fmt.Sprintf("%s at version %d", s.l.compName(sn.comp), sn.version)
+		}
+	}
+	if worst > 0 {
+		cur := func(c int) int64 { return s.tl.current(c, rs) }
+		allowed, denied := wrongly(grantsOf(set), s.l.grantsAt(o, u, cur))
+		s.staleRead(in, ph, worst, allowed, denied, what)
 	}
 	return false
 }
 
 // checkUserWide reads the user-wide answer of the user of (o, u) on in and
-// judges it against the watermark in had reached before the read.
+// judges it against the commit timeline and the watermark in had reached
+// before the read.
 func (s *soak) checkUserWide(ctx context.Context, in *instance, o, u int) (failed bool) {
 	wm := in.wm.Load()
-	active, err := in.read.UserHasActiveMembership(ctx, s.l.userID(o, u))
+	ph := s.phase.Load()
+	rs := s.tl.now()
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.ReadTimeout)
+	active, err := in.read.UserHasActiveMembership(rctx, s.l.userID(o, u))
+	cancel()
 	if err != nil && ctx.Err() != nil {
 		return true
 	}
 	s.userChecks.Add(1)
+	ph.reads.Add(1)
 	if err != nil {
 		s.failed.Add(1)
 		if active {
@@ -226,11 +320,67 @@ func (s *soak) checkUserWide(ctx context.Context, in *instance, o, u int) (faile
 		}
 		return true
 	}
-	if stale := s.l.judgeUserActive(s.l.key(o, u), active, wm.v, s.vs.high); stale != "" {
-		s.stale.Add(1)
-		s.sample(fmt.Sprintf("STALE on instance %d after sentinel %d: %s", in.idx, wm.n, stale))
+	k := s.l.key(o, u)
+	if below := s.l.judgeUserActive(k, active, wm.v, s.vs.high); below != "" {
+		s.belowWatermark.Add(1)
+		s.sample(fmt.Sprintf("BELOW WATERMARK on instance %d after sentinel %d: %s", in.idx, wm.n, below))
 	}
+	// The answer is the status of some membership version; the freshest
+	// that fits is the highest begun that gives it (staleness only grows
+	// as versions go down).
+	c := s.l.memComp(k)
+	for v := s.vs.high(c); v >= 0; v-- {
+		if (memberStatus(v) == membership.StatusActive) != active {
+			continue
+		}
+		if d := s.tl.staleness(c, v, rs); d > 0 {
+			// Stale: the answer is the opposite of the current status.
+			s.staleRead(in, ph, d, active, !active, fmt.Sprintf("user-wide answer %v, as at %s version %d", active, s.l.compName(c), v))
+		}
+		return false
+	}
+	s.inconsistentRead(in, fmt.Sprintf("user-wide answer %v for %s matches no membership version", active, s.l.compName(c)))
 	return false
+}
+
+// staleRead counts a read stale by d (against the commit timeline) on in,
+// in phase ph.
+func (s *soak) staleRead(in *instance, ph *phase, d time.Duration, allowed, denied bool, what string) {
+	s.stale.Add(1)
+	ph.stale.Add(1)
+	s.staleness.add(d)
+	for {
+		m := ph.max.Load()
+		if int64(d) <= m || ph.max.CompareAndSwap(m, int64(d)) {
+			break
+		}
+	}
+	if allowed {
+		s.wronglyAllowed.Add(1)
+	}
+	if denied {
+		s.wronglyDenied.Add(1)
+	}
+	if d > s.cfg.Bound {
+		s.beyondBound.Add(1)
+		ph.beyond.Add(1)
+		s.sample(fmt.Sprintf("STALE by %v (beyond the bound %v) on instance %d during %s: %s", d.Round(time.Microsecond), s.cfg.Bound, in.idx, ph.name, what))
+	}
+}
+
+// setPhase makes name the current phase.
+func (s *soak) setPhase(name string) {
+	s.phasesMu.Lock()
+	defer s.phasesMu.Unlock()
+	for _, p := range s.phases {
+		if p.name == name {
+			s.phase.Store(p)
+			return
+		}
+	}
+	p := &phase{name: name}
+	s.phases = append(s.phases, p)
+	s.phase.Store(p)
 }
 
 func (s *soak) inconsistentRead(in *instance, what string) {
@@ -239,9 +389,11 @@ func (s *soak) inconsistentRead(in *instance, what string) {
 }
 
 func (s *soak) sample(what string) {
+	kind, _, _ := strings.Cut(what, " ")
 	s.samplesMu.Lock()
 	defer s.samplesMu.Unlock()
-	if len(s.samples) < maxSamples {
+	if s.sampled[kind] < maxSamples {
+		s.sampled[kind]++
 		s.samples = append(s.samples, what)
 	}
 }
@@ -259,30 +411,16 @@ func (s *soak) runProgress(ctx context.Context) {
 	}
 }
 
-// fault is a kind of fault.
-type fault int
-
-const (
-	terminateOne fault = iota // one listener backend terminated
-	restart                   // the server restarted
-	terminateAll              // every listener backend terminated
-)
-
-func (f fault) String() string {
-	return [...]string{"terminate one listener backend", "restart the server", "terminate every listener backend"}[f]
-}
-
-// runFaults injects a fault every FaultEvery until ctx is done; after each
-// it waits for the instances to resync and verifies every key on every
+// runFaults injects a fault every FaultEvery until ctx is done, cycling
+// through Config.Faults; after each it verifies every key on every
 // instance. A fault or a verification cut short by the end of the load is
 // not an error: the final verification follows.
-func (s *soak) runFaults(ctx context.Context) error {
+//
+// With FaultRounds set, it ends the load (stop) once that many faults have
+// been injected and verified.
+func (s *soak) runFaults(ctx context.Context, stop context.CancelFunc) error {
 	if s.cfg.FaultEvery < 0 {
 		return nil
-	}
-	kinds := []fault{terminateOne, terminateAll}
-	if s.cfg.Restart != nil {
-		kinds = []fault{terminateOne, restart, terminateAll}
 	}
 	t := time.NewTicker(s.cfg.FaultEvery)
 	defer t.Stop()
@@ -292,9 +430,10 @@ func (s *soak) runFaults(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		err := s.inject(ctx, kinds[i%len(kinds)])
+		f := s.cfg.Faults[i%len(s.cfg.Faults)]
+		err := s.inject(ctx, f)
 		if err == nil {
-			err = s.verify(ctx, "after fault "+kinds[i%len(kinds)].String())
+			err = s.verify(ctx, "after fault "+string(f))
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -302,12 +441,67 @@ func (s *soak) runFaults(ctx context.Context) error {
 			}
 			return err
 		}
+		if s.cfg.FaultRounds > 0 && i+1 >= s.cfg.FaultRounds {
+			stop()
+			return nil
+		}
 	}
 }
 
-// inject causes fault f and waits until the instances it cut off have
-// synced again.
-func (s *soak) inject(ctx context.Context, f fault) error {
+// inject causes fault f. Unless the instances go through a pooler (where
+// no listener is expected to sync), it first waits until every instance is
+// synced, so that each fault strikes healthy instances. A loud fault
+// returns once the instances it cut off have synced again (not through a
+// pooler); a lasting one once it has been held for FaultHold and the
+// network restored, or the storm ended.
+func (s *soak) inject(ctx context.Context, f Fault) error {
+	if s.cfg.PoolerURL == "" {
+		rctx, cancel := context.WithTimeout(ctx, resyncTimeout)
+		err := s.hub.wait(rctx, func() bool {
+			for _, in := range s.ins {
+				if in.state != listener.Synced {
+					return false
+				}
+			}
+			return true
+		})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("soak: instances not synced before %s: %w", f, err)
+		}
+	}
+	switch f {
+	case FaultBlackholeListener, FaultBlackholeAll:
+		s.setPhase(string(f) + " (held)")
+		s.listenerProxy.Blackhole()
+		if f == FaultBlackholeAll {
+			s.poolProxy.Blackhole()
+		}
+		s.blackholes.Add(1)
+		s.cfg.Logger.Info("soak: fault injected", "fault", f, "hold", s.cfg.FaultHold)
+		t := time.NewTimer(s.cfg.FaultHold)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+		s.listenerProxy.Restore()
+		s.poolProxy.Restore()
+		s.setPhase(string(f) + " (after)")
+		s.cfg.Logger.Info("soak: network restored", "fault", f)
+		return nil
+	case FaultStorm:
+		s.setPhase(string(f) + " (held)")
+		s.storms.Add(1)
+		s.cfg.Logger.Info("soak: fault injected", "fault", f, "hold", s.cfg.FaultHold, "payloads/s", s.cfg.StormRate)
+		sent, err := s.storm.run(ctx, s.cfg.FaultHold, s.cfg.StormRate)
+		s.stormSent.Add(sent)
+		s.setPhase(string(f) + " (after)")
+		s.cfg.Logger.Info("soak: storm over", "payloads", sent)
+		return err
+	}
+
+	s.setPhase(string(f))
 	before := make([]int, len(s.ins))
 	s.hub.mu.Lock()
 	for i, in := range s.ins {
@@ -319,9 +513,9 @@ func (s *soak) inject(ctx context.Context, f fault) error {
 		all bool // from every instance
 	)
 	switch f {
-	case terminateOne, terminateAll:
+	case FaultTerminateOne, FaultTerminateAll:
 		var limit *int64
-		if f == terminateOne {
+		if f == FaultTerminateOne {
 			one := int64(1)
 			limit = &one
 		}
@@ -333,15 +527,18 @@ func (s *soak) inject(ctx context.Context, f fault) error {
 			return fmt.Errorf("soak: %s: %w", f, err)
 		}
 		s.terminations.Add(uint64(n))
-		all = f == terminateAll
-	case restart:
+		all = f == FaultTerminateAll && n > 0
+	case FaultRestart:
 		if err := s.cfg.Restart(); err != nil {
 			return fmt.Errorf("soak: %s: %w", f, err)
 		}
 		s.restarts.Add(1)
 		n, all = len(s.ins), true
 	}
-	s.cfg.Logger.Info("soak: fault injected", "fault", f.String(), "listeners cut", n)
+	s.cfg.Logger.Info("soak: fault injected", "fault", f, "listeners cut", n)
+	if s.cfg.PoolerURL != "" {
+		return nil // no listener syncs through a pooler, or should
+	}
 	rctx, cancel := context.WithTimeout(ctx, resyncTimeout)
 	defer cancel()
 	// After a restart or every backend terminated, every instance resyncs;
@@ -360,6 +557,28 @@ func (s *soak) inject(ctx context.Context, f fault) error {
 	if err != nil {
 		return fmt.Errorf("soak: instances did not resync after %s: %w", f, err)
 	}
+	return nil
+}
+
+// startProxies starts the TCP proxies the black-hole faults cut, in front
+// of the host and port of rt's URL, and routes the instances through them.
+func (s *soak) startProxies(rt *route) error {
+	cc, err := pgx.ParseConfig(rt.url)
+	if err != nil {
+		return fmt.Errorf("soak: %w", err)
+	}
+	if strings.HasPrefix(cc.Host, "/") {
+		return configError("Faults", fmt.Sprintf("holds a black hole, which needs a TCP server; the instances' URL names the socket directory %s", cc.Host))
+	}
+	target := net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port)))
+	if s.poolProxy, err = pgtest.StartProxy(target); err != nil {
+		return fmt.Errorf("soak: %w", err)
+	}
+	if s.listenerProxy, err = pgtest.StartProxy(target); err != nil {
+		s.poolProxy.Close()
+		return fmt.Errorf("soak: %w", err)
+	}
+	rt.poolAddr, rt.listenerAddr = s.poolProxy.Addr(), s.listenerProxy.Addr()
 	return nil
 }
 
@@ -382,9 +601,9 @@ func retry(ctx context.Context, fn func() error) error {
 
 // syncAll commits a sentinel and waits until every instance has applied
 // it, sending another if one may have been lost (an instance that was
-// unsynced when it was sent).
-func (s *soak) syncAll(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
+// unsynced when it was sent), for at most timeout.
+func (s *soak) syncAll(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for {
 		if n, err := s.clk.tick(ctx); err == nil {
@@ -413,14 +632,27 @@ func (s *soak) syncAll(ctx context.Context) error {
 	}
 }
 
-// verify quiesces the writers and readers, waits until every instance has applied
-// every write, then reads every key on every instance through the cache
-// and compares it with a FullyConsistent read: they must be identical.
+// verify quiesces the writers and readers, then reads every key on every
+// instance through the cache and compares it with a FullyConsistent read:
+// they must be identical. It compares as soon as every instance has
+// applied a sentinel sent after the quiesce (so has applied every write),
+// or, if that does not happen within the bound (notifications lost, a
+// pooler), once the bound has passed since the quiesce: from then on no
+// answer may miss a write committed before it.
 func (s *soak) verify(ctx context.Context, why string) error {
 	s.pause.Lock()
 	defer s.pause.Unlock()
-	if err := s.syncAll(ctx); err != nil {
-		return err
+	quiesced := time.Now()
+	byBound := false
+	if err := s.syncAll(ctx, s.cfg.Bound); err != nil {
+		byBound = true
+		t := time.NewTimer(time.Until(quiesced.Add(s.cfg.Bound)))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
 	}
 	low := make([]int64, len(s.vs.committed))
 	for i := range low {
@@ -436,10 +668,12 @@ func (s *soak) verify(ctx context.Context, why string) error {
 				wantActive bool
 			)
 			if err := retry(ctx, func() (err error) {
-				if want, err = s.ins[0].client.Permissions(truthCtx, org, user); err != nil {
+				rctx, cancel := context.WithTimeout(truthCtx, s.cfg.ReadTimeout)
+				defer cancel()
+				if want, err = s.ins[0].client.Permissions(rctx, org, user); err != nil {
 					return err
 				}
-				wantActive, err = s.ins[0].client.UserHasActiveMembership(truthCtx, user)
+				wantActive, err = s.ins[0].client.UserHasActiveMembership(rctx, user)
 				return err
 			}); err != nil {
 				return fmt.Errorf("soak: verify %s/%s: %w", org, user, err)
@@ -456,10 +690,12 @@ func (s *soak) verify(ctx context.Context, why string) error {
 					gotActive bool
 				)
 				if err := retry(ctx, func() (err error) {
-					if got, err = in.read.Permissions(ctx, org, user); err != nil {
+					rctx, cancel := context.WithTimeout(ctx, s.cfg.ReadTimeout)
+					defer cancel()
+					if got, err = in.read.Permissions(rctx, org, user); err != nil {
 						return err
 					}
-					gotActive, err = in.read.UserHasActiveMembership(ctx, user)
+					gotActive, err = in.read.UserHasActiveMembership(rctx, user)
 					return err
 				}); err != nil {
 					return fmt.Errorf("soak: verify %s/%s on instance %d: %w", org, user, in.idx, err)
@@ -478,6 +714,9 @@ func (s *soak) verify(ctx context.Context, why string) error {
 	}
 	s.mismatches.Add(uint64(mismatches))
 	s.verifications.Add(1)
+	if byBound {
+		s.verifiedByBound.Add(1)
+	}
 	s.cfg.Logger.Info("soak: verified", "when", why, "keys", s.l.keys(), "instances", len(s.ins), "mismatches", mismatches)
 	return nil
 }
@@ -498,6 +737,18 @@ func fingerprint(s *membership.PermissionSet) string {
 	return fp
 }
 
+// health asks every instance's health check (Client.Check) whether its
+// cache is in service (nil), and why not.
+func (s *soak) health(ctx context.Context) []error {
+	out := make([]error, len(s.ins))
+	for i, in := range s.ins {
+		cctx, cancel := context.WithTimeout(ctx, s.cfg.ReadTimeout)
+		out[i] = in.client.Check(cctx)
+		cancel()
+	}
+	return out
+}
+
 // report returns the totals so far.
 func (s *soak) report() Report {
 	r := Report{
@@ -505,24 +756,39 @@ func (s *soak) report() Report {
 		PermissionChecks: s.permChecks.Load(),
 		UserWideChecks:   s.userChecks.Load(),
 		Stale:            s.stale.Load(),
+		BeyondBound:      s.beyondBound.Load(),
+		Bound:            s.cfg.Bound,
+		WronglyAllowed:   s.wronglyAllowed.Load(),
+		WronglyDenied:    s.wronglyDenied.Load(),
+		BelowWatermark:   s.belowWatermark.Load(),
 		Inconsistent:     s.inconsistent.Load(),
 		FailedClosed:     s.failed.Load(),
 		Writes:           s.writes.Load(),
 		WriteErrors:      s.writeErrors.Load(),
 		Sentinels:        s.clk.sent.Load(),
+		Faults:           s.cfg.Faults,
 		Terminations:     s.terminations.Load(),
 		Restarts:         s.restarts.Load(),
+		Blackholes:       s.blackholes.Load(),
+		Storms:           s.storms.Load(),
+		StormPayloads:    s.stormSent.Load(),
+		ThroughPooler:    s.cfg.PoolerURL != "",
 		Verifications:    s.verifications.Load(),
+		VerifiedByBound:  s.verifiedByBound.Load(),
 		VerifiedReads:    s.verified.Load(),
 		Mismatches:       s.mismatches.Load(),
 	}
+	r.StalenessP50, r.StalenessP99, r.StalenessMax = s.staleness.quantiles()
 	r.Checks = r.PermissionChecks + r.UserWideChecks
-	if s.cfg.Restart == nil {
-		r.RestartsSkipped = "no restartable server (Config.Restart is nil)"
-	}
 	if s.cfg.FaultEvery < 0 {
-		r.RestartsSkipped = "faults off"
+		r.Faults = nil
 	}
+	s.phasesMu.Lock()
+	for _, p := range s.phases {
+		r.Phases = append(r.Phases, PhaseReport{Name: p.name, Reads: p.reads.Load(), Stale: p.stale.Load(),
+			BeyondBound: p.beyond.Load(), MaxStaleness: time.Duration(p.max.Load())})
+	}
+	s.phasesMu.Unlock()
 	for _, in := range s.ins {
 		st := in.client.Stats()
 		r.Reconnects += st.Listener.Reconnects

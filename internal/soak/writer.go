@@ -79,6 +79,7 @@ type writer struct {
 	l     *layout
 	raw   *pgxpool.Pool
 	vs    *versions
+	tl    *timeline
 	orgs  []int
 	rng   *rand.Rand
 	pause *sync.RWMutex // held for reading around each write; Lock quiesces
@@ -111,11 +112,20 @@ func (w *writer) run(ctx context.Context, every time.Duration) {
 	}
 }
 
-// begin records that version v of component c is being written and
-// returns a function recording that its commit returned.
-func (w *writer) begin(c int) (v int64, done func()) {
+// begin records that version v of component c is being written, on the
+// versions and the commit timeline, and returns a function recording that
+// its write returned, committed (ok) or with an error. The instant
+// recorded as sent is taken before the write's first statement, so it is
+// no later than the COMMIT's.
+func (w *writer) begin(c int) (v int64, done func(ok bool)) {
 	v = w.vs.begun[c].Add(1)
-	return v, func() { w.vs.committed[c].Store(v) }
+	w.tl.begin(c, v, w.tl.now())
+	return v, func(ok bool) {
+		w.tl.end(c, v, w.tl.now(), ok)
+		if ok {
+			w.vs.committed[c].Store(v)
+		}
+	}
 }
 
 // writeOne makes one write of a random kind to a random component of the
@@ -128,73 +138,61 @@ func (w *writer) writeOne(ctx context.Context) error {
 	u := w.rng.IntN(l.users)
 	k := l.key(o, u)
 	org, user := l.orgID(o), l.userID(o, u)
+	var (
+		err  error
+		done func(ok bool)
+		v    int64
+	)
 	switch p := w.rng.IntN(100); {
 	case p < 40: // one membership: status and window
-		v, done := w.begin(l.memComp(k))
-		if _, err := w.raw.Exec(ctx, `UPDATE orgperm.memberships SET status = $3, valid_until = $4, updated_at = now()
-			WHERE org_id = $1 AND user_id = $2`, org, user, memberStatus(v), versionTime(v)); err != nil {
-			return err
-		}
-		done()
+		v, done = w.begin(l.memComp(k))
+		_, err = w.raw.Exec(ctx, `UPDATE orgperm.memberships SET status = $3, valid_until = $4, updated_at = now()
+			WHERE org_id = $1 AND user_id = $2`, org, user, memberStatus(v), versionTime(v))
 	case p < 62: // one member's role assignments, replaced
-		v, done := w.begin(l.assignComp(k))
-		if err := pgx.BeginFunc(ctx, w.raw, func(tx pgx.Tx) error {
+		v, done = w.begin(l.assignComp(k))
+		err = pgx.BeginFunc(ctx, w.raw, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, `DELETE FROM orgperm.membership_roles WHERE org_id = $1 AND user_id = $2`, org, user); err != nil {
 				return err
 			}
 			_, err := tx.Exec(ctx, `INSERT INTO orgperm.membership_roles (org_id, user_id, role_id, valid_until)
 				SELECT $1, $2, unnest($3::bigint[]), $4`, org, user, l.rolesOf(o, assignedRoles(v)), versionTime(v))
 			return err
-		}); err != nil {
-			return err
-		}
-		done()
+		})
 	case p < 78: // one member's data grant, updated in place
-		v, done := w.begin(l.grantComp(k))
-		if _, err := w.raw.Exec(ctx, `UPDATE orgperm.data_access SET resource_id = $4
-			WHERE org_id = $1 AND user_id = $2 AND resource_type = $3`, org, user, docType, grantID(v)); err != nil {
-			return err
-		}
-		done()
+		v, done = w.begin(l.grantComp(k))
+		_, err = w.raw.Exec(ctx, `UPDATE orgperm.data_access SET resource_id = $4
+			WHERE org_id = $1 AND user_id = $2 AND resource_type = $3`, org, user, docType, grantID(v))
 	case p < 94: // one member's data grant, deleted and inserted
-		v, done := w.begin(l.grantComp(k))
-		if err := pgx.BeginFunc(ctx, w.raw, func(tx pgx.Tx) error {
+		v, done = w.begin(l.grantComp(k))
+		err = pgx.BeginFunc(ctx, w.raw, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, `DELETE FROM orgperm.data_access WHERE org_id = $1 AND user_id = $2 AND resource_type = $3`, org, user, docType); err != nil {
 				return err
 			}
 			_, err := tx.Exec(ctx, `INSERT INTO orgperm.data_access (org_id, user_id, resource_type, resource_id)
 				VALUES ($1, $2, $3, $4)`, org, user, docType, grantID(v))
 			return err
-		}); err != nil {
-			return err
-		}
-		done()
+		})
 	case p < 96: // every membership of the org in one statement, collapsed to an org scope
 		return w.bulkMemberships(ctx, o)
 	case p < 98: // a role renamed
 		r := w.rng.IntN(rolesPerOrg)
-		v, done := w.begin(l.nameComp(o, r))
-		if _, err := w.raw.Exec(ctx, `UPDATE orgperm.roles SET name = $2 WHERE id = $1`, l.roleIDs[o*rolesPerOrg+r], roleName(r, v)); err != nil {
-			return err
-		}
-		done()
+		v, done = w.begin(l.nameComp(o, r))
+		_, err = w.raw.Exec(ctx, `UPDATE orgperm.roles SET name = $2 WHERE id = $1`, l.roleIDs[o*rolesPerOrg+r], roleName(r, v))
 	default: // a role's permissions replaced
 		r := w.rng.IntN(rolesPerOrg)
-		v, done := w.begin(l.permComp(o, r))
+		v, done = w.begin(l.permComp(o, r))
 		id := l.roleIDs[o*rolesPerOrg+r]
-		if err := pgx.BeginFunc(ctx, w.raw, func(tx pgx.Tx) error {
+		err = pgx.BeginFunc(ctx, w.raw, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, `DELETE FROM orgperm.role_permissions WHERE role_id = $1`, id); err != nil {
 				return err
 			}
 			_, err := tx.Exec(ctx, `INSERT INTO orgperm.role_permissions (role_id, codename) SELECT $1, unnest($2::text[])`,
 				id, rolePermissions(r, v))
 			return err
-		}); err != nil {
-			return err
-		}
-		done()
+		})
 	}
-	return nil
+	done(err == nil)
+	return err
 }
 
 // bulkMemberships bumps the membership version of every user of org o in
@@ -205,12 +203,12 @@ func (w *writer) bulkMemberships(ctx context.Context, o int) error {
 	users := make([]string, l.users)
 	statuses := make([]string, l.users)
 	until := make([]time.Time, l.users)
-	dones := make([]func(), l.users)
+	dones := make([]func(bool), l.users)
 	for u := range l.users {
 		v, done := w.begin(l.memComp(l.key(o, u)))
 		users[u], statuses[u], until[u], dones[u] = l.userID(o, u), string(memberStatus(v)), versionTime(v), done
 	}
-	if err := pgx.BeginFunc(ctx, w.raw, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, w.raw, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT set_config('orgperm.notify_max_users', $1, true)`, strconv.Itoa(max(1, l.users/4))); err != nil {
 			return err
 		}
@@ -218,11 +216,9 @@ func (w *writer) bulkMemberships(ctx context.Context, o int) error {
 			FROM unnest($2::text[], $3::text[], $4::timestamptz[]) AS x(user_id, status, until)
 			WHERE m.org_id = $1 AND m.user_id = x.user_id`, l.orgID(o), users, statuses, until)
 		return err
-	}); err != nil {
-		return err
-	}
+	})
 	for _, done := range dones {
-		done()
+		done(err == nil)
 	}
-	return nil
+	return err
 }

@@ -163,6 +163,7 @@ func TestTerminateBackend(t *testing.T) {
 }
 
 func TestServerRestart(t *testing.T) {
+	skipShort(t)
 	t.Parallel()
 	s := pgtest.StartServer(t)
 	pool := s.NewPool(t)
@@ -201,6 +202,7 @@ func proxied(t *testing.T, pool *pgxpool.Pool, p *pgtest.Proxy) func(context.Con
 }
 
 func TestProofDetectsBlackhole(t *testing.T) {
+	skipShort(t)
 	t.Parallel()
 	pool := pgtest.NewPool(t)
 	cc := pool.Config().ConnConfig
@@ -246,14 +248,15 @@ func TestProofDetectsBlackhole(t *testing.T) {
 }
 
 func TestConnectTimeout(t *testing.T) {
+	skipShort(t)
 	t.Parallel()
 	pool := pgtest.NewPool(t)
 	cc := pool.Config().ConnConfig
 	p := pgtest.NewProxy(t, net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port))))
 	l, rt, h := setup(t, pool, Config{
 		Connect:           proxied(t, pool, p),
-		ProofTimeout:      300 * time.Millisecond,
-		ConnectTimeout:    300 * time.Millisecond,
+		ProofTimeout:      time.Second,
+		ConnectTimeout:    time.Second, // bounds Start's first connect too: room for a loaded machine
 		MaxReconnectDelay: 100 * time.Millisecond,
 	})
 	start(t, l, rt)
@@ -275,6 +278,7 @@ func TestConnectTimeout(t *testing.T) {
 }
 
 func TestCutConnection(t *testing.T) {
+	skipShort(t)
 	t.Parallel()
 	pool := pgtest.NewPool(t)
 	cc := pool.Config().ConnConfig

@@ -195,3 +195,12 @@ func exec(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) {
 		t.Fatalf("exec %q: %v", sql, err)
 	}
 }
+
+// skipShort skips a long test (faults, restarts) under -short; make test
+// runs them all.
+func skipShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("long: make test runs it")
+	}
+}

@@ -59,7 +59,12 @@ var sentinels = []error{
 // its sentinel when it is a known constraint, else wrapped with op; this
 // package's own errors unchanged.
 func (s *Store) inTx(ctx context.Context, op string, fn func(pgx.Tx) error) error {
-	err := pgx.BeginFunc(ctx, s.db, fn)
+	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+		if err := setActor(ctx, tx); err != nil { // the audit trail's actor (audit.go)
+			return err
+		}
+		return fn(tx)
+	})
 	if err == nil {
 		return nil
 	}

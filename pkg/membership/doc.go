@@ -74,6 +74,32 @@
 // Rows of tables that inherit from orgperm's are not part of the model:
 // every read is FROM ONLY.
 //
+// # Reading the model
+//
+// Admin screens and scripts read the model through the Store, never the
+// cache: [Store.ListMembers] (status, window and roles; by status, by
+// role), [Store.UserOrgs] (an org switcher, with the user-wide answer),
+// [Store.ListRoles] and [Store.RoleByName], [Store.WhoHas] and
+// [Store.WhoCanAccess] (the effective holders, through roles, honouring
+// windows and role expiry), [Store.ListGrants]. Each is one statement,
+// org-scoped, paginated with an opaque cursor ([Page].Next), evaluated at
+// an instant ([ListOptions].At; zero is the database's time), and its
+// answer is exactly what Store.Load of every member would give. These
+// reads are not cached.
+//
+// Setup scripts write idempotently: [Store.EnsurePermissions],
+// [Store.EnsureRole] (exactly this set of codenames),
+// [Store.RenameRoleByName].
+//
+// # Audit trail
+//
+// Every change to the six tables, by any path, is recorded in
+// orgperm.audit_log in the same transaction (sql/audit.sql): when, which
+// table and operation, the row's key, its old and new values, the database
+// role, and the actor that [WithActor] puts in a context (raw SQL sets
+// orgperm.actor itself). [Store.AuditHistory] reads the history of an org,
+// a member or an actor; [Store.PruneAudit] applies a retention period.
+//
 // # The Client and its cache
 //
 // [New] returns a [Client]: every check goes request memo
@@ -108,6 +134,16 @@
 //
 // A notification from a source this version does not know evicts the
 // user-wide answers too: only sources proven harmless leave them.
+//
+// # The same checks in SQL, and row-level security
+//
+// Migration 00004 adds SQL functions with the answers of the checks above
+// (orgperm.has_permission, orgperm.can_access, orgperm.accessible_ids, ...)
+// and orgperm.protect_table, which writes a row-level security policy for an
+// app's table from the same grants. The policy's principal is set per
+// transaction: [SetPrincipal], or [SetPrincipalFromContext] with the
+// principal an HTTP middleware put in the context ([WithPrincipal]). See the
+// README's "SQL interface".
 //
 // # Errors
 //

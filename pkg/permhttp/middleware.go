@@ -142,5 +142,9 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.deny(w, r, Denial{Reason: ReasonForbidden})
 		return
 	}
+	// The principal rides along for the database's own enforcement: a
+	// handler calls membership.SetPrincipalFromContext on its transaction
+	// and row-level security admits what this check admitted.
+	ctx = membership.WithPrincipal(ctx, org, user)
 	g.next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, permsKey{}, set)))
 }

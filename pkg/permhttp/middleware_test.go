@@ -447,3 +447,26 @@ func TestUserFromContext(t *testing.T) {
 		t.Errorf("Permissions outside the middleware = %v, want nil", s)
 	}
 }
+
+// TestPrincipalHandedOn: the handler behind Require finds the checked
+// (org, user) as the membership principal, ready for
+// membership.SetPrincipalFromContext and row-level security.
+func TestPrincipalHandedOn(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.NewPool(t)
+	client := newClient(t, pool, membership.Config{})
+	seed(t, client.Store())
+	var org, user string
+	var ok bool
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		org, user, ok = membership.PrincipalFromContext(r.Context())
+	})
+	mux := http.NewServeMux()
+	mux.Handle("GET /orgs/{org}/invoices", mustMiddleware(t)(permhttp.Require(permhttp.Config{Checker: client}, viewInvoice))(next))
+	if w := serve(mux, "/orgs/acme/invoices", "alice", nil); w.Code != http.StatusOK {
+		t.Fatalf("status %d", w.Code)
+	}
+	if !ok || org != "acme" || user != "alice" {
+		t.Fatalf("principal in the handler = %q, %q, %v; want acme, alice", org, user, ok)
+	}
+}

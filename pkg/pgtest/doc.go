@@ -4,11 +4,19 @@
 //
 // When DATABASE_URL is set, tests use that server (its user needs the right
 // to create databases). Otherwise the first test to ask starts a throwaway
-// cluster from the local PostgreSQL binaries (initdb on PATH, or under
-// /usr/lib/postgresql/*/bin), one per test binary: in a temp directory, with
-// its socket there, on a free 127.0.0.1 port, with durability off for speed.
-// initdb refuses to run as root, so as root the cluster runs as the
-// unprivileged user postgres (or nobody).
+// cluster from the local PostgreSQL binaries, one per test binary: in a temp
+// directory, with its socket there, on a free 127.0.0.1 port, with
+// durability off for speed. The binaries are taken from the directory
+// ORGPERM_PG_BIN names when it is set (it must hold initdb and postgres; to
+// test against another PostgreSQL version, as `make test-pg` does), else
+// from initdb on PATH, else from /usr/lib/postgresql/*/bin (Debian, Ubuntu),
+// /usr/pgsql-*/bin (RHEL) or /usr/local/pgsql/bin, newest version first.
+//
+// Platforms: Linux and macOS; on Windows the package compiles and runs
+// clusters as the current user. initdb refuses to run as root, so as root
+// (Unix) the cluster runs as the unprivileged user postgres (or nobody). On
+// Linux the kernel stops a cluster whose test binary died without cleaning
+// up; elsewhere such a cluster runs on until stopped.
 //
 // Every test gets a fresh database, copied from a template that holds the
 // migrations (copying is much faster than migrating), and dropped when the

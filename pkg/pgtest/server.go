@@ -8,13 +8,12 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -35,8 +34,9 @@ type Server struct {
 
 	owned   bool // a throwaway cluster this package started
 	binDir  string
-	baseDir string // temp dir holding data/, the socket and the log
-	cred    *syscall.Credential
+	env     []string // the environment of the server's processes; nil: this process's
+	baseDir string   // temp dir holding data/, the socket and the log
+	cred    runAs
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -139,9 +139,28 @@ func external(url string) (*Server, error) {
 	return &Server{URL: url, Host: cfg.Host, Port: int(cfg.Port)}, nil
 }
 
-// findBinDir finds initdb on PATH, or under /usr/lib/postgresql/*/bin
-// (Debian and Ubuntu), newest major version first.
+// binEnv names the environment variable that, when set, is the directory
+// holding the PostgreSQL binaries (initdb, postgres) that throwaway clusters
+// are started from, before any search of PATH or the usual install
+// directories. scripts/test-pg.sh sets it to run the suite on another
+// PostgreSQL version.
+const binEnv = "ORGPERM_PG_BIN"
+
+// findBinDir finds the PostgreSQL binaries: $ORGPERM_PG_BIN, else initdb on
+// PATH, else under /usr/lib/postgresql/*/bin (Debian and Ubuntu),
+// /usr/pgsql-*/bin (RHEL) or /usr/local/pgsql/bin, newest major version
+// first.
 func findBinDir() (string, error) {
+	initdb := "initdb"
+	if runtime.GOOS == "windows" {
+		initdb += ".exe"
+	}
+	if dir := os.Getenv(binEnv); dir != "" {
+		if _, err := os.Stat(filepath.Join(dir, initdb)); err != nil {
+			return "", fmt.Errorf("%s=%s: no %s there: %w", binEnv, dir, initdb, err)
+		}
+		return dir, nil
+	}
 	if p, err := exec.LookPath("initdb"); err == nil {
 		return filepath.Dir(p), nil
 	}
@@ -152,11 +171,31 @@ func findBinDir() (string, error) {
 	}
 	sort.Slice(dirs, func(i, j int) bool { return versionOf(dirs[i]) > versionOf(dirs[j]) })
 	for _, d := range dirs {
-		if _, err := os.Stat(filepath.Join(d, "initdb")); err == nil {
+		if _, err := os.Stat(filepath.Join(d, initdb)); err == nil {
 			return d, nil
 		}
 	}
-	return "", errors.New("no PostgreSQL binaries (initdb) on PATH or under /usr/lib/postgresql/*/bin; install PostgreSQL or set DATABASE_URL")
+	return "", errors.New("no PostgreSQL binaries (initdb) in $" + binEnv + ", on PATH or under /usr/lib/postgresql/*/bin; install PostgreSQL, set " + binEnv + ", or set DATABASE_URL")
+}
+
+// serverEnv returns the environment to run the binaries of bin with: when
+// they come from $ORGPERM_PG_BIN and a lib directory sits beside it (the
+// layout of the binaries scripts/pg-fetch.sh fetches), that directory goes
+// first on LD_LIBRARY_PATH, for these processes only: the test binary and
+// the programs it runs (psql, say) keep their own libraries. Otherwise nil:
+// the environment of this process.
+func serverEnv(bin string) []string {
+	if os.Getenv(binEnv) == "" {
+		return nil
+	}
+	lib := filepath.Join(filepath.Dir(bin), "lib")
+	if fi, err := os.Stat(lib); err != nil || !fi.IsDir() {
+		return nil
+	}
+	if old := os.Getenv("LD_LIBRARY_PATH"); old != "" {
+		lib += string(os.PathListSeparator) + old
+	}
+	return append(os.Environ(), "LD_LIBRARY_PATH="+lib)
 }
 
 func versionOf(dir string) int {
@@ -167,24 +206,6 @@ func versionOf(dir string) int {
 		}
 	}
 	return 0
-}
-
-// unprivileged returns the credential to run the cluster with when this
-// process is root (initdb and postgres refuse to run as root), or nil.
-func unprivileged() (*syscall.Credential, error) {
-	if os.Geteuid() != 0 {
-		return nil, nil
-	}
-	for _, name := range []string{"postgres", "nobody"} {
-		u, err := user.Lookup(name)
-		if err != nil {
-			continue
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
-	}
-	return nil, errors.New("running as root and found no unprivileged user (postgres, nobody) to run PostgreSQL as")
 }
 
 func startCluster() (*Server, error) {
@@ -200,16 +221,15 @@ func startCluster() (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cred != nil {
-		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
-			os.RemoveAll(dir)
-			return nil, err
-		}
+	if err := giveTo(dir, cred); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
 	}
-	s := &Server{owned: true, binDir: bin, baseDir: dir, cred: cred, Host: "127.0.0.1"}
+	s := &Server{owned: true, binDir: bin, env: serverEnv(bin), baseDir: dir, cred: cred, Host: "127.0.0.1"}
 	initdb := exec.Command(filepath.Join(bin, "initdb"),
 		"-D", s.dataDir(), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-locale", "--no-sync")
-	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	initdb.Env = s.env
+	prepare(initdb, cred, false)
 	if out, err := initdb.CombinedOutput(); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("initdb: %w\n%s", err, out)
@@ -257,9 +277,10 @@ func (s *Server) start() error {
 		"-c", "shared_buffers=128MB",
 	)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	// Pdeathsig stops the cluster if the test binary dies without cleaning
-	// up; SIGQUIT is PostgreSQL's immediate shutdown.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGQUIT, Setpgid: true}
+	// On Linux the kernel stops the cluster if the test binary dies
+	// without cleaning up (proc_linux.go).
+	cmd.Env = s.env
+	prepare(cmd, s.cred, true)
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return fmt.Errorf("start postgres: %w", err)
@@ -309,12 +330,12 @@ func (s *Server) stop() error {
 	if cmd == nil {
 		return nil
 	}
-	_ = cmd.Process.Signal(syscall.SIGINT)
+	_ = interrupt(s, cmd.Process)
 	select {
 	case <-exited:
 		return nil
 	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Signal(syscall.SIGQUIT)
+		_ = quit(cmd.Process)
 		<-exited
 		return errors.New("postgres did not stop within 30s; sent SIGQUIT")
 	}

@@ -1,0 +1,500 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/orgperm/orgperm/pkg/membership"
+	"github.com/orgperm/orgperm/pkg/pgtest"
+)
+
+func TestMain(m *testing.M) {
+	code := pgtest.Run(m)
+	if buildDir != "" {
+		_ = os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+// The end-to-end test builds the binary and runs it against a throwaway
+// cluster, checking outputs and exit codes.
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+	buildDir  string
+)
+
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "orgperm-cli-")
+		if buildErr != nil {
+			return
+		}
+		binPath = filepath.Join(buildDir, "orgperm")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = errors.New(string(out))
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("go build: %v", buildErr)
+	}
+	return binPath
+}
+
+type result struct {
+	out, err string
+	code     int
+}
+
+// orgperm runs the binary with DATABASE_URL=url (none when url is "").
+func orgperm(t *testing.T, url string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary(t), args...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	if url != "" {
+		cmd.Env = append(cmd.Env, "DATABASE_URL="+url)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			t.Fatalf("orgperm %v: %v", args, err)
+		}
+		code = ee.ExitCode()
+	}
+	return result{stdout.String(), stderr.String(), code}
+}
+
+// want runs the binary and checks its exit code and that stdout holds
+// every one of contains.
+func want(t *testing.T, url string, code int, args []string, contains ...string) result {
+	t.Helper()
+	r := orgperm(t, url, args...)
+	if r.code != code {
+		t.Errorf("orgperm %s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, code, r.out, r.err)
+	}
+	for _, c := range contains {
+		// Columns are aligned with spaces: compare with runs of blanks
+		// folded into one space.
+		if !strings.Contains(fold(r.out), fold(c)) {
+			t.Errorf("orgperm %s: stdout lacks %q:\n%s", strings.Join(args, " "), c, r.out)
+		}
+	}
+	return r
+}
+
+func fold(s string) string {
+	var b strings.Builder
+	for i, line := range strings.Split(s, "\n") {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(strings.Join(strings.Fields(line), " "))
+	}
+	return b.String()
+}
+
+// wantJSON runs the binary with --json and decodes stdout into v.
+func wantJSON(t *testing.T, url string, code int, v any, args ...string) {
+	t.Helper()
+	r := want(t, url, code, append(args, "--json"))
+	if err := json.Unmarshal([]byte(r.out), v); err != nil {
+		t.Errorf("orgperm %s --json: %v\n%s", strings.Join(args, " "), err, r.out)
+	}
+}
+
+func TestBinaryDoesNotLinkTesting(t *testing.T) {
+	t.Parallel()
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if dep == "testing" || strings.HasSuffix(dep, "/pgtest") {
+			t.Errorf("cmd/orgperm links %s", dep)
+		}
+	}
+}
+
+func TestUsage(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewDatabase(t)
+	for _, args := range [][]string{
+		{},
+		{"frobnicate"},
+		{"check", "acme", "alice"},
+		{"check", "acme", "alice", "app.edit", "--at", "yesterday"},
+		{"migrate", "sideways"},
+		{"evict", "planet", "x"},
+		{"members", "acme", "--nope"},
+		{"audit", "galaxy", "x"},
+	} {
+		r := want(t, url, exitUsage, args)
+		if !strings.Contains(r.err, "usage: orgperm") {
+			t.Errorf("orgperm %v: no usage on stderr:\n%s", args, r.err)
+		}
+	}
+	want(t, "", exitUsage, []string{"doctor"})
+	want(t, url, exitOK, []string{"--help"})
+}
+
+func TestMigrate(t *testing.T) {
+	t.Parallel()
+	url := pgtest.Shared(t).NewEmptyDatabase(t)
+	var st struct {
+		Migrations []struct {
+			Version int64 `json:"version"`
+			Applied bool  `json:"applied"`
+		} `json:"migrations"`
+	}
+	wantJSON(t, url, exitOK, &st, "migrate", "status")
+	if len(st.Migrations) < 3 || st.Migrations[0].Applied {
+		t.Fatalf("status on an empty database: %+v", st)
+	}
+	latest := st.Migrations[len(st.Migrations)-1].Version
+
+	var doc struct {
+		OK       bool `json:"ok"`
+		Findings []struct{ Severity, Problem string }
+	}
+	wantJSON(t, url, exitDeny, &doc, "doctor")
+	if doc.OK || len(doc.Findings) == 0 || !strings.Contains(doc.Findings[0].Problem, "not installed") {
+		t.Errorf("doctor on an empty database: %+v", doc)
+	}
+
+	want(t, url, exitOK, []string{"migrate", "up"}, "up\t")
+	want(t, url, exitOK, []string{"migrate", "up"}, "nothing to migrate up")
+	wantJSON(t, url, exitOK, &st, "migrate", "status")
+	for _, m := range st.Migrations {
+		if !m.Applied {
+			t.Errorf("after up: %+v", st)
+		}
+	}
+	want(t, url, exitOK, []string{"migrate", "down"}, "down")
+	wantJSON(t, url, exitOK, &st, "migrate", "status")
+	if m := st.Migrations[len(st.Migrations)-1]; m.Version != latest || m.Applied {
+		t.Errorf("after down: %+v", st)
+	}
+	want(t, url, exitOK, []string{"migrate", "up"}, "up")
+}
+
+// seed writes a small model through the library: acme with alice (active,
+// editor), bob (invited), carol (active, no role), dave (active until
+// 2031); the role editor grants app.edit.
+func seed(t *testing.T, url string) *membership.Store {
+	t.Helper()
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	st := membership.NewStore(pool)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = st.EnsurePermissions(ctx, membership.Permission{Codename: "app.edit"}, membership.Permission{Codename: "app.view"})
+	must(err)
+	editor, _, err := st.EnsureRole(ctx, "acme", "editor", []string{"app.edit", "app.view"})
+	must(err)
+	_, _, err = st.EnsureRole(ctx, "", "viewer", []string{"app.view"})
+	must(err)
+	until := time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)
+	must(st.AddMember(ctx, "acme", "alice", membership.MemberOptions{}))
+	must(st.AddMember(ctx, "acme", "bob", membership.MemberOptions{Status: membership.StatusInvited}))
+	must(st.AddMember(ctx, "acme", "carol", membership.MemberOptions{}))
+	must(st.AddMember(ctx, "acme", "dave", membership.MemberOptions{ValidUntil: &until}))
+	must(st.AddMember(ctx, "globex", "alice", membership.MemberOptions{Status: membership.StatusSuspended}))
+	must(st.AssignRole(ctx, "acme", "alice", editor, nil))
+	must(st.AssignRole(ctx, "acme", "dave", editor, nil))
+	return st
+}
+
+func TestCommands(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewDatabase(t)
+	seed(t, url)
+
+	// check and explain: the Go API's answer and reason; exit 0 or 1.
+	want(t, url, exitOK, []string{"check", "acme", "alice", "app.edit"}, "allow\tgranted")
+	want(t, url, exitDeny, []string{"check", "acme", "bob", "app.edit"}, "deny\tinvited")
+	want(t, url, exitDeny, []string{"check", "acme", "carol", "app.edit"}, "deny\tno_role")
+	want(t, url, exitDeny, []string{"check", "nowhere", "alice", "app.edit"}, "deny\tnot_member")
+	want(t, url, exitDeny, []string{"check", "acme", "dave", "app.edit", "--at", "2031-06-01T00:00:00Z"}, "deny\texpired")
+	want(t, url, exitOK, []string{"check", "--at", "2030-06-01T00:00:00Z", "acme", "dave", "app.edit"}, "allow")
+	want(t, url, exitError, []string{"check", "acme", "alice", "NotACodename"})
+	want(t, url, exitOK, []string{"explain", "acme", "alice", "app.edit"}, "answer:", "granted", "role:", "editor")
+	var dec struct {
+		Allowed  bool   `json:"allowed"`
+		Reason   string `json:"reason"`
+		RoleName string `json:"role_name"`
+		At       string `json:"at"`
+	}
+	wantJSON(t, url, exitOK, &dec, "explain", "acme", "alice", "app.edit")
+	if !dec.Allowed || dec.Reason != "granted" || dec.RoleName != "editor" || dec.At == "" {
+		t.Errorf("explain --json: %+v", dec)
+	}
+	wantJSON(t, url, exitDeny, &dec, "check", "acme", "bob", "app.edit")
+	if dec.Allowed || dec.Reason != "invited" {
+		t.Errorf("check --json: %+v", dec)
+	}
+
+	// members, with filters and pages.
+	want(t, url, exitOK, []string{"members", "acme"}, "USER", "alice", "active", "editor", "bob", "invited", "2031-01-01T00:00:00Z")
+	var mem struct {
+		Members []struct {
+			User   string `json:"user"`
+			Active bool   `json:"active"`
+			Roles  []struct {
+				Name string `json:"name"`
+			} `json:"roles"`
+		} `json:"members"`
+		Next string `json:"next"`
+	}
+	wantJSON(t, url, exitOK, &mem, "members", "acme", "--role", "editor")
+	if len(mem.Members) != 2 || mem.Members[0].User != "alice" || mem.Members[1].User != "dave" || mem.Members[0].Roles[0].Name != "editor" {
+		t.Errorf("members --role editor: %+v", mem)
+	}
+	wantJSON(t, url, exitOK, &mem, "members", "acme", "--status", "invited")
+	if len(mem.Members) != 1 || mem.Members[0].User != "bob" || mem.Members[0].Active {
+		t.Errorf("members --status invited: %+v", mem)
+	}
+	var seen []string
+	cursor := ""
+	for range 10 {
+		args := []string{"members", "acme", "--limit", "3"}
+		if cursor != "" {
+			args = append(args, "--cursor", cursor)
+		}
+		wantJSON(t, url, exitOK, &mem, args...)
+		for _, m := range mem.Members {
+			seen = append(seen, m.User)
+		}
+		if cursor = mem.Next; cursor == "" {
+			break
+		}
+	}
+	if strings.Join(seen, ",") != "alice,bob,carol,dave" {
+		t.Errorf("members by pages of 3: %v", seen)
+	}
+	r := want(t, url, exitOK, []string{"members", "acme", "--limit", "2"}, "more: --cursor ")
+	if strings.Contains(r.out, "carol") {
+		t.Errorf("page of 2 shows carol:\n%s", r.out)
+	}
+	want(t, url, exitError, []string{"members", "acme", "--cursor", "bogus"})
+	want(t, url, exitError, []string{"members", "acme", "--status", "gone"})
+
+	// orgs: the org switcher and the user-wide answer.
+	want(t, url, exitOK, []string{"orgs", "alice"}, "acme", "globex", "suspended", "active in some organization: yes")
+	var orgs struct {
+		Orgs []struct {
+			Org    string `json:"org"`
+			Active bool   `json:"active"`
+		} `json:"orgs"`
+		ActiveAnywhere bool `json:"active_anywhere"`
+	}
+	wantJSON(t, url, exitOK, &orgs, "orgs", "alice")
+	if len(orgs.Orgs) != 2 || !orgs.Orgs[0].Active || orgs.Orgs[1].Active || !orgs.ActiveAnywhere {
+		t.Errorf("orgs --json: %+v", orgs)
+	}
+	wantJSON(t, url, exitOK, &orgs, "orgs", "bob")
+	if orgs.ActiveAnywhere {
+		t.Errorf("bob is only invited: %+v", orgs)
+	}
+
+	// roles and who.
+	want(t, url, exitOK, []string{"roles", "acme"}, "editor", "acme", "app.edit, app.view", "viewer", "system")
+	want(t, url, exitOK, []string{"who", "acme", "app.edit"}, "alice\teditor", "dave")
+	var who struct {
+		Holders []struct {
+			User     string `json:"user"`
+			RoleName string `json:"role_name"`
+		} `json:"holders"`
+	}
+	wantJSON(t, url, exitOK, &who, "who", "acme", "app.edit", "--at", "2031-06-01T00:00:00Z")
+	if len(who.Holders) != 1 || who.Holders[0].User != "alice" {
+		t.Errorf("who at 2031-06: %+v (dave's membership has ended)", who)
+	}
+
+	// grant and revoke a role by name; the check follows.
+	want(t, url, exitOK, []string{"grant", "acme", "carol", "editor", "--actor", "ops:1"}, "granted role editor")
+	want(t, url, exitOK, []string{"check", "acme", "carol", "app.edit"}, "allow")
+	want(t, url, exitOK, []string{"grant", "acme", "carol", "viewer", "--until", "2030-01-01T00:00:00Z"}, "until 2030-01-01T00:00:00Z")
+	want(t, url, exitOK, []string{"revoke", "acme", "carol", "editor"}, "revoked role editor")
+	want(t, url, exitDeny, []string{"check", "acme", "carol", "app.edit"}, "deny")
+	want(t, url, exitError, []string{"grant", "acme", "carol", "no-such-role"})
+	want(t, url, exitError, []string{"grant", "acme", "nobody", "editor"})
+
+	// audit: the history views, newest first.
+	want(t, url, exitOK, []string{"audit", "member", "acme", "carol"},
+		"DELETE membership_roles", "ops:1", "INSERT membership_roles", "INSERT memberships")
+	var hist struct {
+		Entries []struct {
+			Table     string          `json:"table"`
+			Operation string          `json:"operation"`
+			User      string          `json:"user"`
+			Actor     string          `json:"actor"`
+			Key       json.RawMessage `json:"key"`
+			Old       json.RawMessage `json:"old"`
+			New       json.RawMessage `json:"new"`
+		} `json:"entries"`
+		Next string `json:"next"`
+	}
+	wantJSON(t, url, exitOK, &hist, "audit", "actor", "ops:1")
+	if len(hist.Entries) != 1 || hist.Entries[0].Operation != "INSERT" || hist.Entries[0].Table != "membership_roles" ||
+		hist.Entries[0].User != "carol" || string(hist.Entries[0].Old) != "null" {
+		t.Errorf("audit actor ops:1: %+v", hist)
+	}
+	wantJSON(t, url, exitOK, &hist, "audit", "org", "acme", "--limit", "2")
+	if len(hist.Entries) != 2 || hist.Next == "" || hist.Entries[0].Operation != "DELETE" {
+		t.Errorf("audit org acme --limit 2: %+v", hist)
+	}
+	wantJSON(t, url, exitOK, &hist, "audit", "actor", "ops:1", "--org", "globex")
+	if len(hist.Entries) != 0 {
+		t.Errorf("audit actor ops:1 --org globex: %+v", hist)
+	}
+	want(t, url, exitError, []string{"audit", "org", "acme", "--cursor", "nope"})
+}
+
+func TestEvict(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewDatabase(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "LISTEN orgperm_invalidate"); err != nil {
+		t.Fatal(err)
+	}
+	next := func() string {
+		t.Helper()
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		n, err := conn.WaitForNotification(wctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n.Payload
+	}
+	for _, c := range []struct {
+		args    []string
+		payload string
+	}{
+		{[]string{"evict", "member", "acme", "alice"}, `{"v":1,"t":"evict","members":[["acme","alice"]]}`},
+		{[]string{"evict", "org", "acme"}, `{"v":1,"t":"evict","orgs":["acme"]}`},
+		{[]string{"evict", "user", "alice"}, `{"v":1,"t":"evict","users":["alice"]}`},
+		{[]string{"evict", "all"}, `{"v":1,"t":"evict","all":true}`},
+	} {
+		want(t, url, exitOK, c.args, "evicted")
+		if got := next(); got != c.payload {
+			t.Errorf("orgperm %v: payload %s, want %s", c.args, got, c.payload)
+		}
+	}
+	var out struct {
+		Evicted string `json:"evicted"`
+	}
+	wantJSON(t, url, exitOK, &out, "evict", "org", "globex")
+	if out.Evicted != "org globex" {
+		t.Errorf("evict --json: %+v", out)
+	}
+	want(t, url, exitUsage, []string{"evict", "org"})
+	want(t, url, exitError, []string{"evict", "org", "bad\x01id"})
+}
+
+func TestDoctor(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewDatabase(t)
+	want(t, url, exitOK, []string{"doctor"}, "schema version:", "listeners:\t0", "warning")
+	var doc struct {
+		OK            bool  `json:"ok"`
+		SchemaVersion int64 `json:"schema_version"`
+		Triggers      []struct {
+			Name    string `json:"name"`
+			Enabled string `json:"enabled"`
+		} `json:"triggers"`
+		Findings []struct {
+			Severity string `json:"severity"`
+			Object   string `json:"object"`
+			Problem  string `json:"problem"`
+		} `json:"findings"`
+	}
+	wantJSON(t, url, exitOK, &doc, "doctor")
+	if !doc.OK || doc.SchemaVersion < 2 || len(doc.Triggers) < 23 {
+		t.Errorf("doctor --json: %+v", doc)
+	}
+
+	// A listener connected under its application_name is counted.
+	ctx := context.Background()
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RuntimeParams["application_name"] = "orgperm_listener"
+	lconn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lconn.Close(ctx)
+	want(t, url, exitOK, []string{"doctor"}, "listeners:\t1 connected")
+
+	// A disabled invalidation trigger is an error: exit 1.
+	if _, err := lconn.Exec(ctx, `ALTER TABLE orgperm.memberships DISABLE TRIGGER memberships_notify_update`); err != nil {
+		t.Fatal(err)
+	}
+	wantJSON(t, url, exitDeny, &doc, "doctor")
+	found := false
+	for _, f := range doc.Findings {
+		if f.Severity == "error" && strings.Contains(f.Object+" "+f.Problem, "memberships_notify_update") {
+			found = true
+		}
+	}
+	if doc.OK || !found {
+		t.Errorf("doctor with a disabled trigger: %+v", doc)
+	}
+	want(t, url, exitDeny, []string{"doctor"}, "memberships_notify_update")
+	if _, err := lconn.Exec(ctx, `DROP TRIGGER memberships_notify_delete ON orgperm.memberships`); err != nil {
+		t.Fatal(err)
+	}
+	want(t, url, exitDeny, []string{"doctor"}, "memberships_notify_delete", "missing")
+
+	// So is a disabled audit trigger, on a database that is otherwise fine.
+	url2 := pgtest.NewDatabase(t)
+	if r := want(t, url2, exitOK, []string{"doctor"}, "schema version"); strings.Contains(r.out, "error") {
+		t.Errorf("doctor on a fresh database reports an error:\n%s", r.out)
+	}
+	conn2, err := pgx.Connect(ctx, url2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn2.Close(ctx)
+	if _, err := conn2.Exec(ctx, `ALTER TABLE orgperm.data_access DISABLE TRIGGER data_access_audit_truncate`); err != nil {
+		t.Fatal(err)
+	}
+	want(t, url2, exitDeny, []string{"doctor"}, "data_access_audit_truncate", "audit trail")
+}

@@ -1,0 +1,125 @@
+package membership
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/orgperm/orgperm/pkg/pgtest"
+)
+
+// BenchmarkAuditTriggerOverhead is the trigger benchmark of
+// migrations/triggers_bench_test.go with the audit trail: the same
+// membership UPDATE (one row, or 1,000 rows per statement) on three
+// databases, interleaved statement by statement so that all three see the
+// same machine: no triggers at all, the invalidation triggers only, and the
+// invalidation and audit triggers. A listener drains the notifications, as
+// an app instance would. It reports the time per statement of each and the
+// throughput ratios: no-triggers/audit-on (the whole cost of both trigger
+// sets, comparable to the trigger benchmark's throughput-ratio) and
+// notify-only/audit-on (the audit's own cost).
+//
+//	go test -run '^$' -bench AuditTriggerOverhead ./pkg/membership
+func BenchmarkAuditTriggerOverhead(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		rows int
+	}{{"single-row", 1}, {"bulk-1000", 1000}} {
+		b.Run(bc.name, func(b *testing.B) {
+			ctx := context.Background()
+			dbs := []*pgxpool.Pool{
+				auditBenchDB(b, ctx, false, false),
+				auditBenchDB(b, ctx, true, false),
+				auditBenchDB(b, ctx, true, true),
+			}
+			const users = 5000
+			stmt := `UPDATE orgperm.memberships
+				SET status = CASE status WHEN 'active' THEN 'suspended' ELSE 'active' END
+				WHERE org_id = 'bench' AND user_id = ANY ($1)`
+			var spent [3]time.Duration
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				ids := make([]string, bc.rows)
+				for j := range ids {
+					ids[j] = fmt.Sprintf("user-%d", (i*bc.rows+j)%users)
+				}
+				// Rotate the order so no database always goes first.
+				for k := range dbs {
+					d := (i + k) % len(dbs)
+					start := time.Now()
+					if _, err := dbs[d].Exec(ctx, stmt, ids); err != nil {
+						b.Fatal(err)
+					}
+					spent[d] += time.Since(start)
+				}
+			}
+			b.StopTimer()
+			n := float64(b.N)
+			b.ReportMetric(float64(spent[0].Nanoseconds())/n, "ns/stmt-no-triggers")
+			b.ReportMetric(float64(spent[1].Nanoseconds())/n, "ns/stmt-notify")
+			b.ReportMetric(float64(spent[2].Nanoseconds())/n, "ns/stmt-notify+audit")
+			b.ReportMetric(float64(spent[0])/float64(spent[2]), "ratio-none/audit")
+			b.ReportMetric(float64(spent[1])/float64(spent[2]), "ratio-notify/audit")
+		})
+	}
+}
+
+// auditBenchDB returns a pool on a fresh database of 5,000 memberships of
+// org bench, with the memberships' invalidation triggers and audit
+// triggers enabled as asked, and a listener draining the channel when
+// notify is on.
+func auditBenchDB(b *testing.B, ctx context.Context, notify, audit bool) *pgxpool.Pool {
+	b.Helper()
+	url := pgtest.NewDatabase(b)
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(pool.Close)
+	if _, err := pool.Exec(ctx, `INSERT INTO orgperm.memberships (org_id, user_id)
+		SELECT 'bench', 'user-' || g FROM generate_series(0, 4999) g`); err != nil {
+		b.Fatal(err)
+	}
+	for _, ev := range []string{"insert", "update", "delete"} {
+		if !notify {
+			if _, err := pool.Exec(ctx, "ALTER TABLE orgperm.memberships DISABLE TRIGGER memberships_notify_"+ev); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if !audit {
+			if _, err := pool.Exec(ctx, "ALTER TABLE orgperm.memberships DISABLE TRIGGER memberships_audit_"+ev); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	if !notify {
+		return pool
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "LISTEN orgperm_invalidate"); err != nil {
+		b.Fatal(err)
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			if _, err := conn.WaitForNotification(lctx); err != nil {
+				return
+			}
+		}
+	}()
+	b.Cleanup(func() {
+		cancel()
+		<-done
+		conn.Close(context.Background())
+	})
+	return pool
+}
