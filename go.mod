@@ -3,9 +3,9 @@ module github.com/orgperm/orgperm
 go 1.25.0
 
 require (
-	github.com/hashicorp/golang-lru/v2 v2.0.7
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/jackc/pgxlisten v0.0.0-20250802141604-12b92425684c
+	github.com/maypok86/otter/v2 v2.4.0
 	github.com/pressly/goose/v3 v3.27.0
 	github.com/prometheus/client_golang v1.24.1
 	go.uber.org/goleak v1.3.0

@@ -13,8 +13,9 @@ import (
 // MarkUnsynced calls (see Cache.state).
 const syncedBit = 1
 
-// Cache is a sharded LRU of values of type V with race-free fills. It is safe
-// for concurrent use. Create one with New.
+// Cache is a sharded cache (CLOCK eviction, an approximate LRU) of values
+// of type V with race-free fills. It is safe for concurrent use. Create one
+// with New.
 type Cache[V any] struct {
 	shards []shard[V]
 	mask   uint64 // len(shards)-1; len(shards) is a power of two
@@ -92,7 +93,7 @@ func New[V any](cfg Config) (*Cache[V], error) {
 }
 
 // locate returns k's hash and shard. The hash, of Org and User with the
-// cache's seed, also keys the shard's LRU, so a lookup hashes the strings
+// cache's seed, also keys the shard's map, so a lookup hashes the strings
 // once; entries keep their Key, and a lookup that finds another key under
 // the same hash (a 64-bit collision) is a miss.
 func (c *Cache[V]) locate(k Key) (*shard[V], uint64) {
@@ -188,6 +189,11 @@ func (c *Cache[V]) Synced() bool {
 // and it holds a live entry for k. An expired entry is removed and is a
 // miss; a lookup refused by the lease counts as LeaseExpired. Get does not
 // allocate.
+//
+// A hit takes its shard's read lock only, reorders nothing (it sets the
+// entry's CLOCK reference bit, and only when clear), writes one per-shard
+// counter, and reads the clock once: the lease, valid_until and the TTL are
+// all judged on that one reading.
 func (c *Cache[V]) Get(k Key) (V, bool) {
 	s, h := c.locate(k)
 	if !c.Synced() {
@@ -201,11 +207,29 @@ func (c *Cache[V]) Get(k Key) (V, bool) {
 		var zero V
 		return zero, false
 	}
-	s.mu.Lock()
-	v, r := s.lookupLocked(k, h, now)
-	s.mu.Unlock()
+	s.mu.RLock()
+	e, live := s.peekLocked(k, h, now)
+	if live {
+		v := e.value
+		s.mu.RUnlock()
+		s.hits.Add(1)
+		return v, true
+	}
+	s.mu.RUnlock()
+	r := lookupMiss
+	if e != nil {
+		// Expired: remove it under the write lock, unless it was
+		// replaced or removed meanwhile.
+		r = lookupExpired
+		s.mu.Lock()
+		if s.m[h] == e {
+			s.remove(e)
+		}
+		s.mu.Unlock()
+	}
 	s.countLookup(r)
-	return v, r == lookupHit
+	var zero V
+	return zero, false
 }
 
 // Do returns k's value from the cache or, on a miss, from load.
@@ -444,33 +468,35 @@ func (c *Cache[V]) Len() int {
 	n := 0
 	for i := range c.shards {
 		s := &c.shards[i]
-		s.mu.Lock()
-		n += s.lru.Len()
-		s.mu.Unlock()
+		s.mu.RLock()
+		n += s.len()
+		s.mu.RUnlock()
 	}
 	return n
 }
 
 // Keys returns a snapshot of the keys of live entries, for re-warming hot
-// keys after a Resync. Recency is tracked per shard, so the order is
-// approximate: the most recently used key of every shard comes first, then
-// the second most recently used of every shard, and so on. Keys does not
-// change recency.
+// keys after a Resync. Recency is tracked per shard, by CLOCK reference
+// bits, so the order is approximate: in each shard, entries used since the
+// eviction hand last passed come first, newest slot first, then the others;
+// the shards are interleaved (the first key of every shard, then the second
+// of every shard, and so on). Keys does not change recency.
 func (c *Cache[V]) Keys() []Key {
 	now := c.nowMono()
 	perShard := make([][]Key, len(c.shards))
 	total, longest := 0, 0
 	for i := range c.shards {
 		s := &c.shards[i]
-		s.mu.Lock()
-		all := s.lru.Keys() // oldest first
-		live := make([]Key, 0, len(all))
-		for j := len(all) - 1; j >= 0; j-- {
-			if e, ok := s.lru.Peek(all[j]); ok && now < e.expires {
-				live = append(live, e.key)
+		s.mu.RLock()
+		live := make([]Key, 0, s.len())
+		for _, used := range []bool{true, false} {
+			for j := len(s.ring) - 1; j >= 0; j-- {
+				if e := s.ring[j]; e != nil && e.ref.Load() == used && now < e.expires {
+					live = append(live, e.key)
+				}
 			}
 		}
-		s.mu.Unlock()
+		s.mu.RUnlock()
 		perShard[i] = live
 		total += len(live)
 		longest = max(longest, len(live))
@@ -492,8 +518,9 @@ func (c *Cache[V]) Stats() Stats {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.addTo(&st)
+		st.Hits += s.hits.Load()
 		s.mu.Lock()
-		st.Entries += s.lru.Len()
+		st.Entries += s.len()
 		st.InFlight += len(s.fills)
 		s.mu.Unlock()
 	}

@@ -21,7 +21,7 @@ const (
 // Config configures a Cache. Its zero value means "all defaults".
 type Config struct {
 	// Capacity is the maximum number of entries across all shards. It is
-	// split evenly over the shards, each an LRU of its own, so a skewed key
+	// split evenly over the shards, each evicting on its own, so a skewed key
 	// distribution can evict from one shard before the whole cache is full.
 	// Defaults to DefaultCapacity (10,000).
 	Capacity int
@@ -31,7 +31,7 @@ type Config struct {
 	// (5 minutes).
 	TTL time.Duration
 
-	// Shards is the number of shards, each with its own mutex and LRU. It is
+	// Shards is the number of shards, each with its own lock and eviction. It is
 	// rounded up to a power of two, then lowered to the largest power of two
 	// not above Capacity so that every shard holds at least one entry. At
 	// most MaxShards. Defaults to the smallest power of two >= 4*GOMAXPROCS.

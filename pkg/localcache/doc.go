@@ -1,4 +1,4 @@
-// Package localcache is an in-process, sharded LRU of values keyed by
+// Package localcache is an in-process, sharded cache (CLOCK eviction) of values keyed by
 // (org, user), with the bookkeeping that keeps fills race-free against
 // invalidations. It knows nothing of SQL or permissions: the membership
 // package stores permission sets in it, and the listener package evicts from
@@ -7,14 +7,17 @@
 // # Structure
 //
 // A Cache is a power-of-two number of shards. A key picks its shard by a
-// seeded hash/maphash of Org, a separator byte and User. Each shard is a
-// non-thread-safe simplelru.LRU (github.com/hashicorp/golang-lru/v2)
-// wrapped by the shard's own mutex, plus the shard's in-flight fills and its
-// counters, padded so that the hit paths of two shards never write the same
-// cache line. A hit is one lock of the key's shard and does not allocate.
-// Sharding spreads lock contention; every hit still writes its shard (the
-// mutex, the LRU order, a counter), so hits on one shard from many cores
-// still share cache lines.
+// seeded hash/maphash of Org and User. Each shard is a hash map of entries
+// evicted by CLOCK (second chance, an approximation of LRU), guarded by the
+// shard's own sync.RWMutex, plus intrusive per-org and per-user lists of its
+// entries, the shard's in-flight fills and its counters, padded so that the
+// hit paths of two shards never write the same cache line. A hit takes the
+// read lock of its shard, reorders nothing (it sets the entry's reference
+// bit, only when clear), adds to one per-shard counter, reads the clock once,
+// and does not allocate: hits on one shard from many cores share the lock's
+// line and nothing else. A store or an eviction takes the write lock; the
+// eviction hand clears reference bits until it finds an entry not used since
+// its last pass.
 //
 // Values are stored and returned as they are: store immutable values (or
 // values nobody mutates), since every caller that hits shares them.

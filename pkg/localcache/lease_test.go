@@ -107,16 +107,34 @@ func TestIndexFollowsEntries(t *testing.T) {
 	entries, indexed := 0, 0
 	for i := range c.shards {
 		s := &c.shards[i]
-		entries += s.lru.Len()
-		for _, ix := range []map[string]map[uint64]struct{}{s.byOrg, s.byUser} {
-			for name, set := range ix {
-				for h := range set {
-					e, ok := s.lru.Peek(h)
-					if !ok || (ix[name] != nil && e.key.Org != name && e.key.User != name) {
-						t.Fatalf("index keeps %q -> %x, not a live entry of that name", name, h)
-					}
-					indexed++
+		entries += s.len()
+		inRing := 0
+		for slot, e := range s.ring {
+			if e == nil {
+				continue
+			}
+			inRing++
+			if s.m[e.hash] != e || int(e.slot) != slot {
+				t.Fatalf("ring slot %d holds %v, not the map's entry of that hash", slot, e.key)
+			}
+		}
+		if inRing != s.len() || len(s.ring)-len(s.free) != s.len() {
+			t.Fatalf("ring holds %d entries (%d slots, %d free) for %d in the map", inRing, len(s.ring), len(s.free), s.len())
+		}
+		for name, head := range s.byOrg {
+			for e := head; e != nil; e = e.orgNext {
+				if e.key.Org != name || s.m[e.hash] != e {
+					t.Fatalf("org index keeps %q -> %v, not a live entry of that org", name, e.key)
 				}
+				indexed++
+			}
+		}
+		for name, head := range s.byUser {
+			for e := head; e != nil; e = e.userNext {
+				if e.key.User != name || s.m[e.hash] != e {
+					t.Fatalf("user index keeps %q -> %v, not a live entry of that user", name, e.key)
+				}
+				indexed++
 			}
 		}
 	}

@@ -2,21 +2,30 @@ package localcache
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
-
-	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
 
 // cacheLine is the padding between shards. 128 bytes covers CPUs that fetch
 // cache lines in adjacent pairs.
 const cacheLine = 128
 
-// entry is a cached value with its key and the instant it stops being
-// valid.
+// entry is a cached value with its key, the instant it stops being valid,
+// its CLOCK reference bit and its links in the shard's org and user
+// indexes.
 type entry[V any] struct {
 	key     Key
 	value   V
 	expires int64 // ns after Cache.base: fill began + min(time left, TTL); invalid at and after it
+	hash    uint64
+	// ref is the CLOCK reference bit: set by a hit (under the read lock,
+	// written only when clear, so a hot entry's line is not written on
+	// every hit), cleared by the eviction hand (under the write lock).
+	ref  atomic.Bool
+	slot int32 // index in shard.ring
+	// orgPrev/orgNext and userPrev/userNext link the entries of one
+	// Key.Org and of one Key.User (shard.byOrg, shard.byUser).
+	orgPrev, orgNext, userPrev, userNext *entry[V]
 }
 
 // fill is one registered, in-flight fill: a Do flight or a Ticket. It is
@@ -30,18 +39,33 @@ type fill struct {
 	stale bool // guarded by the shard lock
 }
 
-// shard is one lock domain: a non-thread-safe simplelru core and the fill
-// bookkeeping for the keys hashed to it, all guarded by mu. Methods named
-// ...Locked must be called with mu held.
+// shard is one lock domain: a hash map of entries evicted by CLOCK (second
+// chance), the org and user indexes, and the fill bookkeeping for the keys
+// hashed to it. mu guards everything but the counters and the entries' ref
+// bits. A hit takes only the read lock and reorders nothing: recency is a
+// bit the eviction hand reads later. Methods named ...Locked must be called
+// with mu held for writing unless they say otherwise.
 type shard[V any] struct {
-	mu sync.Mutex
-	// lru holds the entries, by key hash (Cache.locate).
-	lru *simplelru.LRU[uint64, entry[V]]
-	// byOrg and byUser index the entries of lru by Key.Org and Key.User
-	// (user-wide keys under Org ""), so that evicting an org or a user
-	// costs in proportion to the entries it removes, not to the shard's
-	// size. They are kept in step by lru's eviction callback.
-	byOrg, byUser map[string]map[uint64]struct{}
+	mu sync.RWMutex
+	// hits is the one counter a hit writes; it sits next to mu, whose
+	// read lock the hit writes anyway, so a hit dirties one cache line of
+	// its shard and no line shared by all shards.
+	hits atomic.Uint64
+
+	// m holds the entries by key hash (Cache.locate).
+	m map[uint64]*entry[V]
+	// ring holds the entries in CLOCK order, at most capacity of them;
+	// free lists slots of ring emptied by removals, and hand is the next
+	// slot the eviction sweep looks at.
+	ring     []*entry[V]
+	free     []int32
+	hand     int
+	capacity int
+	// byOrg and byUser are the heads of the lists of entries of one
+	// Key.Org and one Key.User (user-wide keys under Org ""), so that
+	// evicting an org or a user costs in proportion to the entries it
+	// removes, not to the shard's size.
+	byOrg, byUser map[string]*entry[V]
 	// flights maps a key to the Do flight later callers of that key join.
 	// A flight is removed ("detached") when it finishes, when an
 	// invalidation covering its key happens, when the cache is marked
@@ -58,44 +82,103 @@ type shard[V any] struct {
 }
 
 func (s *shard[V]) init(capacity int) {
-	// NewLRU fails only for a size <= 0, which resolve rules out.
-	s.lru, _ = simplelru.NewLRU[uint64, entry[V]](capacity, s.unindex)
+	s.capacity = capacity
+	s.m = make(map[uint64]*entry[V])
 	s.flights = make(map[Key]*flight[V])
 	s.fills = make(map[*fill]struct{})
-	s.byOrg = make(map[string]map[uint64]struct{})
-	s.byUser = make(map[string]map[uint64]struct{})
+	s.byOrg = make(map[string]*entry[V])
+	s.byUser = make(map[string]*entry[V])
 }
 
-// index records the entry of k under hash h in byOrg and byUser. It must be
-// called with mu held.
-func (s *shard[V]) index(k Key, h uint64) {
-	addIndex(s.byOrg, k.Org, h)
-	addIndex(s.byUser, k.User, h)
-}
+// len returns the number of entries. It must be called with mu held (read
+// or write).
+func (s *shard[V]) len() int { return len(s.m) }
 
-// unindex is lru's eviction callback (Remove, Purge, capacity evictions):
-// it drops the entry from byOrg and byUser. It runs with mu held.
-func (s *shard[V]) unindex(h uint64, e entry[V]) {
-	dropIndex(s.byOrg, e.key.Org, h)
-	dropIndex(s.byUser, e.key.User, h)
-}
-
-func addIndex(ix map[string]map[uint64]struct{}, name string, h uint64) {
-	set := ix[name]
-	if set == nil {
-		set = make(map[uint64]struct{}, 1)
-		ix[name] = set
-	}
-	set[h] = struct{}{}
-}
-
-func dropIndex(ix map[string]map[uint64]struct{}, name string, h uint64) {
-	if set := ix[name]; set != nil {
-		delete(set, h)
-		if len(set) == 0 {
-			delete(ix, name)
+// add stores e (whose hash is not in m), evicting by CLOCK when the shard
+// is full. It reports whether an entry was evicted.
+func (s *shard[V]) add(e *entry[V]) (evicted bool) {
+	switch {
+	case len(s.free) > 0:
+		e.slot = s.free[len(s.free)-1]
+		s.free = s.free[:len(s.free)-1]
+	case len(s.ring) < s.capacity:
+		e.slot = int32(len(s.ring))
+		s.ring = append(s.ring, nil)
+	default:
+		// Full: the hand clears reference bits until it finds an entry
+		// not used since it last passed (at most one lap plus one).
+		for {
+			if s.hand >= len(s.ring) {
+				s.hand = 0
+			}
+			v := s.ring[s.hand]
+			if v.ref.Load() {
+				v.ref.Store(false)
+				s.hand++
+				continue
+			}
+			s.remove(v)
+			evicted = true
+			e.slot = s.free[len(s.free)-1]
+			s.free = s.free[:len(s.free)-1]
+			s.hand++
+			break
 		}
 	}
+	s.ring[e.slot] = e
+	s.m[e.hash] = e
+	e.orgNext = s.byOrg[e.key.Org]
+	if e.orgNext != nil {
+		e.orgNext.orgPrev = e
+	}
+	s.byOrg[e.key.Org] = e
+	e.userNext = s.byUser[e.key.User]
+	if e.userNext != nil {
+		e.userNext.userPrev = e
+	}
+	s.byUser[e.key.User] = e
+	return evicted
+}
+
+// remove drops e from the map, the ring and both indexes.
+func (s *shard[V]) remove(e *entry[V]) {
+	delete(s.m, e.hash)
+	s.ring[e.slot] = nil
+	s.free = append(s.free, e.slot)
+	unlink(s.byOrg, e.key.Org, e, func(x *entry[V]) (**entry[V], **entry[V]) { return &x.orgPrev, &x.orgNext })
+	unlink(s.byUser, e.key.User, e, func(x *entry[V]) (**entry[V], **entry[V]) { return &x.userPrev, &x.userNext })
+}
+
+// unlink removes e from the list of name in heads; links returns the
+// addresses of an entry's prev and next pointers of that list.
+func unlink[V any](heads map[string]*entry[V], name string, e *entry[V], links func(*entry[V]) (**entry[V], **entry[V])) {
+	prev, next := links(e)
+	if *prev != nil {
+		_, pn := links(*prev)
+		*pn = *next
+	} else if *next != nil {
+		heads[name] = *next
+	} else {
+		delete(heads, name)
+	}
+	if *next != nil {
+		np, _ := links(*next)
+		*np = *prev
+	}
+	*prev, *next = nil, nil
+}
+
+// purge removes every entry and returns how many there were.
+func (s *shard[V]) purge() int {
+	n := len(s.m)
+	clear(s.m)
+	clear(s.byOrg)
+	clear(s.byUser)
+	clear(s.ring) // let the collector have the entries
+	s.ring = s.ring[:0]
+	s.free = s.free[:0]
+	s.hand = 0
+	return n
 }
 
 // lookupResult is the outcome of a lookup, for the counters.
@@ -109,20 +192,38 @@ const (
 	lookupLeaseExpired
 )
 
+// peekLocked returns k's entry and whether it is live at now, marking a
+// live entry referenced. It may be called with mu held for reading: it
+// writes nothing but the entry's ref bit. A nil entry is a miss; a non-nil
+// entry that is not live is expired, and the caller removes it under the
+// write lock.
+func (s *shard[V]) peekLocked(k Key, h uint64, now int64) (*entry[V], bool) {
+	e := s.m[h]
+	if e == nil || e.key != k {
+		return nil, false
+	}
+	if now >= e.expires {
+		return e, false
+	}
+	if !e.ref.Load() {
+		e.ref.Store(true)
+	}
+	return e, true
+}
+
 // lookupLocked returns k's value if it has a live entry at now. An expired
 // entry is removed. It does not check the synced flag.
 func (s *shard[V]) lookupLocked(k Key, h uint64, now int64) (V, lookupResult) {
-	e, ok := s.lru.Get(h)
-	if !ok || e.key != k {
-		var zero V
+	e, live := s.peekLocked(k, h, now)
+	if live {
+		return e.value, lookupHit
+	}
+	var zero V
+	if e == nil {
 		return zero, lookupMiss
 	}
-	if now >= e.expires {
-		s.lru.Remove(h)
-		var zero V
-		return zero, lookupExpired
-	}
-	return e.value, lookupHit
+	s.remove(e)
+	return zero, lookupExpired
 }
 
 // storeResult is the outcome of a store, for the counters.
@@ -131,7 +232,7 @@ type storeResult uint8
 const (
 	storeNone storeResult = iota // the load failed: nothing to store
 	storeLanded
-	storeLandedEvicted // landed, and evicted the least recently used entry
+	storeLandedEvicted // landed, and evicted an entry (CLOCK)
 	storeStale
 	storeExpired
 )
@@ -149,13 +250,12 @@ func (s *shard[V]) storeLocked(f *fill, synced bool, expires, now int64, v V) st
 	if now >= expires {
 		return storeExpired
 	}
-	if old, ok := s.lru.Peek(f.hash); ok && old.key != f.key {
-		// A 64-bit collision: the new key replaces the old one.
-		s.lru.Remove(f.hash)
+	if old := s.m[f.hash]; old != nil {
+		// The same key refilled, or a 64-bit collision: the new entry
+		// replaces the old one.
+		s.remove(old)
 	}
-	evicted := s.lru.Add(f.hash, entry[V]{key: f.key, value: v, expires: expires})
-	s.index(f.key, f.hash)
-	if evicted {
+	if s.add(&entry[V]{key: f.key, value: v, expires: expires, hash: f.hash}) {
 		return storeLandedEvicted
 	}
 	return storeLanded
@@ -182,34 +282,31 @@ func (s *shard[V]) invalidateLocked(sc scope) int {
 	n := 0
 	switch sc.kind {
 	case scopeKey:
-		if e, ok := s.lru.Peek(sc.hash); ok && e.key == sc.key && s.lru.Remove(sc.hash) {
+		if e := s.m[sc.hash]; e != nil && e.key == sc.key {
+			s.remove(e)
 			n = 1
 		}
 		delete(s.flights, sc.key)
 	case scopeAll:
-		n = s.lru.Len()
-		s.lru.Purge()
+		n = s.purge()
 		clear(s.flights)
-		clear(s.byOrg)
-		clear(s.byUser)
 	default:
-		// Org and user scopes find their entries through the index: the
-		// cost is the entries removed, never the shard's size, so that a
-		// flood of payloads naming orgs nobody caches costs next to
-		// nothing.
-		ix, name := s.byOrg, sc.key.Org
-		if sc.kind == scopeUser {
-			ix, name = s.byUser, sc.key.User
-		}
-		if set := ix[name]; set != nil {
-			hs := make([]uint64, 0, len(set))
-			for h := range set {
-				hs = append(hs, h)
+		// Org and user scopes walk their index list: the cost is the
+		// entries removed, never the shard's size, so that a flood of
+		// payloads naming orgs nobody caches costs next to nothing.
+		if sc.kind == scopeOrg {
+			for e := s.byOrg[sc.key.Org]; e != nil; {
+				next := e.orgNext
+				s.remove(e)
+				n++
+				e = next
 			}
-			for _, h := range hs {
-				if e, ok := s.lru.Peek(h); ok && sc.covers(e.key) && s.lru.Remove(h) {
-					n++
-				}
+		} else {
+			for e := s.byUser[sc.key.User]; e != nil; {
+				next := e.userNext
+				s.remove(e)
+				n++
+				e = next
 			}
 		}
 		// In-flight loads are few: a walk is cheap.

@@ -33,7 +33,8 @@ type Stats struct {
 	// Expired counts entries found expired by a lookup (and removed), plus
 	// results already expired when they were about to be stored.
 	Expired uint64
-	// CapacityEvictions counts least recently used entries evicted to make
+	// CapacityEvictions counts entries evicted (by CLOCK, which spares an
+	// entry used since the eviction hand last passed it) to make
 	// room for a new one.
 	CapacityEvictions uint64
 	// EvictedKey counts entries removed by InvalidateKey.
@@ -56,8 +57,11 @@ type Stats struct {
 // read them without the shard lock, and they live in the shard (padded from
 // its neighbours) so the hit path of one shard never writes a cache line
 // another shard's hit path writes.
+//
+// The hit counter is not here: it sits next to the shard's lock (see
+// shard.hits).
 type counters struct {
-	hits, misses, bypassed     atomic.Uint64
+	misses, bypassed           atomic.Uint64
 	leaseExpired               atomic.Uint64
 	loads, coalesced           atomic.Uint64
 	fills, staleFills, expired atomic.Uint64
@@ -67,7 +71,6 @@ type counters struct {
 
 // addTo adds the shard's counters to st.
 func (c *counters) addTo(st *Stats) {
-	st.Hits += c.hits.Load()
 	st.Misses += c.misses.Load()
 	st.Bypassed += c.bypassed.Load()
 	st.LeaseExpired += c.leaseExpired.Load()
@@ -84,10 +87,11 @@ func (c *counters) addTo(st *Stats) {
 }
 
 // countLookup records the outcome of a lookup.
-func (c *counters) countLookup(r lookupResult) {
+func (s *shard[V]) countLookup(r lookupResult) {
+	c := &s.counters
 	switch r {
 	case lookupHit:
-		c.hits.Add(1)
+		s.hits.Add(1)
 	case lookupMiss:
 		c.misses.Add(1)
 	case lookupExpired:

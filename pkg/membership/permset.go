@@ -2,8 +2,8 @@ package membership
 
 import (
 	"fmt"
-	"slices"
 	"time"
+	"unique"
 )
 
 // Status is the status of a membership. The empty Status means there is no
@@ -54,27 +54,6 @@ type grantRef struct {
 	role  int32
 }
 
-// typeAccess is the data access of one resource type.
-type typeAccess struct {
-	all    bool
-	allRef grantRef
-	ids    map[string]grantRef
-	sorted []string // the keys of ids, sorted
-}
-
-func (ta *typeAccess) lookup(id string) (grantRef, bool) {
-	if ta == nil {
-		return grantRef{}, false
-	}
-	if ref, ok := ta.ids[id]; ok {
-		return ref, true
-	}
-	if ta.all {
-		return ta.allRef, true
-	}
-	return grantRef{}, false
-}
-
 // PermissionSet is the permission set of one user in one organization at
 // one instant: what the seeds call the permission JSON. It holds the
 // membership's status and window, the roles held, the union of their
@@ -90,20 +69,74 @@ func (ta *typeAccess) lookup(id string) (grantRef, bool) {
 // Sets come from Store.Load and Store.LoadMany, or from json.Unmarshal of
 // the documented JSON form (see MarshalJSON).
 type PermissionSet struct {
-	org, user   string
-	status      Status
-	from, until time.Time // membership window; zero = open
-	active      bool
-	at          time.Time
-	validUntil  time.Time
+	org, user  string
+	status     Status // one of the Status constants, never a copy
+	active     bool
+	at         time.Time
+	validUntil time.Time
+	window     *window // nil: open at both ends
 
-	roles         []Role           // held at `at`, sorted by ID
-	expired       []Role           // assignments that ended at or before `at`, sorted by ID
-	perms         map[string]int32 // codename -> lowest index in roles granting it (-1 unknown)
-	codes         []string         // keys of perms, sorted
-	expiredPerms  map[string]int32 // codename -> index in expired
-	access        map[string]*typeAccess
-	expiredAccess map[string]*typeAccess // grants through expired roles
+	// The parts below are hash-consed and shared between sets (see
+	// permset_compact.go). A zero handle means none.
+	roles  []unique.Handle[Role] // held at `at`, sorted by ID
+	perms  unique.Handle[permIndex]
+	access accessParts
+	lapsed *lapsed // nil: no role assignment has ended
+}
+
+// window is a membership's validity window; a zero time is an open bound.
+type window struct{ from, until time.Time }
+
+// lapsed is what the roles whose assignment ended at or before ComputedAt
+// would grant, for Explain's ReasonRoleExpired.
+type lapsed struct {
+	roles  []unique.Handle[Role] // sorted by ID
+	perms  unique.Handle[permIndex]
+	access unique.Handle[access]
+}
+
+// lapsedPerm returns the index in lapsed.roles of the ended role that
+// would grant codename, if any.
+func (s *PermissionSet) lapsedPerm(codename string) (int32, bool) {
+	if s.lapsed == nil {
+		return -1, false
+	}
+	return lookupPerm(s.lapsed.perms, codename)
+}
+
+// lapsedAccess returns the grant to an ended role that would cover record
+// id of typ, if any.
+func (s *PermissionSet) lapsedAccess(typ, id string) (grantRef, bool) {
+	if s.lapsed == nil {
+		return grantRef{}, false
+	}
+	return (&accessParts{roles: s.lapsed.access}).lookup(typ, id)
+}
+
+// bounds returns the membership's window.
+func (s *PermissionSet) bounds() (from, until time.Time) {
+	if s.window == nil {
+		return time.Time{}, time.Time{}
+	}
+	return s.window.from, s.window.until
+}
+
+// setWindow records the window [from, until).
+func (s *PermissionSet) setWindow(from, until time.Time) {
+	if !from.IsZero() || !until.IsZero() {
+		s.window = &window{from, until}
+	}
+}
+
+// canonicalStatus returns the Status constant equal to st, so that a set
+// keeps no copy of a status string; an unknown status is kept as it is.
+func canonicalStatus(st string) Status {
+	for _, c := range [...]Status{StatusActive, StatusInvited, StatusSuspended, StatusRevoked} {
+		if string(c) == st {
+			return c
+		}
+	}
+	return Status(st)
 }
 
 // Org returns the organization ID of the set.
@@ -137,7 +170,7 @@ func (s *PermissionSet) Window() (from, until time.Time) {
 	if s == nil {
 		return time.Time{}, time.Time{}
 	}
-	return s.from, s.until
+	return s.bounds()
 }
 
 // Active reports whether the membership is active and inside its window at
@@ -173,16 +206,29 @@ func (s *PermissionSet) Roles() []Role {
 	if s == nil || !s.active {
 		return nil
 	}
-	return slices.Clone(s.roles)
+	return roleValues(s.roles)
+}
+
+// roleValues returns the roles of hs in a fresh slice (nil if none).
+func roleValues(hs []unique.Handle[Role]) []Role {
+	if len(hs) == 0 {
+		return nil
+	}
+	out := make([]Role, len(hs))
+	for i, h := range hs {
+		out[i] = h.Value()
+	}
+	return out
 }
 
 // Permissions returns the codenames granted by the held roles, sorted. An
 // inactive set has none.
 func (s *PermissionSet) Permissions() []string {
-	if s == nil || !s.active {
+	if s == nil || !s.active || s.perms == (unique.Handle[permIndex]{}) {
 		return nil
 	}
-	return slices.Clone(s.codes)
+	p := s.perms.Value()
+	return p.names()
 }
 
 // ResourceTypes returns the resource types the set has any data access to,
@@ -191,22 +237,18 @@ func (s *PermissionSet) ResourceTypes() []string {
 	if s == nil || !s.active {
 		return nil
 	}
-	types := make([]string, 0, len(s.access))
-	for t := range s.access {
-		types = append(types, t)
-	}
-	slices.Sort(types)
-	return types
+	return s.access.types()
 }
 
-// Has reports whether the set grants the permission codename. It is a map
-// lookup that does not allocate.
+// Has reports whether the set grants the permission codename. It is one
+// lookup in the process-wide codename catalog and a bit test, and does not
+// allocate.
 func (s *PermissionSet) Has(codename string) bool {
-	if s == nil || !s.active {
+	if s == nil || !s.active || s.perms == (unique.Handle[permIndex]{}) {
 		return false
 	}
-	_, ok := s.perms[codename]
-	return ok
+	p := s.perms.Value()
+	return p.hasBit(codename)
 }
 
 // HasAny reports whether the set grants at least one of codenames. With no
@@ -245,7 +287,7 @@ func (s *PermissionSet) CanAccess(resourceType, id string) bool {
 	if s == nil || !s.active {
 		return false
 	}
-	_, ok := s.access[resourceType].lookup(id)
+	_, ok := s.access.lookup(resourceType, id)
 	return ok
 }
 
@@ -257,14 +299,7 @@ func (s *PermissionSet) AccessibleIDs(resourceType string) (all bool, ids []stri
 	if s == nil || !s.active {
 		return false, nil
 	}
-	ta := s.access[resourceType]
-	if ta == nil {
-		return false, nil
-	}
-	if ta.all {
-		return true, nil
-	}
-	return false, slices.Clone(ta.sorted)
+	return s.access.ids(resourceType)
 }
 
 // Reason says why a Decision allowed or denied.
@@ -355,7 +390,7 @@ func (s *PermissionSet) inactiveReason() Reason {
 	case StatusRevoked:
 		return ReasonRevoked
 	case StatusActive:
-		if !s.from.IsZero() && s.at.Before(s.from) {
+		if from, _ := s.bounds(); !from.IsZero() && s.at.Before(from) {
 			return ReasonNotYetValid
 		}
 		return ReasonExpired
@@ -374,21 +409,31 @@ func (s *PermissionSet) denyInactive() Decision {
 		msg = fmt.Sprintf("user %q is not a member of organization %q", s.user, s.org)
 	case ReasonNotYetValid:
 		msg = fmt.Sprintf("membership of user %q in organization %q starts at %s",
-			s.user, s.org, s.from.UTC().Format(time.RFC3339Nano))
+			s.user, s.org, s.window.from.UTC().Format(time.RFC3339Nano))
 	case ReasonExpired:
 		msg = fmt.Sprintf("membership of user %q in organization %q ended at %s",
-			s.user, s.org, s.until.UTC().Format(time.RFC3339Nano))
+			s.user, s.org, s.window.until.UTC().Format(time.RFC3339Nano))
 	default:
 		msg = fmt.Sprintf("membership of user %q in organization %q is %s", s.user, s.org, s.status)
 	}
 	return Decision{Reason: r, Message: msg}
 }
 
-func roleAt(roles []Role, i int32) (int64, string) {
+func roleAt(roles []unique.Handle[Role], i int32) (int64, string) {
 	if i < 0 || int(i) >= len(roles) {
 		return 0, ""
 	}
-	return roles[i].ID, roles[i].Name
+	r := roles[i].Value()
+	return r.ID, r.Name
+}
+
+// lookupPerm returns the role index granting codename in p, if p grants it.
+func lookupPerm(p unique.Handle[permIndex], codename string) (int32, bool) {
+	if p == (unique.Handle[permIndex]{}) {
+		return -1, false
+	}
+	v := p.Value()
+	return v.has(codename)
 }
 
 // Explain answers Has(codename) and says why: the granting role (the held
@@ -401,7 +446,7 @@ func (s *PermissionSet) Explain(codename string) Decision {
 	if s == nil || !s.active {
 		return s.denyInactive()
 	}
-	if i, ok := s.perms[codename]; ok {
+	if i, ok := lookupPerm(s.perms, codename); ok {
 		id, name := roleAt(s.roles, i)
 		msg := fmt.Sprintf("%q granted by role %q", codename, name)
 		if name == "" {
@@ -409,11 +454,16 @@ func (s *PermissionSet) Explain(codename string) Decision {
 		}
 		return Decision{Allowed: true, Reason: ReasonGranted, RoleID: id, RoleName: name, Message: msg}
 	}
-	if i, ok := s.expiredPerms[codename]; ok {
-		id, name := roleAt(s.expired, i)
+	if i, ok := s.lapsedPerm(codename); ok {
+		l := s.lapsed
+		id, name := roleAt(l.roles, i)
+		var ended time.Time
+		if i >= 0 && int(i) < len(l.roles) {
+			ended = l.roles[i].Value().ValidUntil
+		}
 		return Decision{Reason: ReasonRoleExpired, RoleID: id, RoleName: name,
 			Message: fmt.Sprintf("%q would be granted by role %q, whose assignment ended at %s",
-				codename, name, s.expired[i].ValidUntil.UTC().Format(time.RFC3339Nano))}
+				codename, name, ended.UTC().Format(time.RFC3339Nano))}
 	}
 	if len(s.roles) == 0 {
 		return Decision{Reason: ReasonNoRole,
@@ -432,7 +482,7 @@ func (s *PermissionSet) ExplainAccess(resourceType, id string) Decision {
 	if s == nil || !s.active {
 		return s.denyInactive()
 	}
-	if ref, ok := s.access[resourceType].lookup(id); ok {
+	if ref, ok := s.access.lookup(resourceType, id); ok {
 		d := Decision{Allowed: true, Reason: ReasonGranted, GrantID: ref.grant}
 		d.RoleID, d.RoleName = roleAt(s.roles, ref.role)
 		if d.RoleName != "" {
@@ -442,9 +492,9 @@ func (s *PermissionSet) ExplainAccess(resourceType, id string) Decision {
 		}
 		return d
 	}
-	if ref, ok := s.expiredAccess[resourceType].lookup(id); ok {
+	if ref, ok := s.lapsedAccess(resourceType, id); ok {
 		d := Decision{Reason: ReasonRoleExpired, GrantID: ref.grant}
-		d.RoleID, d.RoleName = roleAt(s.expired, ref.role)
+		d.RoleID, d.RoleName = roleAt(s.lapsed.roles, ref.role)
 		d.Message = fmt.Sprintf("%s %q would be granted by grant %d to role %q, whose assignment ended",
 			resourceType, id, ref.grant, d.RoleName)
 		return d

@@ -89,12 +89,13 @@ func (s *PermissionSet) MarshalJSON() ([]byte, error) {
 	if s == nil {
 		return []byte("null"), nil
 	}
+	from, until := s.bounds()
 	j := setJSON{
 		Org:         s.org,
 		User:        s.user,
 		Status:      s.status,
 		Active:      s.active,
-		Window:      windowJSON{From: timePtr(s.from), Until: timePtr(s.until)},
+		Window:      windowJSON{From: timePtr(from), Until: timePtr(until)},
 		Roles:       []roleJSON{},
 		Permissions: []string{},
 		DataAccess:  map[string]accessJSON{},
@@ -102,16 +103,14 @@ func (s *PermissionSet) MarshalJSON() ([]byte, error) {
 		ComputedAt:  s.at.UTC(),
 	}
 	if s.active {
-		for _, r := range s.roles {
+		for _, h := range s.roles {
+			r := h.Value()
 			j.Roles = append(j.Roles, roleJSON{ID: r.ID, Name: r.Name, System: r.System, ValidUntil: timePtr(r.ValidUntil)})
 		}
-		j.Permissions = append(j.Permissions, s.codes...)
-		for typ, ta := range s.access {
-			a := accessJSON{All: ta.all, IDs: []string{}}
-			if !ta.all {
-				a.IDs = append(a.IDs, ta.sorted...)
-			}
-			j.DataAccess[typ] = a
+		j.Permissions = append(j.Permissions, s.Permissions()...)
+		for _, typ := range s.access.types() {
+			all, ids := s.access.ids(typ)
+			j.DataAccess[typ] = accessJSON{All: all, IDs: append([]string{}, ids...)}
 		}
 	}
 	return json.Marshal(j)
@@ -145,18 +144,18 @@ func (s *PermissionSet) UnmarshalJSON(data []byte) error {
 	t := PermissionSet{
 		org:        j.Org,
 		user:       j.User,
-		status:     j.Status,
-		from:       timeVal(j.Window.From),
-		until:      timeVal(j.Window.Until),
+		status:     canonicalStatus(string(j.Status)),
 		at:         j.ComputedAt,
 		validUntil: timeVal(j.ValidUntil),
 	}
+	from, until := timeVal(j.Window.From), timeVal(j.Window.Until)
+	t.setWindow(from, until)
 	if j.Status == StatusNone && (j.Window.From != nil || j.Window.Until != nil) {
 		return errors.New("membership: decode permission set: a window without a membership")
 	}
 	t.active = t.status == StatusActive &&
-		(t.from.IsZero() || !t.at.Before(t.from)) &&
-		(t.until.IsZero() || t.at.Before(t.until))
+		(from.IsZero() || !t.at.Before(from)) &&
+		(until.IsZero() || t.at.Before(until))
 	if t.active != j.Active {
 		return errors.New("membership: decode permission set: active does not match status and window at computed_at")
 	}
@@ -167,44 +166,41 @@ func (s *PermissionSet) UnmarshalJSON(data []byte) error {
 		*s = t
 		return nil
 	}
+	var roles []Role
 	for _, r := range j.Roles {
 		if err := checkRoleName(r.Name); err != nil {
 			return err
 		}
-		t.roles = append(t.roles, Role{ID: r.ID, Name: r.Name, System: r.System, ValidUntil: timeVal(r.ValidUntil)})
+		roles = append(roles, Role{ID: r.ID, Name: r.Name, System: r.System, ValidUntil: timeVal(r.ValidUntil)})
 	}
-	slices.SortFunc(t.roles, func(a, b Role) int { return cmp.Compare(a.ID, b.ID) })
+	slices.SortFunc(roles, func(a, b Role) int { return cmp.Compare(a.ID, b.ID) })
 	if err := checkCodenames(j.Permissions); err != nil {
 		return err
 	}
-	t.perms = make(map[string]int32, len(j.Permissions))
+	perms := make(map[string]int32, len(j.Permissions))
 	for _, c := range j.Permissions {
-		if _, seen := t.perms[c]; !seen {
-			t.perms[c] = -1
-			t.codes = append(t.codes, c)
-		}
+		perms[c] = -1
 	}
-	slices.Sort(t.codes)
+	access := grantsBuilder{}
 	for typ, a := range j.DataAccess {
 		if !ValidResourceType(typ) {
 			return invalid("resource_type", typ, ErrInvalidResourceType)
 		}
-		ta := &typeAccess{all: a.All, allRef: grantRef{role: -1}, ids: make(map[string]grantRef, len(a.IDs))}
+		if a.All {
+			access.add(typ, nil, grantRef{role: -1})
+		}
 		for _, id := range a.IDs {
 			if err := checkID("resource_id", id); err != nil {
 				return err
 			}
-			if _, seen := ta.ids[id]; !seen {
-				ta.ids[id] = grantRef{role: -1}
-				ta.sorted = append(ta.sorted, id)
-			}
+			access.add(typ, &id, grantRef{role: -1})
 		}
-		slices.Sort(ta.sorted)
-		if t.access == nil {
-			t.access = make(map[string]*typeAccess)
-		}
-		t.access[typ] = ta
 	}
+	// Decoded codenames are looked up in the catalog, never added to it:
+	// untrusted input must not grow a process-wide table.
+	t.roles = internRoles(roles)
+	t.perms, _ = makePermIndex(perms, false)
+	t.access.own = access.pack() // unknown provenance: the set's own
 	*s = t
 	return nil
 }
