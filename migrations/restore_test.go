@@ -149,11 +149,29 @@ func pgBin(t *testing.T, ctx context.Context, pool *pgxpool.Pool, name string) s
 			return p
 		}
 	}
-	if p, err := exec.LookPath(name); err == nil {
+	// Another on PATH does if it is not older than the server: pg_dump
+	// refuses a newer server (make test-pg runs servers that have no
+	// client programs beside them).
+	if p, err := exec.LookPath(name); err == nil && clientMajor(p) >= v/10000 {
 		return p
 	}
-	t.Skipf("no %s for PostgreSQL %d", name, v/10000)
+	t.Skipf("no %s for PostgreSQL %d (nor a newer one on PATH)", name, v/10000)
 	return ""
+}
+
+// clientMajor returns the major version a PostgreSQL program reports
+// ("pg_dump (PostgreSQL) 15.20 (Debian ...)" is 15), or 0.
+func clientMajor(path string) int {
+	out, err := exec.Command(path, "--version").Output()
+	if err != nil {
+		return 0
+	}
+	fields := strings.Fields(string(out))
+	if len(fields) < 3 {
+		return 0
+	}
+	major, _ := strconv.Atoi(strings.SplitN(fields[2], ".", 2)[0])
+	return major
 }
 
 func fileExists(p string) bool {

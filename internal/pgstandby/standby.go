@@ -343,9 +343,17 @@ func findBinDir(major int) (string, error) {
 		}
 		return true
 	}
+	// ORGPERM_PG_BIN (the PostgreSQL matrix) names the primary's binaries:
+	// use them, or none (a standby must run the primary's major version).
+	if d := os.Getenv("ORGPERM_PG_BIN"); d != "" {
+		if has(d) {
+			return d, nil
+		}
+		return "", ErrNoBinaries
+	}
 	// On PATH, pg_basebackup may be a wrapper (Debian's pg_wrapper) with no
 	// postgres beside it: then look further.
-	if p, err := exec.LookPath("pg_basebackup"); err == nil && has(filepath.Dir(p)) {
+	if p, err := exec.LookPath("pg_basebackup"); err == nil && has(filepath.Dir(p)) && versionOf(filepath.Dir(p)) == major {
 		return filepath.Dir(p), nil
 	}
 	var dirs []string
@@ -362,7 +370,7 @@ func findBinDir(major int) (string, error) {
 	}
 	sort.Slice(dirs, func(i, j int) bool { return rank(dirs[i]) > rank(dirs[j]) })
 	for _, d := range dirs {
-		if has(d) {
+		if has(d) && versionOf(d) == major {
 			return d, nil
 		}
 	}
