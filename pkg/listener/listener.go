@@ -325,7 +325,6 @@ func (l *Listener) run(ctx context.Context) {
 	}
 	l.syncMu.Lock()
 	l.markUnsyncedLocked(ErrStopped)
-	l.target.MarkUnsynced()
 	l.setReasonLocked(ErrStopped)
 	l.setStateLocked(Unsynced)
 	l.sessionCancel = nil
