@@ -100,20 +100,13 @@ func ParseToken(s string) (Token, error) {
 func (t Token) lsn() (uint64, error) {
 	rest, ok := strings.CutPrefix(string(t), tokenPrefix)
 	if !ok || len(t) > 40 {
-		return 0, fmt.Errorf("%w: %q", ErrInvalidToken, truncate(string(t)))
+		return 0, fmt.Errorf("%w: %q", ErrInvalidToken, truncate(string(t), 48))
 	}
 	lsn, err := listener.ParseLSN(rest)
 	if err != nil || lsn == 0 {
-		return 0, fmt.Errorf("%w: %q", ErrInvalidToken, truncate(string(t)))
+		return 0, fmt.Errorf("%w: %q", ErrInvalidToken, truncate(string(t), 48))
 	}
 	return lsn, nil
-}
-
-func truncate(s string) string {
-	if len(s) > 48 {
-		return strings.ToValidUTF8(s[:48], "") + "..."
-	}
-	return s
 }
 
 // WithToken returns a context whose checks answer at least as fresh as the

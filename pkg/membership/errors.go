@@ -90,10 +90,7 @@ func (e *ValidationError) Error() string {
 func (e *ValidationError) Unwrap() error { return e.Err }
 
 func invalid(field, value string, err error) error {
-	if len(value) > 64 {
-		value = strings.ToValidUTF8(value[:64], "") + "..."
-	}
-	return &ValidationError{Field: field, Value: value, Err: err}
+	return &ValidationError{Field: field, Value: truncate(value, 64), Err: err}
 }
 
 // constraintErrors maps the names of the schema's constraints (and of the
@@ -126,4 +123,13 @@ func dbError(op string, err error) error {
 		}
 	}
 	return fmt.Errorf("membership: %s: %w", op, err)
+}
+
+// truncate shortens s to n bytes (whole UTF-8 characters) and marks the cut,
+// for echoing untrusted input in an error.
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return strings.ToValidUTF8(s[:n], "") + "..."
+	}
+	return s
 }
