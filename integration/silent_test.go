@@ -353,7 +353,7 @@ func stormDelay(t *testing.T) time.Duration {
 			t.Fatal(err)
 		}
 	}
-	// 100 payloads of ~8 KB naming ~700 orgs each, sent in one statement
+	// 100 payloads of ~8 KB naming ~550 orgs each, sent in one statement
 	// per payload from the unprivileged role.
 	payload := `{"v":1,"t":"memberships","orgs":[`
 	for i := 0; len(payload) < 7800; i++ {
@@ -364,8 +364,12 @@ func stormDelay(t *testing.T) time.Duration {
 	}
 	payload += `]}`
 	done := make(chan error, 1)
+	half := make(chan struct{})
 	go func() {
-		for range 100 {
+		for i := range 100 {
+			if i == 50 {
+				close(half)
+			}
 			if _, err := storm.Exec(ctx, `SELECT pg_notify('orgperm_invalidate', $1)`, payload); err != nil {
 				done <- err
 				return
@@ -373,12 +377,19 @@ func stormDelay(t *testing.T) time.Duration {
 		}
 		done <- nil
 	}()
-	// The real revoke, in the middle of the storm.
-	var committed time.Time
+	// The real revoke, in the middle of the storm: after 50 payloads have
+	// been committed, so the listeners have them queued ahead of it. The
+	// delay is counted from before the statement is sent, an upper bound
+	// on the delay from its commit.
+	select {
+	case <-half:
+	case err := <-done:
+		t.Fatalf("the storm stopped early: %v", err)
+	}
+	committed := time.Now()
 	if _, err := w.raw.Exec(ctx, `UPDATE orgperm.memberships SET status = 'revoked' WHERE org_id = 'hot' AND user_id = 'h1'`); err != nil {
 		t.Fatal(err)
 	}
-	committed = time.Now()
 	var last time.Time
 	for _, ch := range applied {
 		select {

@@ -56,6 +56,28 @@ const proofSQL = `SELECT pg_catalog.pg_notify($1, 'p1 ' || pg_catalog.pg_current
 // of a second, a minute-old one by 6 ms at most.
 const calibrationMaxAge = time.Minute
 
+// calibrationHold is how long a calibration pair is kept against newer
+// ones that are less tight (see proofState.calibrate): at most 1 ms of
+// drift.
+const calibrationHold = 10 * time.Second
+
+// calibrate records an own proof sent at the local instant sent whose
+// database clock read dbMicros, as the pair that maps foreign proofs'
+// clocks, if it is tighter than the pair held or that pair is older than
+// calibrationHold. A pair maps a database instant to a local one early by
+// the proof's transit (send to clock read, never negative): safe, but a
+// loose pair (a proof sent while the machine was busy) shortens every
+// lease a foreign proof gives, so this instance asks for its own proofs
+// early and defeats their sharing. Tightness is dbMicros minus sent, the
+// transit plus the clocks' offset, which is the same for every pair.
+func (ps *proofState) calibrate(sent time.Time, dbMicros int64) {
+	if !ps.calS.IsZero() && sent.Sub(ps.calS) <= calibrationHold &&
+		dbMicros-sent.UnixMicro() >= ps.calD-ps.calS.UnixMicro() {
+		return
+	}
+	ps.calS, ps.calD = sent, dbMicros
+}
+
 // proof is one parsed proof payload.
 type proof struct {
 	lsn         uint64
@@ -114,8 +136,9 @@ func FormatLSN(lsn uint64) string {
 // proofState is what the listener knows from proofs, guarded by its mu.
 type proofState struct {
 	mu sync.Mutex
-	// calS and calD: the latest own proof's local send instant and
-	// database clock (µs), and when it was taken (calS); zero if none.
+	// calS and calD: an own proof's local send instant and database
+	// clock (µs), and when it was taken (calS); zero if none. See
+	// calibrate for which proof.
 	calS time.Time
 	calD int64
 	// lsn is the highest WAL position of an own proof that came back on
@@ -246,7 +269,7 @@ func (l *Listener) refresh(ctx context.Context) {
 func (l *Listener) provenLocked(sent time.Time, p proof) {
 	l.target.Prove(sent)
 	l.ps.mu.Lock()
-	l.ps.calS, l.ps.calD = sent, p.dbMicros
+	l.ps.calibrate(sent, p.dbMicros)
 	if p.lsn > l.ps.lsn {
 		l.ps.lsn = p.lsn
 	}

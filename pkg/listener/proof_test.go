@@ -202,3 +202,28 @@ func TestSyncAndLSN(t *testing.T) {
 		t.Fatalf("Sync returned with the newest proof at %v, before the call (%v)", at, before)
 	}
 }
+
+// TestCalibrate checks which own proof maps foreign clocks: the tightest
+// (least transit) of those taken within calibrationHold, else the newest.
+func TestCalibrate(t *testing.T) {
+	t.Parallel()
+	var ps proofState
+	t0 := time.Unix(1_000_000, 0)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	db := func(d time.Duration) int64 { return at(d).UnixMicro() }
+
+	ps.calibrate(at(0), db(5*time.Millisecond)) // transit 5 ms
+	ps.calibrate(at(time.Second), db(time.Second+20*time.Millisecond))
+	if !ps.calS.Equal(at(0)) {
+		t.Fatalf("a looser pair replaced a tighter one 1 s old (calS %v)", ps.calS.Sub(t0))
+	}
+	ps.calibrate(at(2*time.Second), db(2*time.Second+time.Millisecond))
+	if !ps.calS.Equal(at(2 * time.Second)) {
+		t.Fatalf("a tighter pair was not taken (calS %v)", ps.calS.Sub(t0))
+	}
+	late := 2*time.Second + calibrationHold + time.Millisecond
+	ps.calibrate(at(late), db(late+30*time.Millisecond))
+	if !ps.calS.Equal(at(late)) || ps.calD != db(late+30*time.Millisecond) {
+		t.Fatalf("a pair older than calibrationHold was kept (calS %v)", ps.calS.Sub(t0))
+	}
+}

@@ -151,15 +151,34 @@ func (c *Cache[V]) Prove(at time.Time) {
 			break
 		}
 		if c.leaseEnd.CompareAndSwap(old, end) {
-			// Ask again once half to three quarters of the new lease is
-			// gone, at a point drawn at random: one instance's proof
-			// refreshes every instance's lease at once, and without the
-			// spread they would all ask for the next one together.
-			c.leaseLow.Store(end - c.lease/4 - rand.Int64N(c.lease/4+1))
+			c.leaseLow.Store(end - c.lease/2 + askDelay(c.lease/4, rand.Float64()))
 			c.asked.Store(false)
 			break
 		}
 	}
+}
+
+// askSpread is λT of askDelay's distribution: ln 1024, sized so that up to
+// about a thousand instances send one or two proofs per round (see below).
+const askSpread = 6.931471805599453
+
+// askDelay returns when, within a window of w nanoseconds that opens once
+// half the lease is gone, a cache asks for the next proof, for a uniform
+// u in [0, 1).
+//
+// One instance's proof refreshes every instance's lease at once, so all
+// leases run low together; every instance that asks before the first proof
+// of the round comes back sends one more. A uniform draw makes that
+// number grow with the instance count k (k times the round trip over w).
+// The draw here has a density growing exponentially across the window
+// (F(t) = (e^(λt)-1)/(e^(λw)-1)), the feedback-suppression timer of
+// Nonnenmacher and Biersack ("Optimal multicast feedback", 1998): the
+// earliest of k draws keeps a gap to the next that does not shrink with k,
+// so a round sends about one proof for any k up to about e^(λw). The
+// price is that a lone instance asks late in the window, still a quarter
+// of the lease before it ends.
+func askDelay(w int64, u float64) int64 {
+	return int64(float64(w) * math.Log1p(u*math.Expm1(askSpread)) / askSpread)
 }
 
 // Proven returns the instant of the newest proof (see Prove), and false if

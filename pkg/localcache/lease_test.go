@@ -3,6 +3,8 @@ package localcache
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 )
@@ -156,6 +158,48 @@ func TestIndexFollowsEntries(t *testing.T) {
 	for _, k := range c.Keys() {
 		if k.Org == "o1" {
 			t.Fatalf("InvalidateOrg(o1) left %v", k)
+		}
+	}
+}
+
+// TestAskDelaySuppression simulates rounds of k instances whose leases were
+// refreshed by the same proof: each asks at its askDelay, and every one
+// whose ask falls before the first asker's proof has come back (a round
+// trip of 6% of the window, 15 ms of the default 1 s lease's 250 ms) sends
+// a proof too. The mean number of proofs per round must stay near one as k
+// grows, where a uniform draw would send 1 + 0.06k (about 5 at 64).
+func TestAskDelaySuppression(t *testing.T) {
+	t.Parallel()
+	const w = int64(250 * time.Millisecond)
+	rtt := w * 6 / 100
+	for _, u := range []float64{0, 0.5, 0.999999} {
+		if d := askDelay(w, u); d < 0 || d > w {
+			t.Fatalf("askDelay(%d, %v) = %d: outside the window", w, u, d)
+		}
+	}
+	if askDelay(w, 0.2) >= askDelay(w, 0.8) {
+		t.Fatal("askDelay is not increasing in u")
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, k := range []int{1, 8, 32, 64, 256, 512} {
+		const rounds = 2000
+		sent := 0
+		asks := make([]int64, k)
+		for range rounds {
+			for i := range asks {
+				asks[i] = askDelay(w, r.Float64())
+			}
+			first := slices.Min(asks)
+			for _, a := range asks {
+				if a < first+rtt {
+					sent++
+				}
+			}
+		}
+		mean := float64(sent) / rounds
+		t.Logf("k = %4d: %.2f proofs per round", k, mean)
+		if mean > 2 {
+			t.Errorf("k = %d: %.2f proofs per round; want at most 2", k, mean)
 		}
 	}
 }
