@@ -209,10 +209,10 @@ func (c *Cache[V]) Synced() bool {
 // miss; a lookup refused by the lease counts as LeaseExpired. Get does not
 // allocate.
 //
-// A hit takes its shard's read lock only, reorders nothing (it sets the
-// entry's CLOCK reference bit, and only when clear), writes one per-shard
-// counter, and reads the clock once: the lease, valid_until and the TTL are
-// all judged on that one reading.
+// A hit takes no lock (its shard's table is read with atomic loads),
+// reorders nothing (it sets the entry's CLOCK reference bit, and only when
+// clear), writes one per-shard counter, and reads the clock once: the
+// lease, valid_until and the TTL are all judged on that one reading.
 func (c *Cache[V]) Get(k Key) (V, bool) {
 	s, h := c.locate(k)
 	if !c.Synced() {
@@ -226,22 +226,18 @@ func (c *Cache[V]) Get(k Key) (V, bool) {
 		var zero V
 		return zero, false
 	}
-	s.mu.RLock()
-	e, live := s.peekLocked(k, h, now)
+	e, live := s.peek(k, h, now)
 	if live {
-		v := e.value
-		s.mu.RUnlock()
 		s.hits.Add(1)
-		return v, true
+		return e.value, true
 	}
-	s.mu.RUnlock()
 	r := lookupMiss
 	if e != nil {
 		// Expired: remove it under the write lock, unless it was
 		// replaced or removed meanwhile.
 		r = lookupExpired
 		s.mu.Lock()
-		if s.m[h] == e {
+		if s.tab.get(h) == e {
 			s.remove(e)
 		}
 		s.mu.Unlock()

@@ -7,17 +7,19 @@
 // # Structure
 //
 // A Cache is a power-of-two number of shards. A key picks its shard by a
-// seeded hash/maphash of Org and User. Each shard is a hash map of entries
-// evicted by CLOCK (second chance, an approximation of LRU), guarded by the
-// shard's own sync.RWMutex, plus intrusive per-org and per-user lists of its
-// entries, the shard's in-flight fills and its counters, padded so that the
-// hit paths of two shards never write the same cache line. A hit takes the
-// read lock of its shard, reorders nothing (it sets the entry's reference
-// bit, only when clear), adds to one per-shard counter, reads the clock once,
-// and does not allocate: hits on one shard from many cores share the lock's
-// line and nothing else. A store or an eviction takes the write lock; the
-// eviction hand clears reference bits until it finds an entry not used since
-// its last pass.
+// seeded hash/maphash of Org and User. Each shard is a hash table of
+// entries evicted by CLOCK (second chance, an approximation of LRU), changed
+// only under the shard's own lock, plus intrusive per-org and per-user
+// lists of its entries, the shard's in-flight fills and its counters,
+// padded so that the hit paths of two shards never write the same cache
+// line. A hit takes no lock: the table's buckets are chains of atomic
+// pointers, so a lookup only loads (a read lock would write its reader
+// count on every hit, and two cores hitting one shard would hand that line
+// back and forth). A hit reorders nothing (it sets the entry's reference
+// bit, only when clear), adds to one per-shard counter, reads the clock
+// once, and does not allocate. A store or an eviction takes the write lock;
+// the eviction hand clears reference bits until it finds an entry not used
+// since its last pass.
 //
 // Values are stored and returned as they are: store immutable values (or
 // values nobody mutates), since every caller that hits shares them.
@@ -40,6 +42,13 @@
 // removes the entry) or before it (and the fill is stale). Nothing is kept per
 // key once its fills are released: no generation map grows with the key
 // space.
+//
+// 1b. A lookup that begins after an invalidation returned never answers
+// from an entry it removed. Lookups take no lock; they read a shard's table
+// with atomic loads, and every removal unlinks its entry with an atomic
+// store before the invalidation returns (sync/atomic is sequentially
+// consistent). A lookup that overlaps an invalidation may answer either
+// way, as one that took a read lock just before it would have.
 //
 // 2. While the cache is unsynced (notifications may have been lost), Get and
 // Do bypass it and nothing is stored. MarkUnsynced clears an atomic flag

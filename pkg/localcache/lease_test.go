@@ -116,7 +116,7 @@ func TestIndexFollowsEntries(t *testing.T) {
 				continue
 			}
 			inRing++
-			if s.m[e.hash] != e || int(e.slot) != slot {
+			if s.tab.get(e.hash) != e || int(e.slot) != slot {
 				t.Fatalf("ring slot %d holds %v, not the map's entry of that hash", slot, e.key)
 			}
 		}
@@ -125,7 +125,7 @@ func TestIndexFollowsEntries(t *testing.T) {
 		}
 		for name, head := range s.byOrg {
 			for e := head; e != nil; e = e.orgNext {
-				if e.key.Org != name || s.m[e.hash] != e {
+				if e.key.Org != name || s.tab.get(e.hash) != e {
 					t.Fatalf("org index keeps %q -> %v, not a live entry of that org", name, e.key)
 				}
 				indexed++
@@ -133,7 +133,7 @@ func TestIndexFollowsEntries(t *testing.T) {
 		}
 		for name, head := range s.byUser {
 			for e := head; e != nil; e = e.userNext {
-				if e.key.User != name || s.m[e.hash] != e {
+				if e.key.User != name || s.tab.get(e.hash) != e {
 					t.Fatalf("user index keeps %q -> %v, not a live entry of that user", name, e.key)
 				}
 				indexed++

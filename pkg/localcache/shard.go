@@ -18,11 +18,13 @@ type entry[V any] struct {
 	value   V
 	expires int64 // ns after Cache.base: fill began + min(time left, TTL); invalid at and after it
 	hash    uint64
-	// ref is the CLOCK reference bit: set by a hit (under the read lock,
+	// ref is the CLOCK reference bit: set by a hit (with no lock,
 	// written only when clear, so a hot entry's line is not written on
 	// every hit), cleared by the eviction hand (under the write lock).
 	ref  atomic.Bool
 	slot int32 // index in shard.ring
+	// next links the entries of one bucket of shard.tab.
+	next atomic.Pointer[entry[V]]
 	// orgPrev/orgNext and userPrev/userNext link the entries of one
 	// Key.Org and of one Key.User (shard.byOrg, shard.byUser).
 	orgPrev, orgNext, userPrev, userNext *entry[V]
@@ -41,19 +43,21 @@ type fill struct {
 
 // shard is one lock domain: a hash map of entries evicted by CLOCK (second
 // chance), the org and user indexes, and the fill bookkeeping for the keys
-// hashed to it. mu guards everything but the counters and the entries' ref
-// bits. A hit takes only the read lock and reorders nothing: recency is a
-// bit the eviction hand reads later. Methods named ...Locked must be called
-// with mu held for writing unless they say otherwise.
+// hashed to it. mu guards every change and everything but the table's
+// lookups, the counters and the entries' ref bits. A hit takes no lock
+// (see table) and reorders nothing: recency is a bit the eviction hand
+// reads later. Methods named ...Locked must be called with mu held for
+// writing unless they say otherwise.
 type shard[V any] struct {
 	mu sync.RWMutex
-	// hits is the one counter a hit writes; it sits next to mu, whose
-	// read lock the hit writes anyway, so a hit dirties one cache line of
-	// its shard and no line shared by all shards.
+	// hits is the one counter a hit writes, on its own cache line (the
+	// shard's other hot fields are read-only on a hit).
 	hits atomic.Uint64
+	_    [cacheLine - 8]byte
 
-	// m holds the entries by key hash (Cache.locate).
-	m map[uint64]*entry[V]
+	// tab holds the entries by key hash (Cache.locate); a hit reads it
+	// with no lock (see table).
+	tab table[V]
 	// ring holds the entries in CLOCK order, at most capacity of them;
 	// free lists slots of ring emptied by removals, and hand is the next
 	// slot the eviction sweep looks at.
@@ -83,7 +87,7 @@ type shard[V any] struct {
 
 func (s *shard[V]) init(capacity int) {
 	s.capacity = capacity
-	s.m = make(map[uint64]*entry[V])
+	s.tab.init()
 	s.flights = make(map[Key]*flight[V])
 	s.fills = make(map[*fill]struct{})
 	s.byOrg = make(map[string]*entry[V])
@@ -92,7 +96,7 @@ func (s *shard[V]) init(capacity int) {
 
 // len returns the number of entries. It must be called with mu held (read
 // or write).
-func (s *shard[V]) len() int { return len(s.m) }
+func (s *shard[V]) len() int { return s.tab.n }
 
 // add stores e (whose hash is not in m), evicting by CLOCK when the shard
 // is full. It reports whether an entry was evicted.
@@ -126,7 +130,7 @@ func (s *shard[V]) add(e *entry[V]) (evicted bool) {
 		}
 	}
 	s.ring[e.slot] = e
-	s.m[e.hash] = e
+	s.tab.insert(e)
 	e.orgNext = s.byOrg[e.key.Org]
 	if e.orgNext != nil {
 		e.orgNext.orgPrev = e
@@ -142,7 +146,7 @@ func (s *shard[V]) add(e *entry[V]) (evicted bool) {
 
 // remove drops e from the map, the ring and both indexes.
 func (s *shard[V]) remove(e *entry[V]) {
-	delete(s.m, e.hash)
+	s.tab.delete(e)
 	s.ring[e.slot] = nil
 	s.free = append(s.free, e.slot)
 	unlink(s.byOrg, e.key.Org, e, func(x *entry[V]) (**entry[V], **entry[V]) { return &x.orgPrev, &x.orgNext })
@@ -170,8 +174,8 @@ func unlink[V any](heads map[string]*entry[V], name string, e *entry[V], links f
 
 // purge removes every entry and returns how many there were.
 func (s *shard[V]) purge() int {
-	n := len(s.m)
-	clear(s.m)
+	n := s.tab.n
+	s.tab.clear()
 	clear(s.byOrg)
 	clear(s.byUser)
 	clear(s.ring) // let the collector have the entries
@@ -192,13 +196,13 @@ const (
 	lookupLeaseExpired
 )
 
-// peekLocked returns k's entry and whether it is live at now, marking a
-// live entry referenced. It may be called with mu held for reading: it
-// writes nothing but the entry's ref bit. A nil entry is a miss; a non-nil
-// entry that is not live is expired, and the caller removes it under the
-// write lock.
-func (s *shard[V]) peekLocked(k Key, h uint64, now int64) (*entry[V], bool) {
-	e := s.m[h]
+// peek returns k's entry and whether it is live at now, marking a live
+// entry referenced. It needs no lock (see table) and writes nothing but the
+// entry's ref bit, and that only when clear. A nil entry is a miss; a
+// non-nil entry that is not live is expired, and the caller removes it
+// under the write lock.
+func (s *shard[V]) peek(k Key, h uint64, now int64) (*entry[V], bool) {
+	e := s.tab.get(h)
 	if e == nil || e.key != k {
 		return nil, false
 	}
@@ -214,7 +218,7 @@ func (s *shard[V]) peekLocked(k Key, h uint64, now int64) (*entry[V], bool) {
 // lookupLocked returns k's value if it has a live entry at now. An expired
 // entry is removed. It does not check the synced flag.
 func (s *shard[V]) lookupLocked(k Key, h uint64, now int64) (V, lookupResult) {
-	e, live := s.peekLocked(k, h, now)
+	e, live := s.peek(k, h, now)
 	if live {
 		return e.value, lookupHit
 	}
@@ -250,7 +254,7 @@ func (s *shard[V]) storeLocked(f *fill, synced bool, expires, now int64, v V) st
 	if now >= expires {
 		return storeExpired
 	}
-	if old := s.m[f.hash]; old != nil {
+	if old := s.tab.get(f.hash); old != nil {
 		// The same key refilled, or a 64-bit collision: the new entry
 		// replaces the old one.
 		s.remove(old)
@@ -282,7 +286,7 @@ func (s *shard[V]) invalidateLocked(sc scope) int {
 	n := 0
 	switch sc.kind {
 	case scopeKey:
-		if e := s.m[sc.hash]; e != nil && e.key == sc.key {
+		if e := s.tab.get(sc.hash); e != nil && e.key == sc.key {
 			s.remove(e)
 			n = 1
 		}
