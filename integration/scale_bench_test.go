@@ -30,6 +30,14 @@ import (
 //     (write, instance); all-p50/p99 one per write, until the last
 //     instance. One write at a time: each iteration is one write.
 //
+//   - the CPU each write costs per instance, over those writes:
+//     app-cpu-µs/inst in this process (every listener's receive, parse
+//     and eviction, plus the writer's own call) and pg-cpu-µs/inst in the
+//     listening backends (Linux's /proc/<pid>/schedstat; not reported
+//     where it cannot be read). k instances need about k times their sum
+//     of CPU for every write: on a machine of c CPUs, no write can reach
+//     the last instance sooner than k x sum / c.
+//
 //   - proof traffic: for 10 s after the writes, every instance checks a
 //     key every 5 ms (the lease stays live on every instance); proofs/s is
 //     the proof NOTIFYs all instances sent per second, and wakeups/s that
@@ -143,6 +151,25 @@ func benchInstances(b *testing.B, server *pgtest.Server, n int) {
 	}
 	b.Cleanup(func() { writer.Close(context.Background()) })
 
+	// The CPU the notifications cost, on this process (every instance's
+	// listener) and in the listening backends, over the writes below.
+	var pids []int
+	rows, err := raw.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()`, listener.ApplicationName)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for rows.Next() {
+		var pid int
+		if err := rows.Scan(&pid); err != nil {
+			b.Fatal(err)
+		}
+		pids = append(pids, pid)
+	}
+	if err := rows.Err(); err != nil {
+		b.Fatal(err)
+	}
+	goCPU0, pgCPU0 := processCPU(), backendsCPU(pids)
+
 	var inst, all []time.Duration
 	status := []string{"active", "suspended"} // i = 1 suspends: a write that changes nothing notifies nothing
 	i := 0
@@ -163,6 +190,14 @@ func benchInstances(b *testing.B, server *pgtest.Server, n int) {
 		a.mu.Unlock()
 	}
 	b.StopTimer()
+	goCPU, pgCPU := processCPU()-goCPU0, backendsCPU(pids)-pgCPU0
+	if goCPU0 >= 0 && pgCPU0 >= 0 && len(pids) == n {
+		// Per write and per instance: what one more instance costs the
+		// machine for each write, in this process and in its backend.
+		per := float64(i) * float64(n)
+		b.ReportMetric(float64(goCPU.Microseconds())/per, "app-cpu-µs/inst")
+		b.ReportMetric(float64(pgCPU.Microseconds())/per, "pg-cpu-µs/inst")
+	}
 	b.ReportMetric(pct(inst, 50), "inst-p50-µs")
 	b.ReportMetric(pct(inst, 99), "inst-p99-µs")
 	b.ReportMetric(pct(all, 50), "all-p50-µs")
@@ -199,6 +234,29 @@ func benchInstances(b *testing.B, server *pgtest.Server, n int) {
 	rate := float64(s1-s0) / t1.Sub(t0).Seconds()
 	b.ReportMetric(rate, "proofs/s")
 	b.ReportMetric(rate*float64(n), "wakeups/s")
+}
+
+// backendsCPU returns the CPU time the server processes pids have run,
+// from Linux's /proc/<pid>/schedstat (nanoseconds on a CPU), or -1 where
+// it cannot be read.
+func backendsCPU(pids []int) time.Duration {
+	var sum time.Duration
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/schedstat", pid))
+		if err != nil {
+			return -1
+		}
+		f := strings.Fields(string(b))
+		if len(f) == 0 {
+			return -1
+		}
+		ns, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return -1
+		}
+		sum += time.Duration(ns)
+	}
+	return sum
 }
 
 // pct returns the p-th percentile of ds in µs.
