@@ -104,12 +104,23 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
-	if err := os.WriteFile(o.Out, []byte(report.document), 0o644); err != nil {
+	doc := report.document
+	if old, err := os.ReadFile(o.Out); err == nil {
+		// Sections measured by other means follow the marker: keep them.
+		if i := strings.Index(string(old), keepMarker); i >= 0 {
+			doc = strings.TrimRight(doc, "\n") + "\n\n" + string(old[i:])
+		}
+	}
+	if err := os.WriteFile(o.Out, []byte(doc), 0o644); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 	fmt.Fprintf(os.Stderr, "bench: wrote %s and %s\n", o.Out, o.Chart)
 }
+
+// keepMarker starts the part of the -out file that a run keeps as it is:
+// sections written by hand from other benchmarks.
+const keepMarker = "<!-- make bench keeps everything below this line -->"
 
 // command is the command line that produced the run, as the report shows
 // it: the flags that differ from their defaults.
