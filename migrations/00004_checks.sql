@@ -11,7 +11,7 @@
 --   orgperm.user_has_active_membership(user_id [, at])
 --   orgperm.principal_user(), orgperm.principal_org()
 --   orgperm.policy_all_of_type(resource_type [, codename]),
---   orgperm.policy_ids(resource_type [, codename])   (what the policies ask)
+--   orgperm.policy_ids(resource_type [, codename [, id_form]])   (what the policies ask)
 --   orgperm.protect_table(tbl, org_column, id_column, resource_type [, codename])
 --   orgperm.unprotect_table(tbl)
 --
@@ -375,8 +375,17 @@ $$;
 -- policy_ids: the records of resource_type the principal may access by a
 -- grant of that record, when it is an active member that holds codename;
 -- none otherwise. Duplicates are possible (a record granted twice).
+-- id_form narrows the list to the IDs a typed ID column can hold, so that
+-- the policy compares in the column's type, casting each granted ID once
+-- per statement, instead of converting every row's ID to text: 'bigint',
+-- only the canonical text forms of bigint values (::bigint never fails, and
+-- a grant of '042' matches no row, as in the Go API); 'uuid', only the
+-- canonical (lower-case, hyphenated) forms of uuid values; NULL, every ID.
+-- The typed forms check the whole list with one regular expression (IDs
+-- hold no control characters, so a newline separates them unambiguously),
+-- and each ID on its own only when the list holds one that fails.
 -- +goose StatementBegin
-CREATE FUNCTION orgperm.policy_ids(resource_type text, codename text DEFAULT NULL)
+CREATE FUNCTION orgperm.policy_ids(resource_type text, codename text DEFAULT NULL, id_form text DEFAULT NULL)
 RETURNS SETOF text
 LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan
@@ -386,12 +395,54 @@ DECLARE
     org constant text := orgperm.principal_org();
     usr constant text := orgperm.principal_user();
     at  constant timestamptz := statement_timestamp();
+    one_id text;
+    ids    text;
 BEGIN
     IF org IS NULL OR usr IS NULL OR resource_type IS NULL THEN
         RETURN;
     END IF;
-    RETURN QUERY
-    SELECT g.resource_id::text FROM (
+    IF id_form IS NULL THEN
+        RETURN QUERY
+        SELECT g.resource_id::text FROM (
+            SELECT d.resource_id
+            FROM ONLY orgperm.data_access d
+            WHERE d.org_id = org AND d.user_id = usr AND d.resource_type = resource_type
+              AND d.resource_id IS NOT NULL
+            UNION ALL
+            SELECT d.resource_id
+            FROM ONLY orgperm.membership_roles mr
+            JOIN ONLY orgperm.roles r ON r.id = mr.role_id
+            JOIN ONLY orgperm.data_access d ON d.role_id = mr.role_id
+            WHERE mr.org_id = org AND mr.user_id = usr
+              AND (mr.valid_until IS NULL OR mr.valid_until > at)
+              AND (r.org_id IS NULL OR r.org_id = org)
+              AND d.org_id = org AND d.resource_type = resource_type
+              AND d.resource_id IS NOT NULL
+        ) g
+        WHERE EXISTS (
+            SELECT FROM ONLY orgperm.memberships m
+            WHERE m.org_id = org AND m.user_id = usr AND m.status = 'active'
+              AND (m.valid_from IS NULL OR m.valid_from <= at)
+              AND (m.valid_until IS NULL OR m.valid_until > at)
+        ) AND (codename IS NULL OR EXISTS (
+            SELECT FROM ONLY orgperm.membership_roles mr
+            JOIN ONLY orgperm.roles r ON r.id = mr.role_id
+            JOIN ONLY orgperm.role_permissions rp ON rp.role_id = mr.role_id
+            WHERE mr.org_id = org AND mr.user_id = usr
+              AND (mr.valid_until IS NULL OR mr.valid_until > at)
+              AND (r.org_id IS NULL OR r.org_id = org)
+              AND rp.codename = codename));
+        RETURN;
+    END IF;
+    IF id_form = 'bigint' THEN
+        one_id := '(0|-?[1-9][0-9]{0,17})';
+    ELSIF id_form = 'uuid' THEN
+        one_id := '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
+    ELSE
+        RETURN;
+    END IF;
+    -- The same grants as above, as one newline-separated string.
+    SELECT string_agg(g.resource_id::text, E'\n') INTO ids FROM (
         SELECT d.resource_id
         FROM ONLY orgperm.data_access d
         WHERE d.org_id = org AND d.user_id = usr AND d.resource_type = resource_type
@@ -420,6 +471,21 @@ BEGIN
           AND (mr.valid_until IS NULL OR mr.valid_until > at)
           AND (r.org_id IS NULL OR r.org_id = org)
           AND rp.codename = codename));
+    IF ids IS NULL THEN
+        RETURN;
+    END IF;
+    -- bigint: up to 18 digits always fit; 19 digits (and the sign) only
+    -- within the range, so those take the slow path. Nested CASEs fix the
+    -- order: the numeric cast only of digits.
+    IF ids ~ ('^' || one_id || '(\n' || one_id || ')*$') THEN
+        RETURN QUERY SELECT unnest(string_to_array(ids, E'\n'));
+    ELSE
+        RETURN QUERY SELECT x FROM unnest(string_to_array(ids, E'\n')) x
+        WHERE CASE WHEN x !~ ('^' || one_id || '$') THEN
+                  id_form = 'bigint' AND CASE WHEN x !~ '^-?[1-9][0-9]{18}$' THEN false
+                                              ELSE x::numeric BETWEEN -9223372036854775808 AND 9223372036854775807 END
+              ELSE true END;
+    END IF;
 END
 $$;
 -- +goose StatementEnd
@@ -501,10 +567,20 @@ BEGIN
     IF org_expr IS NULL THEN
         org_expr := format('%I::text = (SELECT orgperm.principal_org())', org_column);
     END IF;
-    -- The IDs: the column itself when it is text, else its text form, so
-    -- that the grants' IDs are taken as they are, with no conversion.
-    ids_expr := format('%I%s IN (SELECT x FROM orgperm.policy_ids(%s) x)', id_column,
-        CASE WHEN id_type IN ('text'::regtype, 'varchar'::regtype) THEN '' ELSE '::text' END, args);
+    -- The IDs: a text column as it is; an integer or uuid column in its
+    -- own type, against the granted IDs that are canonical text forms of
+    -- that type (cast once per granted ID and statement, never once per
+    -- row); any other type in its text form.
+    ids_expr := CASE
+        WHEN id_type IN ('text'::regtype, 'varchar'::regtype) THEN
+            format('%I IN (SELECT x FROM orgperm.policy_ids(%s) x)', id_column, args)
+        WHEN id_type IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype) THEN
+            format('%I IN (SELECT x::bigint FROM orgperm.policy_ids(%s, %s, ''bigint'') x)', id_column,
+                quote_literal(resource_type), coalesce(quote_literal(codename), 'NULL'))
+        WHEN id_type = 'uuid'::regtype THEN
+            format('%I IN (SELECT x::uuid FROM orgperm.policy_ids(%s, %s, ''uuid'') x)', id_column,
+                quote_literal(resource_type), coalesce(quote_literal(codename), 'NULL'))
+        ELSE format('%I::text IN (SELECT x FROM orgperm.policy_ids(%s) x)', id_column, args) END;
     expr := org_expr
         || CASE WHEN id_notnull THEN '' ELSE format(' AND %I IS NOT NULL', id_column) END
         || format(' AND ((SELECT orgperm.policy_all_of_type(%s)) OR %s)', args, ids_expr);
@@ -544,7 +620,7 @@ REVOKE EXECUTE ON FUNCTION
     orgperm.principal_user(),
     orgperm.principal_org(),
     orgperm.policy_all_of_type(text, text),
-    orgperm.policy_ids(text, text),
+    orgperm.policy_ids(text, text, text),
     orgperm.text_to(oid, text),
     orgperm.protect_table(regclass, name, name, text, text),
     orgperm.unprotect_table(regclass)
@@ -566,7 +642,7 @@ BEGIN
             orgperm.principal_user(),
             orgperm.principal_org(),
             orgperm.policy_all_of_type(text, text),
-            orgperm.policy_ids(text, text)
+            orgperm.policy_ids(text, text, text)
         TO orgperm_reader;
     END IF;
 END
@@ -589,7 +665,7 @@ $$;
 DROP FUNCTION orgperm.unprotect_table(regclass);
 DROP FUNCTION orgperm.protect_table(regclass, name, name, text, text);
 DROP INDEX orgperm.data_access_type_wide_idx;
-DROP FUNCTION orgperm.policy_ids(text, text);
+DROP FUNCTION orgperm.policy_ids(text, text, text);
 DROP FUNCTION orgperm.policy_all_of_type(text, text);
 DROP FUNCTION orgperm.text_to(oid, text);
 DROP FUNCTION orgperm.principal_org();
