@@ -340,13 +340,14 @@ BEGIN
         RETURN false;
     END IF;
     -- Type-wide grants first: most principals have none, and the partial
-    -- index data_access_type_wide_idx finds that in one probe (AND stops at
-    -- the first false).
-    RETURN (EXISTS (
+    -- index data_access_type_wide_idx finds that in one probe. Separate
+    -- statements, so that a principal without type-wide access pays for
+    -- the executor set-up of these two probes only, not of the gate's.
+    IF NOT EXISTS (
         SELECT FROM ONLY orgperm.data_access d
         WHERE d.org_id = org AND d.resource_type = resource_type AND d.resource_id IS NULL
           AND d.user_id = usr
-    ) OR EXISTS (
+    ) AND NOT EXISTS (
         SELECT FROM ONLY orgperm.data_access d
         JOIN ONLY orgperm.membership_roles mr ON mr.role_id = d.role_id
         JOIN ONLY orgperm.roles r ON r.id = mr.role_id
@@ -354,7 +355,10 @@ BEGIN
           AND mr.org_id = org AND mr.user_id = usr
           AND (mr.valid_until IS NULL OR mr.valid_until > at)
           AND (r.org_id IS NULL OR r.org_id = org)
-    )) AND EXISTS (
+    ) THEN
+        RETURN false;
+    END IF;
+    RETURN EXISTS (
         SELECT FROM ONLY orgperm.memberships m
         WHERE m.org_id = org AND m.user_id = usr AND m.status = 'active'
           AND (m.valid_from IS NULL OR m.valid_from <= at)
@@ -396,7 +400,6 @@ DECLARE
     usr constant text := orgperm.principal_user();
     at  constant timestamptz := statement_timestamp();
     one_id text;
-    ids    text;
 BEGIN
     IF org IS NULL OR usr IS NULL OR resource_type IS NULL THEN
         RETURN;
@@ -441,51 +444,49 @@ BEGIN
     ELSE
         RETURN;
     END IF;
-    -- The same grants as above, as one newline-separated string.
-    SELECT string_agg(g.resource_id::text, E'\n') INTO ids FROM (
-        SELECT d.resource_id
-        FROM ONLY orgperm.data_access d
-        WHERE d.org_id = org AND d.user_id = usr AND d.resource_type = resource_type
-          AND d.resource_id IS NOT NULL
-        UNION ALL
-        SELECT d.resource_id
-        FROM ONLY orgperm.membership_roles mr
-        JOIN ONLY orgperm.roles r ON r.id = mr.role_id
-        JOIN ONLY orgperm.data_access d ON d.role_id = mr.role_id
-        WHERE mr.org_id = org AND mr.user_id = usr
-          AND (mr.valid_until IS NULL OR mr.valid_until > at)
-          AND (r.org_id IS NULL OR r.org_id = org)
-          AND d.org_id = org AND d.resource_type = resource_type
-          AND d.resource_id IS NOT NULL
-    ) g
-    WHERE EXISTS (
-        SELECT FROM ONLY orgperm.memberships m
-        WHERE m.org_id = org AND m.user_id = usr AND m.status = 'active'
-          AND (m.valid_from IS NULL OR m.valid_from <= at)
-          AND (m.valid_until IS NULL OR m.valid_until > at)
-    ) AND (codename IS NULL OR EXISTS (
-        SELECT FROM ONLY orgperm.membership_roles mr
-        JOIN ONLY orgperm.roles r ON r.id = mr.role_id
-        JOIN ONLY orgperm.role_permissions rp ON rp.role_id = mr.role_id
-        WHERE mr.org_id = org AND mr.user_id = usr
-          AND (mr.valid_until IS NULL OR mr.valid_until > at)
-          AND (r.org_id IS NULL OR r.org_id = org)
-          AND rp.codename = codename));
-    IF ids IS NULL THEN
-        RETURN;
-    END IF;
+    -- The same grants as above, as one newline-separated string, checked
+    -- as a whole (ok, once); each ID on its own only when that fails.
     -- bigint: up to 18 digits always fit; 19 digits (and the sign) only
-    -- within the range, so those take the slow path. Nested CASEs fix the
-    -- order: the numeric cast only of digits.
-    IF ids ~ ('^' || one_id || '(\n' || one_id || ')*$') THEN
-        RETURN QUERY SELECT unnest(string_to_array(ids, E'\n'));
-    ELSE
-        RETURN QUERY SELECT x FROM unnest(string_to_array(ids, E'\n')) x
-        WHERE CASE WHEN x !~ ('^' || one_id || '$') THEN
-                  id_form = 'bigint' AND CASE WHEN x !~ '^-?[1-9][0-9]{18}$' THEN false
-                                              ELSE x::numeric BETWEEN -9223372036854775808 AND 9223372036854775807 END
-              ELSE true END;
-    END IF;
+    -- within the range, so those take the per-ID path. Nested CASEs fix
+    -- the order: the numeric cast only of digits.
+    RETURN QUERY
+    SELECT x FROM (
+        SELECT l.ids, l.ids ~ ('^' || one_id || '(\n' || one_id || ')*$') AS ok FROM (
+            SELECT string_agg(g.resource_id::text, E'\n') AS ids FROM (
+                SELECT d.resource_id
+                FROM ONLY orgperm.data_access d
+                WHERE d.org_id = org AND d.user_id = usr AND d.resource_type = resource_type
+                  AND d.resource_id IS NOT NULL
+                UNION ALL
+                SELECT d.resource_id
+                FROM ONLY orgperm.membership_roles mr
+                JOIN ONLY orgperm.roles r ON r.id = mr.role_id
+                JOIN ONLY orgperm.data_access d ON d.role_id = mr.role_id
+                WHERE mr.org_id = org AND mr.user_id = usr
+                  AND (mr.valid_until IS NULL OR mr.valid_until > at)
+                  AND (r.org_id IS NULL OR r.org_id = org)
+                  AND d.org_id = org AND d.resource_type = resource_type
+                  AND d.resource_id IS NOT NULL
+            ) g
+            WHERE EXISTS (
+                SELECT FROM ONLY orgperm.memberships m
+                WHERE m.org_id = org AND m.user_id = usr AND m.status = 'active'
+                  AND (m.valid_from IS NULL OR m.valid_from <= at)
+                  AND (m.valid_until IS NULL OR m.valid_until > at)
+            ) AND (codename IS NULL OR EXISTS (
+                SELECT FROM ONLY orgperm.membership_roles mr
+                JOIN ONLY orgperm.roles r ON r.id = mr.role_id
+                JOIN ONLY orgperm.role_permissions rp ON rp.role_id = mr.role_id
+                WHERE mr.org_id = org AND mr.user_id = usr
+                  AND (mr.valid_until IS NULL OR mr.valid_until > at)
+                  AND (r.org_id IS NULL OR r.org_id = org)
+                  AND rp.codename = codename))
+        ) l
+        OFFSET 0 -- not pulled up: ok is computed once, not per ID
+    ) c, unnest(string_to_array(c.ids, E'\n')) x
+    WHERE c.ok OR CASE WHEN x ~ ('^' || one_id || '$') THEN true
+                       WHEN id_form <> 'bigint' OR x !~ '^-?[1-9][0-9]{18}$' THEN false
+                       ELSE x::numeric BETWEEN -9223372036854775808 AND 9223372036854775807 END;
 END
 $$;
 -- +goose StatementEnd
@@ -503,13 +504,16 @@ CREATE INDEX data_access_type_wide_idx ON orgperm.data_access (org_id, resource_
 -- sits in a scalar subquery (an InitPlan, run on first use), and the ID list
 -- is a hashed SubPlan.
 --
--- IDs are compared in their text form, as in the Go API: a text or varchar
--- column (or a domain over one) as it is, any other as column::text (so a
--- grant of '042' does not cover the bigint 42, nor an uppercase UUID the
--- uuid). The organization column is compared with the principal's
--- organization converted once per statement to the column's type when that
--- is smallint, integer, bigint or uuid (only from its canonical text form),
--- else as column::text.
+-- IDs are compared as in the Go API, in their text form (a grant of '042'
+-- does not cover the bigint 42, nor an uppercase UUID the uuid), but
+-- without converting any row's ID: a text or varchar column (or a domain
+-- over one) as it is; a smallint, integer, bigint or uuid column in its own
+-- type, against the granted IDs that are canonical text forms of that type,
+-- cast once per statement (policy_ids' id_form); any other as column::text.
+-- The organization column is compared with the principal's organization
+-- converted once per statement to the column's type when that is smallint,
+-- integer, bigint or uuid (only from its canonical text form), else as
+-- column::text.
 --
 -- It returns the policy's expression. It runs with the caller's rights (the
 -- caller must own tbl), and calling it again replaces the policy.
@@ -563,7 +567,7 @@ BEGIN
     END LOOP;
 
     args := quote_literal(resource_type) || CASE WHEN codename IS NULL THEN '' ELSE ', ' || quote_literal(codename) END;
-    org_expr := format('%I = (SELECT %s FROM orgperm.principal_org() p)', org_column, orgperm.text_to(org_type, 'p'));
+    org_expr := format('%I = (SELECT %s FROM (SELECT orgperm.principal_org() AS p) p)', org_column, orgperm.text_to(org_type, 'p.p'));
     IF org_expr IS NULL THEN
         org_expr := format('%I::text = (SELECT orgperm.principal_org())', org_column);
     END IF;
