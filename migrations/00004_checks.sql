@@ -11,7 +11,7 @@
 --   orgperm.user_has_active_membership(user_id [, at])
 --   orgperm.principal_user(), orgperm.principal_org()
 --   orgperm.policy_all_of_type(resource_type [, codename]),
---   orgperm.policy_ids(resource_type [, codename])   (what the policies ask)
+--   orgperm.policy_ids(resource_type [, codename [, id_form]])   (what the policies ask)
 --   orgperm.protect_table(tbl, org_column, id_column, resource_type [, codename])
 --   orgperm.unprotect_table(tbl)
 --
@@ -69,7 +69,7 @@ $$;
 CREATE FUNCTION orgperm.is_active_member(org text, user_id text, at timestamptz DEFAULT pg_catalog.statement_timestamp())
 RETURNS boolean
 LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan
+SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan SET enable_seqscan = off
 AS $$
 #variable_conflict use_variable
 BEGIN
@@ -91,7 +91,7 @@ $$;
 CREATE FUNCTION orgperm.has_any_permission(org text, user_id text, codenames text[], at timestamptz DEFAULT pg_catalog.statement_timestamp())
 RETURNS boolean
 LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan
+SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan SET enable_seqscan = off
 AS $$
 #variable_conflict use_variable
 BEGIN
@@ -118,7 +118,7 @@ $$;
 CREATE FUNCTION orgperm.has_permission(org text, user_id text, codename text, at timestamptz DEFAULT pg_catalog.statement_timestamp())
 RETURNS boolean
 LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan
+SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan SET enable_seqscan = off
 AS $$
 #variable_conflict use_variable
 BEGIN
@@ -146,7 +146,7 @@ $$;
 CREATE FUNCTION orgperm.has_all_permissions(org text, user_id text, codenames text[], at timestamptz DEFAULT pg_catalog.statement_timestamp())
 RETURNS boolean
 LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan
+SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan SET enable_seqscan = off
 AS $$
 #variable_conflict use_variable
 BEGIN
@@ -176,7 +176,7 @@ $$;
 CREATE FUNCTION orgperm.can_access(org text, user_id text, resource_type text, resource_id text, at timestamptz DEFAULT pg_catalog.statement_timestamp())
 RETURNS boolean
 LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan
+SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan SET enable_seqscan = off
 AS $$
 #variable_conflict use_variable
 BEGIN
@@ -214,7 +214,7 @@ $$;
 CREATE FUNCTION orgperm.accessible_ids(org text, user_id text, resource_type text, at timestamptz DEFAULT pg_catalog.statement_timestamp(),
     OUT all_of_type boolean, OUT ids text[])
 LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan
+SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan SET enable_seqscan = off
 AS $$
 #variable_conflict use_variable
 BEGIN
@@ -259,7 +259,7 @@ $$;
 CREATE FUNCTION orgperm.user_has_active_membership(user_id text, at timestamptz DEFAULT pg_catalog.statement_timestamp())
 RETURNS boolean
 LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan
+SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan SET enable_seqscan = off
 AS $$
 #variable_conflict use_variable
 BEGIN
@@ -328,7 +328,7 @@ $$;
 CREATE FUNCTION orgperm.policy_all_of_type(resource_type text, codename text DEFAULT NULL)
 RETURNS boolean
 LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan
+SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan SET enable_seqscan = off
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -340,13 +340,14 @@ BEGIN
         RETURN false;
     END IF;
     -- Type-wide grants first: most principals have none, and the partial
-    -- index data_access_type_wide_idx finds that in one probe (AND stops at
-    -- the first false).
-    RETURN (EXISTS (
+    -- index data_access_type_wide_idx finds that in one probe. Separate
+    -- statements, so that a principal without type-wide access pays for
+    -- the executor set-up of these two probes only, not of the gate's.
+    IF NOT EXISTS (
         SELECT FROM ONLY orgperm.data_access d
         WHERE d.org_id = org AND d.resource_type = resource_type AND d.resource_id IS NULL
           AND d.user_id = usr
-    ) OR EXISTS (
+    ) AND NOT EXISTS (
         SELECT FROM ONLY orgperm.data_access d
         JOIN ONLY orgperm.membership_roles mr ON mr.role_id = d.role_id
         JOIN ONLY orgperm.roles r ON r.id = mr.role_id
@@ -354,7 +355,10 @@ BEGIN
           AND mr.org_id = org AND mr.user_id = usr
           AND (mr.valid_until IS NULL OR mr.valid_until > at)
           AND (r.org_id IS NULL OR r.org_id = org)
-    )) AND EXISTS (
+    ) THEN
+        RETURN false;
+    END IF;
+    RETURN EXISTS (
         SELECT FROM ONLY orgperm.memberships m
         WHERE m.org_id = org AND m.user_id = usr AND m.status = 'active'
           AND (m.valid_from IS NULL OR m.valid_from <= at)
@@ -374,24 +378,46 @@ $$;
 
 -- policy_ids: the records of resource_type the principal may access by a
 -- grant of that record, when it is an active member that holds codename;
--- none otherwise. Duplicates are possible (a record granted twice).
+-- none (an empty array) otherwise. Duplicates are possible (a record
+-- granted twice). An array, not a set of rows: the policy unnests it in the
+-- target list of its hashed SubPlan, with no tuplestore in between.
+-- id_form narrows the list to the IDs a typed ID column can hold, so that
+-- the policy compares in the column's type, casting each granted ID once
+-- per statement, instead of converting every row's ID to text: 'bigint',
+-- only the canonical text forms of bigint values (::bigint never fails, and
+-- a grant of '042' matches no row, as in the Go API); 'uuid', only the
+-- canonical (lower-case, hyphenated) forms of uuid values; NULL, every ID.
+-- The typed forms check the whole list with one regular expression, and
+-- each ID on its own only when the list holds one that fails.
 -- +goose StatementBegin
-CREATE FUNCTION orgperm.policy_ids(resource_type text, codename text DEFAULT NULL)
-RETURNS SETOF text
+CREATE FUNCTION orgperm.policy_ids(resource_type text, codename text DEFAULT NULL, id_form text DEFAULT NULL)
+RETURNS text[]
 LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan
+SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan SET enable_seqscan = off
 AS $$
 #variable_conflict use_variable
 DECLARE
     org constant text := orgperm.principal_org();
     usr constant text := orgperm.principal_user();
     at  constant timestamptz := statement_timestamp();
+    one_id text;
+    ids    text[];
+    list   text;
 BEGIN
     IF org IS NULL OR usr IS NULL OR resource_type IS NULL THEN
-        RETURN;
+        RETURN '{}';
     END IF;
-    RETURN QUERY
-    SELECT g.resource_id::text FROM (
+    IF id_form = 'bigint' THEN
+        -- Up to 18 digits always fit; 19 digits only within the range,
+        -- so those take the per-ID path.
+        one_id := '(0|-?[1-9][0-9]{0,17})';
+    ELSIF id_form = 'uuid' THEN
+        one_id := '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
+    ELSIF id_form IS NOT NULL THEN
+        RETURN '{}';
+    END IF;
+    SELECT array_agg(g.resource_id::text), string_agg(g.resource_id::text, E'\n') FILTER (WHERE id_form IS NOT NULL)
+        INTO ids, list FROM (
         SELECT d.resource_id
         FROM ONLY orgperm.data_access d
         WHERE d.org_id = org AND d.user_id = usr AND d.resource_type = resource_type
@@ -420,6 +446,24 @@ BEGIN
           AND (mr.valid_until IS NULL OR mr.valid_until > at)
           AND (r.org_id IS NULL OR r.org_id = org)
           AND rp.codename = codename));
+    IF ids IS NULL THEN
+        RETURN '{}';
+    END IF;
+    IF id_form IS NULL THEN
+        RETURN ids;
+    END IF;
+    -- The whole list as lines: every line a canonical ID, and as many
+    -- lines as IDs (so that no ID holds a line break).
+    IF list ~ ('^' || one_id || '(\n' || one_id || ')*$')
+       AND octet_length(list) - octet_length(replace(list, E'\n', '')) = cardinality(ids) - 1 THEN
+        RETURN ids;
+    END IF;
+    -- Nested CASEs fix the order: the numeric cast only of digits.
+    RETURN ARRAY(
+        SELECT x FROM unnest(ids) x
+        WHERE CASE WHEN x ~ ('^' || one_id || '$') THEN true
+                   WHEN id_form <> 'bigint' OR x !~ '^-?[1-9][0-9]{18}$' THEN false
+                   ELSE x::numeric BETWEEN -9223372036854775808 AND 9223372036854775807 END);
 END
 $$;
 -- +goose StatementEnd
@@ -437,13 +481,16 @@ CREATE INDEX data_access_type_wide_idx ON orgperm.data_access (org_id, resource_
 -- sits in a scalar subquery (an InitPlan, run on first use), and the ID list
 -- is a hashed SubPlan.
 --
--- IDs are compared in their text form, as in the Go API: a text or varchar
--- column (or a domain over one) as it is, any other as column::text (so a
--- grant of '042' does not cover the bigint 42, nor an uppercase UUID the
--- uuid). The organization column is compared with the principal's
--- organization converted once per statement to the column's type when that
--- is smallint, integer, bigint or uuid (only from its canonical text form),
--- else as column::text.
+-- IDs are compared as in the Go API, in their text form (a grant of '042'
+-- does not cover the bigint 42, nor an uppercase UUID the uuid), but
+-- without converting any row's ID: a text or varchar column (or a domain
+-- over one) as it is; a smallint, integer, bigint or uuid column in its own
+-- type, against the granted IDs that are canonical text forms of that type,
+-- cast once per statement (policy_ids' id_form); any other as column::text.
+-- The organization column is compared with the principal's organization
+-- converted once per statement to the column's type when that is smallint,
+-- integer, bigint or uuid (only from its canonical text form), else as
+-- column::text.
 --
 -- It returns the policy's expression. It runs with the caller's rights (the
 -- caller must own tbl), and calling it again replaces the policy.
@@ -497,14 +544,26 @@ BEGIN
     END LOOP;
 
     args := quote_literal(resource_type) || CASE WHEN codename IS NULL THEN '' ELSE ', ' || quote_literal(codename) END;
-    org_expr := format('%I = (SELECT %s FROM orgperm.principal_org() p)', org_column, orgperm.text_to(org_type, 'p'));
+    org_expr := format('%I = (SELECT %s FROM (SELECT orgperm.principal_org() AS p) p)', org_column, orgperm.text_to(org_type, 'p.p'));
     IF org_expr IS NULL THEN
         org_expr := format('%I::text = (SELECT orgperm.principal_org())', org_column);
     END IF;
-    -- The IDs: the column itself when it is text, else its text form, so
-    -- that the grants' IDs are taken as they are, with no conversion.
-    ids_expr := format('%I%s IN (SELECT x FROM orgperm.policy_ids(%s) x)', id_column,
-        CASE WHEN id_type IN ('text'::regtype, 'varchar'::regtype) THEN '' ELSE '::text' END, args);
+    -- The IDs: a text column as it is; an integer or uuid column in its
+    -- own type, against the granted IDs that are canonical text forms of
+    -- that type (cast once per granted ID and statement, never once per
+    -- row); any other type in its text form. policy_ids sits in a scalar
+    -- subquery of its own: unnest's row estimate would otherwise evaluate
+    -- it (a stable function) once more while planning.
+    ids_expr := CASE
+        WHEN id_type IN ('text'::regtype, 'varchar'::regtype) THEN
+            format('%I IN (SELECT unnest((SELECT orgperm.policy_ids(%s))))', id_column, args)
+        WHEN id_type IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype) THEN
+            format('%I IN (SELECT unnest((SELECT orgperm.policy_ids(%s, %s, ''bigint'')))::bigint)', id_column,
+                quote_literal(resource_type), coalesce(quote_literal(codename), 'NULL'))
+        WHEN id_type = 'uuid'::regtype THEN
+            format('%I IN (SELECT unnest((SELECT orgperm.policy_ids(%s, %s, ''uuid'')))::uuid)', id_column,
+                quote_literal(resource_type), coalesce(quote_literal(codename), 'NULL'))
+        ELSE format('%I::text IN (SELECT unnest((SELECT orgperm.policy_ids(%s))))', id_column, args) END;
     expr := org_expr
         || CASE WHEN id_notnull THEN '' ELSE format(' AND %I IS NOT NULL', id_column) END
         || format(' AND ((SELECT orgperm.policy_all_of_type(%s)) OR %s)', args, ids_expr);
@@ -544,7 +603,7 @@ REVOKE EXECUTE ON FUNCTION
     orgperm.principal_user(),
     orgperm.principal_org(),
     orgperm.policy_all_of_type(text, text),
-    orgperm.policy_ids(text, text),
+    orgperm.policy_ids(text, text, text),
     orgperm.text_to(oid, text),
     orgperm.protect_table(regclass, name, name, text, text),
     orgperm.unprotect_table(regclass)
@@ -566,7 +625,7 @@ BEGIN
             orgperm.principal_user(),
             orgperm.principal_org(),
             orgperm.policy_all_of_type(text, text),
-            orgperm.policy_ids(text, text)
+            orgperm.policy_ids(text, text, text)
         TO orgperm_reader;
     END IF;
 END
@@ -589,7 +648,7 @@ $$;
 DROP FUNCTION orgperm.unprotect_table(regclass);
 DROP FUNCTION orgperm.protect_table(regclass, name, name, text, text);
 DROP INDEX orgperm.data_access_type_wide_idx;
-DROP FUNCTION orgperm.policy_ids(text, text);
+DROP FUNCTION orgperm.policy_ids(text, text, text);
 DROP FUNCTION orgperm.policy_all_of_type(text, text);
 DROP FUNCTION orgperm.text_to(oid, text);
 DROP FUNCTION orgperm.principal_org();

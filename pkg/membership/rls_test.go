@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -457,5 +458,82 @@ func TestProtectTableColumnTypes(t *testing.T) {
 		return tx.QueryRow(ctx, `SELECT array(SELECT id FROM public.things ORDER BY id)`).Scan(&got)
 	}); err != nil || len(got) != 21 {
 		t.Errorf("after unprotect_table: %d rows, %v; want 21", len(got), err)
+	}
+}
+
+// TestProtectTableTypedIDs: integer and uuid ID columns are compared in
+// their own type against the granted IDs that are canonical text forms of
+// that type, with the answers of a comparison in text form: for every
+// column type and principal, the visible rows are exactly those whose
+// id::text is granted. u1's grants include forms that are not canonical
+// ('09', '+4', ' 5', an upper-case uuid) and values out of range, so the
+// list is checked ID by ID; u2's are all canonical, checked as one list.
+func TestProtectTableTypedIDs(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.NewPool(t)
+	ctx := context.Background()
+	reader := appRole(t, pool, true)
+	const u1 = "6f0e5d1c-0000-4000-8000-0000000000a1"
+	const u2 = "6F0E5D1C-0000-4000-8000-0000000000A2"
+	grants := map[string][]string{
+		"u1": {"7", "09", "x", "-3", "+4", " 5", "0", "-0", "32767", "32768", "2147483648", "-2147483649",
+			"9223372036854775807", "9223372036854775808", "-9223372036854775808", "-9223372036854775809",
+			"100000000000000000", "1000000000000000000", u1, u2, "{1,2}"},
+		"u2": {"1", "2", "-32768", "2147483647", "999999999999999999", strings.ToLower(u2)},
+	}
+	for _, sql := range []string{
+		`INSERT INTO orgperm.memberships (org_id, user_id) VALUES ('acme', 'u1'), ('acme', 'u2')`,
+		`CREATE TABLE public.ids (v text PRIMARY KEY)`,
+		`INSERT INTO public.ids VALUES ('7'), ('9'), ('-3'), ('4'), ('5'), ('0'), ('1'), ('2'), ('32767'), ('32768'), ('-32768'),
+			('2147483647'), ('2147483648'), ('-2147483649'), ('9223372036854775807'), ('-9223372036854775808'),
+			('100000000000000000'), ('1000000000000000000'), ('999999999999999999')`,
+		`INSERT INTO public.ids VALUES ('` + u1 + `'), ('` + strings.ToLower(u2) + `'), ('6f0e5d1c-0000-4000-8000-0000000000a3')`,
+	} {
+		if _, err := pool.Exec(ctx, sql); err != nil {
+			t.Fatalf("%v\n%s", err, sql)
+		}
+	}
+	for user, ids := range grants {
+		if _, err := pool.Exec(ctx, `INSERT INTO orgperm.data_access (org_id, user_id, resource_type, resource_id)
+			SELECT 'acme', $1, 'thing', unnest($2::text[])`, user, ids); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The values of public.ids each type holds.
+	types := map[string]string{
+		"int2":    `v ~ '^-?[0-9]{1,18}$' AND v::int8 BETWEEN -32768 AND 32767`,
+		"int4":    `v ~ '^-?[0-9]{1,18}$' AND v::int8 BETWEEN -2147483648 AND 2147483647`,
+		"int8":    `v ~ '^-?[0-9]{1,19}$'`,
+		"uuid":    `v ~ '^[0-9a-f]{8}-'`,
+		"numeric": `v ~ '^-?[0-9]+$'`,
+		"text":    `true`,
+	}
+	for typ, holds := range types {
+		tbl := "public.t_" + typ
+		for _, sql := range []string{
+			`CREATE TABLE ` + tbl + ` (org_id text NOT NULL, id ` + typ + ` PRIMARY KEY)`,
+			`INSERT INTO ` + tbl + ` SELECT 'acme', v::` + typ + ` FROM public.ids WHERE ` + holds,
+			`GRANT SELECT ON ` + tbl + ` TO ` + reader,
+			`SELECT orgperm.protect_table('` + tbl + `', 'org_id', 'id', 'thing')`,
+		} {
+			if _, err := pool.Exec(ctx, sql); err != nil {
+				t.Fatalf("%v\n%s", err, sql)
+			}
+		}
+		for user := range grants {
+			var want, got []string
+			if err := pool.QueryRow(ctx, `SELECT array(SELECT id::text FROM `+tbl+` WHERE id::text IN
+				(SELECT resource_id FROM orgperm.data_access WHERE user_id = $1) ORDER BY 1)`, user).Scan(&want); err != nil {
+				t.Fatal(err)
+			}
+			if err := asRole(t, pool, reader, "acme", user, func(tx pgx.Tx) error {
+				return tx.QueryRow(ctx, `SELECT array(SELECT id::text FROM `+tbl+` ORDER BY 1)`).Scan(&got)
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, want) || len(want) == 0 {
+				t.Errorf("%s, %s: sees %v, want %v (the rows whose id::text is granted)", typ, user, got, want)
+			}
+		}
 	}
 }

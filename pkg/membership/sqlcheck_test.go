@@ -382,8 +382,8 @@ func TestSQLChecksOnlyModelRows(t *testing.T) {
 
 // TestSQLChecksAttributes: every check function is SECURITY DEFINER with a
 // pinned search_path, STABLE and PARALLEL SAFE, with generic plans (planned
-// once per session, not per call), and PUBLIC cannot execute any orgperm
-// function this migration adds.
+// once per session, not per call) of index probes (enable_seqscan off),
+// and PUBLIC cannot execute any orgperm function this migration adds.
 func TestSQLChecksAttributes(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.NewPool(t)
@@ -439,8 +439,8 @@ func TestSQLChecksAttributes(t *testing.T) {
 			}
 		default:
 			if !f.secdef || f.volatile != "s" || f.parallel != "s" ||
-				!slices.Equal(f.config, []string{"search_path=pg_catalog, pg_temp", "plan_cache_mode=force_generic_plan"}) {
-				t.Errorf("%s: %+v; want SECURITY DEFINER, STABLE, PARALLEL SAFE, search_path=pg_catalog, pg_temp, generic plans", f.name, f)
+				!slices.Equal(f.config, []string{"search_path=pg_catalog, pg_temp", "plan_cache_mode=force_generic_plan", "enable_seqscan=off"}) {
+				t.Errorf("%s: %+v; want SECURITY DEFINER, STABLE, PARALLEL SAFE, search_path=pg_catalog, pg_temp, generic plans, no sequential scans", f.name, f)
 			}
 		}
 	}
