@@ -1,6 +1,6 @@
 //go:build unix
 
-package pgtest
+package pgcluster
 
 import (
 	"errors"
@@ -54,7 +54,7 @@ func prepare(cmd *exec.Cmd, who runAs, server bool) {
 }
 
 // interrupt asks postgres for a fast shutdown (SIGINT).
-func interrupt(s *Server, p *os.Process) error { return p.Signal(syscall.SIGINT) }
+func interrupt(_ *Cluster, p *os.Process) error { return p.Signal(syscall.SIGINT) }
 
 // quit makes postgres shut down at once (SIGQUIT, the immediate shutdown).
 func quit(p *os.Process) error { return p.Signal(syscall.SIGQUIT) }
