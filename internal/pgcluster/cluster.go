@@ -85,10 +85,7 @@ const BinEnv = "ORGPERM_PG_BIN"
 // /usr/pgsql-*/bin (RHEL) or /usr/local/pgsql/bin, newest major version
 // first.
 func FindBinDir() (string, error) {
-	initdb := "initdb"
-	if runtime.GOOS == "windows" {
-		initdb += ".exe"
-	}
+	initdb := "initdb" + exeSuffix()
 	if dir := os.Getenv(BinEnv); dir != "" {
 		if _, err := os.Stat(filepath.Join(dir, initdb)); err != nil {
 			return "", fmt.Errorf("%s=%s: no %s there: %w", BinEnv, dir, initdb, err)
@@ -132,6 +129,14 @@ func serverEnv(bin string) []string {
 	return append(os.Environ(), "LD_LIBRARY_PATH="+lib)
 }
 
+// exeSuffix is the file name suffix of programs on this platform.
+func exeSuffix() string {
+	if runtime.GOOS == "windows" {
+		return ".exe"
+	}
+	return ""
+}
+
 func versionOf(dir string) int {
 	for _, part := range strings.Split(dir, string(filepath.Separator)) {
 		part = strings.TrimPrefix(part, "pgsql-")
@@ -163,13 +168,9 @@ func Start() (*Cluster, error) {
 		return nil, err
 	}
 	c := &Cluster{binDir: bin, env: serverEnv(bin), baseDir: dir, cred: cred, Host: "127.0.0.1"}
-	initdb := exec.Command(filepath.Join(bin, "initdb"),
-		"-D", c.dataDir(), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-locale", "--no-sync")
-	initdb.Env = c.env
-	prepare(initdb, cred, false)
-	if out, err := initdb.CombinedOutput(); err != nil {
+	if err := c.initData(); err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("initdb: %w\n%s", err, out)
+		return nil, err
 	}
 	if c.Port, err = freePort(); err != nil {
 		os.RemoveAll(dir)

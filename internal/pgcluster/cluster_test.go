@@ -158,3 +158,90 @@ func createDatabase(ctx context.Context, adminURL string) (string, error) {
 	}
 	return ConnString(adminURL, name), nil
 }
+
+// TestInitDataCache: the first cluster of an installation keeps initdb's
+// output in the user's cache directory; the next one starts from a copy
+// of it (a file planted in the cache shows up in its data directory), runs
+// as the first did, and leaves the cache as it was.
+func TestInitDataCache(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two clusters (-short)")
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("sets XDG_CACHE_HOME, which the user cache directory follows on Linux")
+	}
+	bin, err := FindBinDir()
+	if err != nil {
+		t.Skip(err)
+	}
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	cached := initCacheDir(bin)
+	if cached == "" {
+		t.Fatal("no cache directory")
+	}
+	first := StartTB(t)
+	if _, err := os.Stat(filepath.Join(cached, "PG_VERSION")); err != nil {
+		t.Fatalf("after the first cluster, the cache %s: %v", cached, err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cached, "planted"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	second := StartTB(t)
+	if _, err := os.Stat(filepath.Join(second.dataDir(), "planted")); err != nil {
+		t.Fatalf("the second cluster's data directory is not a copy of the cache: %v", err)
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, second.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var user string
+	if err := conn.QueryRow(ctx, "SELECT current_user").Scan(&user); err != nil || user != "postgres" {
+		t.Fatalf("current_user = %q, %v; want postgres", user, err)
+	}
+	if _, err := os.Stat(filepath.Join(cached, "postmaster.pid")); !os.IsNotExist(err) {
+		t.Fatalf("the cache holds a postmaster.pid (%v): a server ran in it", err)
+	}
+}
+
+// TestCopyTree: directories, files and links are copied with their
+// permissions; the copy is refused onto an existing directory.
+func TestCopyTree(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src")
+	if err := os.MkdirAll(filepath.Join(src, "sub"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "sub", "f"), []byte("data"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if runtime.GOOS != "windows" {
+		if err := os.Symlink("sub/f", filepath.Join(src, "link")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dst := filepath.Join(t.TempDir(), "dst")
+	if err := copyTree(src, dst); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dst, "sub", "f"))
+	if err != nil || string(b) != "data" {
+		t.Fatalf("copied file: %q, %v", b, err)
+	}
+	if runtime.GOOS != "windows" {
+		for path, want := range map[string]os.FileMode{dst: 0o700, filepath.Join(dst, "sub", "f"): 0o600} {
+			if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != want {
+				t.Errorf("%s: %v, %v; want mode %v", path, fi.Mode().Perm(), err, want)
+			}
+		}
+		if link, err := os.Readlink(filepath.Join(dst, "link")); err != nil || link != "sub/f" {
+			t.Errorf("link: %q, %v", link, err)
+		}
+	}
+	if err := copyTree(src, dst); err == nil {
+		t.Error("copyTree onto an existing directory succeeded")
+	}
+}

@@ -15,6 +15,7 @@ type runAs = *struct{}
 
 func unprivileged() (runAs, error)   { return nil, nil }
 func giveTo(string, runAs) error     { return nil }
+func giveTree(string, runAs) error   { return nil }
 func prepare(*exec.Cmd, runAs, bool) {}
 func quit(p *os.Process) error       { return p.Kill() }
 func interrupt(c *Cluster, _ *os.Process) error {

@@ -4,9 +4,11 @@ package pgcluster
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"syscall"
 )
@@ -39,6 +41,19 @@ func giveTo(dir string, who runAs) error {
 		return nil
 	}
 	return os.Chown(dir, int(who.Uid), int(who.Gid))
+}
+
+// giveTree makes dir and everything under it owned by who (nil: leave it).
+func giveTree(dir string, who runAs) error {
+	if who == nil {
+		return nil
+	}
+	return filepath.WalkDir(dir, func(path string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, int(who.Uid), int(who.Gid))
+	})
 }
 
 // prepare sets how cmd runs: as who; and for the server itself (server
