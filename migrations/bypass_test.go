@@ -373,6 +373,9 @@ func TestInvalidSettings(t *testing.T) {
 // SQLSTATE 0A000 and writes nothing. (A server of its own: the shared one
 // has max_prepared_transactions = 0.)
 func TestPrepareTransaction(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster of its own (-short; make test runs it)")
+	}
 	t.Parallel()
 	srv := pgcluster.StartTB(t)
 	ctx := context.Background()

@@ -31,6 +31,9 @@ import (
 // test database) send their payloads: INSERT, UPDATE and DELETE through the
 // row-level replica triggers, TRUNCATE through the ALWAYS ones.
 func TestLogicalReplication(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster of its own (-short; make test runs it)")
+	}
 	t.Parallel()
 	needSuperuser(t)
 	if os.Getenv(pgtest.URLEnv) != "" {

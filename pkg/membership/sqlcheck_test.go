@@ -460,6 +460,9 @@ func isInsufficientPrivilege(err error) bool {
 // make by hand), and the check functions work for it; PUBLIC cannot run
 // them. On a cluster of its own, where orgperm_reader does not exist yet.
 func TestChecksMigrationWithoutCreateRole(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster of its own (-short; make test runs it)")
+	}
 	t.Parallel()
 	srv := pgcluster.StartTB(t)
 	ctx := context.Background()
