@@ -9,7 +9,7 @@ PG ?= 13 18
 # The older of the two supported Go releases: go.mod's go line must allow it.
 GO_MIN_TOOLCHAIN ?= go1.25.4
 
-.PHONY: help test test-examples test-pg test-go-min bench bench-go lint demo serve generate fuzz soak cover
+.PHONY: help test test-short test-examples test-pg test-go-min bench bench-go lint demo serve generate fuzz soak cover
 
 help: ## List the targets.
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
@@ -17,6 +17,9 @@ help: ## List the targets.
 test: ## Run every test with the race detector against a real PostgreSQL (throwaway clusters, or TEST_DATABASE_URL).
 	$(GO) test -race -count=1 ./...
 	$(MAKE) test-examples
+
+test-short: ## The quick run: go test -short (no race detector; skips what starts clusters of its own, shrinks bulk and property tests).
+	$(GO) test -short -count=1 ./...
 
 test-examples: ## Vet and test the echo and gin example modules (examples/*/go.mod).
 	for d in examples/echo examples/gin; do (cd $$d && $(GO) vet ./... && $(GO) test -race -count=1 ./...) || exit 1; done
