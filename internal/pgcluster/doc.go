@@ -11,6 +11,8 @@
 // directory beside it goes first on the servers' LD_LIBRARY_PATH), else
 // from initdb on PATH, else from /usr/lib/postgresql/*/bin (Debian, Ubuntu),
 // /usr/pgsql-*/bin (RHEL) or /usr/local/pgsql/bin, newest version first.
+// initdb runs once per installation: its output is kept in the user's
+// cache directory and later clusters start from a copy (initcache.go).
 //
 // Platforms: Linux and macOS; on Windows the package compiles and runs
 // clusters as the current user. initdb refuses to run as root, so as root

@@ -16,8 +16,11 @@
 // 127.0.0.1 port, with durability off for speed. The binaries are taken from
 // $ORGPERM_PG_BIN when it is set, else from initdb on PATH, else from
 // /usr/lib/postgresql/*/bin (Debian, Ubuntu), /usr/pgsql-*/bin (RHEL) or
-// /usr/local/pgsql/bin, newest version first. DATABASE_URL is not read: it
-// is the variable apps give their production database.
+// /usr/local/pgsql/bin, newest version first. The first cluster's initdb
+// output is kept in the user's cache directory (orgperm/initdb, about 40 MB
+// per PostgreSQL installation) and later clusters start from a copy, which
+// is faster. DATABASE_URL is not read: it is the variable apps give their
+// production database.
 //
 // Platforms: Linux and macOS; on Windows the package compiles and runs
 // clusters as the current user. As root (Unix) the cluster runs as the
