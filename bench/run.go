@@ -73,7 +73,7 @@ func run(ctx context.Context, o options, logw io.Writer) (res results, err error
 		return res, err
 	}
 	defer func() { keep(db.Close()) }()
-	res.ExternalPG = !db.ownsSrv
+	res.ExternalPG = db.cluster == nil
 
 	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
 	defer rdb.Close()

@@ -2,7 +2,6 @@ package integration_test
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"net"
 	"strconv"
@@ -12,6 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/orgperm/orgperm/internal/faultproxy"
+	"github.com/orgperm/orgperm/internal/pgcluster"
 	"github.com/orgperm/orgperm/pkg/listener"
 	"github.com/orgperm/orgperm/pkg/membership"
 	"github.com/orgperm/orgperm/pkg/pgtest"
@@ -218,15 +219,17 @@ func TestFaultTerminatedBackend(t *testing.T) {
 func TestFaultServerRestart(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	server := pgtest.StartServer(t)
-	w := newWorld(t, server)
+	cluster := pgcluster.StartTB(t)
+	w := newWorld(t, pgtest.NewServer(cluster.URL))
 	g := &gate{}
 	in := newInstance(t, w.pool, membership.Config{ListenerConnect: connectVia(t, w.url, "", g)})
 	warm(t, w, in)
 
 	l := startLoad(t, w, in)
 	g.block()
-	server.Restart(t)
+	if err := cluster.Restart(); err != nil {
+		t.Fatal(err)
+	}
 	in.waitState(listener.Unsynced)
 	l.stop()
 	// Connections in the pools died with the server.
@@ -247,7 +250,7 @@ func TestFaultSilentConnection(t *testing.T) {
 	t.Parallel()
 	server := pgtest.Shared(t)
 	w := newWorld(t, server)
-	proxy := pgtest.NewProxy(t, fmt.Sprintf("%s:%d", server.Host, server.Port))
+	proxy := faultproxy.New(t, hostPort(t, server.URL))
 	in := newInstance(t, w.pool, membership.Config{
 		ListenerConnect: connectVia(t, w.url, proxy.Addr(), &gate{}),
 		Lease:           200 * time.Millisecond,

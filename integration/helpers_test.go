@@ -3,8 +3,10 @@ package integration_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -21,7 +23,18 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(pgtest.Run(m, func() error { return goleak.Find() }))
+	os.Exit(pgtest.Run(m, pgtest.After(func() error { return goleak.Find() })))
+}
+
+// hostPort returns the host:port a connection string reaches over TCP, for
+// a fault proxy in front of it.
+func hostPort(t *testing.T, url string) string {
+	t.Helper()
+	cc, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port)))
 }
 
 // waitTimeout bounds every wait for a signal; it is a failure bound, never a

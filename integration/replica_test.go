@@ -21,6 +21,7 @@ import (
 // mostly fall back to the primary; with 2 s they wait for the standby.
 // ORGPERM_LONG=1 runs each for 3 minutes.
 func TestReplicaFillsNeverStale(t *testing.T) {
+	skipShort(t) // a standby
 	const (
 		applyDelay = 500 * time.Millisecond
 		bound      = 100 * time.Millisecond

@@ -108,7 +108,7 @@ func TestTokenAcrossInstances(t *testing.T) {
 	t.Parallel()
 	server := pgtest.Shared(t)
 	w := newWorld(t, server)
-	slow := newDelayProxy(t, fmt.Sprintf("%s:%d", server.Host, server.Port), 50*time.Millisecond)
+	slow := newDelayProxy(t, hostPort(t, server.URL), 50*time.Millisecond)
 	a := newInstance(t, w.pool, membership.Config{})
 	b := newInstance(t, newPool(t, w.url), membership.Config{ListenerConnect: connectVia(t, w.url, slow.ln.Addr().String(), &gate{})})
 	ctx := context.Background()

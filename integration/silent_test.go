@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/orgperm/orgperm/internal/faultproxy"
 	"github.com/orgperm/orgperm/internal/hooks"
 	"github.com/orgperm/orgperm/internal/pgbouncer"
 	"github.com/orgperm/orgperm/pkg/listener"
@@ -262,7 +263,7 @@ func TestBlackholeBoundedStaleness(t *testing.T) {
 			t.Parallel()
 			server := pgtest.Shared(t)
 			w := newWorld(t, server)
-			proxy := pgtest.NewProxy(t, net.JoinHostPort(server.Host, strconv.Itoa(int(server.Port))))
+			proxy := faultproxy.New(t, hostPort(t, server.URL))
 			pool := w.pool
 			if both {
 				pcfg, err := pgxpool.ParseConfig(w.url)

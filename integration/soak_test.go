@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/orgperm/orgperm/internal/pgbouncer"
+	"github.com/orgperm/orgperm/internal/pgcluster"
 	"github.com/orgperm/orgperm/internal/soak"
 	"github.com/orgperm/orgperm/pkg/membership"
 	"github.com/orgperm/orgperm/pkg/pgtest"
@@ -84,14 +85,14 @@ func TestSoak(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
 	var cfg soak.Config
-	restartable := os.Getenv("DATABASE_URL") == ""
+	restartable := os.Getenv(pgtest.URLEnv) == ""
 	if restartable {
-		server := pgtest.StartServer(t)
-		cfg = shortSoak(server.NewDatabase(t), 3)
-		cfg.Restart = server.RestartServer
+		cluster := pgcluster.StartTB(t)
+		cfg = shortSoak(pgtest.NewServer(cluster.URL).NewDatabase(t), 3)
+		cfg.Restart = cluster.Restart
 		cfg.Faults = []soak.Fault{soak.FaultTerminateOne, soak.FaultRestart, soak.FaultTerminateAll}
 	} else {
-		t.Log("DATABASE_URL is set: no server restart (only a throwaway server is restarted)")
+		t.Log(pgtest.URLEnv + " is set: no server restart (only a throwaway server is restarted)")
 		cfg = shortSoak(pgtest.NewDatabase(t), 2)
 		cfg.Faults = []soak.Fault{soak.FaultTerminateOne, soak.FaultTerminateAll}
 	}

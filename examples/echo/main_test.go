@@ -18,10 +18,10 @@ import (
 )
 
 // TestMain runs the tests against a real PostgreSQL (a throwaway cluster,
-// or DATABASE_URL; see package pgtest), then checks that no goroutine
+// or TEST_DATABASE_URL; see package pgtest), then checks that no goroutine
 // outlived them.
 func TestMain(m *testing.M) {
-	os.Exit(pgtest.Run(m, func() error { return goleak.Find() }))
+	os.Exit(pgtest.Run(m, pgtest.After(func() error { return goleak.Find() })))
 }
 
 // ready is a ReadinessChecker that fails when err is set.

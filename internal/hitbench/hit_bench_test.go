@@ -120,6 +120,9 @@ func (e *env) client(b testing.TB) *membership.Client {
 // TestHitDoesNotAllocate checks that a cached HasPermission, the check
 // BenchmarkHit measures, allocates nothing, hit or denial.
 func TestHitDoesNotAllocate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("seeds 1,000 members for the benchmarks (-short; make test runs it)")
+	}
 	e := setup(t)
 	c := e.client(t)
 	ctx := context.Background()

@@ -12,5 +12,5 @@ import (
 // TestMain runs the benchmarks against a real PostgreSQL (see package
 // pgtest) and then checks that no goroutine outlived them.
 func TestMain(m *testing.M) {
-	os.Exit(pgtest.Run(m, func() error { return goleak.Find() }))
+	os.Exit(pgtest.Run(m, pgtest.After(func() error { return goleak.Find() })))
 }

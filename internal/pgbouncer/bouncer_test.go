@@ -14,7 +14,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(pgtest.Run(m, func() error { return goleak.Find() }))
+	os.Exit(pgtest.Run(m, pgtest.After(func() error { return goleak.Find() })))
 }
 
 // setup starts a bouncer with pool mode mode and a single server

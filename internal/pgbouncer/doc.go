@@ -10,7 +10,7 @@
 // install it; apt package "pgbouncer") on a free 127.0.0.1 port with auth
 // "trust", and returns once it accepts connections. PgBouncer refuses to run
 // as root: as root it runs as the unprivileged user postgres (or nobody),
-// like pkg/pgtest's cluster. [Bouncer.Close] stops it and removes its files.
+// like internal/pgcluster's. [Bouncer.Close] stops it and removes its files.
 //
 // pgx cannot use its default extended protocol with statement caching
 // through a transaction pooler (a prepared statement lives on one server

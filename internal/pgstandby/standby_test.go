@@ -16,7 +16,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(pgtest.Run(m, func() error { return goleak.Find() }))
+	os.Exit(pgtest.Run(m, pgtest.After(func() error { return goleak.Find() })))
 }
 
 func TestConfigErrors(t *testing.T) {
@@ -38,6 +38,9 @@ func TestConfigErrors(t *testing.T) {
 // the commit began) and once it has replayed the commit's WAL position;
 // and that it refuses writes.
 func TestDelayedStandby(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a standby (-short; make test runs it)")
+	}
 	const delay = 500 * time.Millisecond
 	srv := pgtest.Shared(t)
 	dbURL := pgtest.NewDatabase(t)

@@ -83,7 +83,7 @@
 //     organizations each on orgperm_invalidate, StormRate a second for
 //     FaultHold, while the writes go on;
 //   - blackhole-listener: the listeners' connections, which go through a
-//     TCP proxy (pgtest.Proxy, via membership.Config.ListenerConnect),
+//     TCP proxy (internal/faultproxy, via membership.Config.ListenerConnect),
 //     black-holed for FaultHold: bytes dropped, nothing closed;
 //   - blackhole-all: the listeners' and the pools' proxies black-holed
 //     together; the writers, on their own connections, go on.

@@ -17,9 +17,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/orgperm/orgperm/internal/faultproxy"
 	"github.com/orgperm/orgperm/pkg/listener"
 	"github.com/orgperm/orgperm/pkg/membership"
-	"github.com/orgperm/orgperm/pkg/pgtest"
 )
 
 // Bounds of the soak's own waits; reaching one is an error, never a way to
@@ -54,7 +54,7 @@ type soak struct {
 	// poolProxy and listenerProxy carry the instances' pool and listener
 	// connections when a black-hole fault is configured; storm sends the
 	// NOTIFY storm when that one is.
-	poolProxy, listenerProxy *pgtest.Proxy
+	poolProxy, listenerProxy *faultproxy.Proxy
 	storm                    *stormer
 
 	permChecks, userChecks, belowWatermark, inconsistent, failed atomic.Uint64
@@ -571,10 +571,10 @@ func (s *soak) startProxies(rt *route) error {
 		return configError("Faults", fmt.Sprintf("holds a black hole, which needs a TCP server; the instances' URL names the socket directory %s", cc.Host))
 	}
 	target := net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port)))
-	if s.poolProxy, err = pgtest.StartProxy(target); err != nil {
+	if s.poolProxy, err = faultproxy.Start(target); err != nil {
 		return fmt.Errorf("soak: %w", err)
 	}
-	if s.listenerProxy, err = pgtest.StartProxy(target); err != nil {
+	if s.listenerProxy, err = faultproxy.Start(target); err != nil {
 		s.poolProxy.Close()
 		return fmt.Errorf("soak: %w", err)
 	}

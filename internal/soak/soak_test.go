@@ -18,7 +18,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(pgtest.Run(m, func() error { return goleak.Find() }))
+	os.Exit(pgtest.Run(m, pgtest.After(func() error { return goleak.Find() })))
 }
 
 // frozen is a broken cache in front of a reader: it keeps the first answer

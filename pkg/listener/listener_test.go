@@ -12,6 +12,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/orgperm/orgperm/internal/faultproxy"
+	"github.com/orgperm/orgperm/internal/pgcluster"
 	"github.com/orgperm/orgperm/pkg/pgtest"
 )
 
@@ -165,12 +167,14 @@ func TestTerminateBackend(t *testing.T) {
 func TestServerRestart(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	s := pgtest.StartServer(t)
-	pool := s.NewPool(t)
+	c := pgcluster.StartTB(t)
+	pool := pgtest.NewServer(c.URL).NewPool(t)
 	l, rt, h := setup(t, pool, Config{MaxReconnectDelay: 200 * time.Millisecond})
 	start(t, l, rt)
 
-	s.Restart(t)
+	if err := c.Restart(); err != nil {
+		t.Fatal(err)
+	}
 	rt.next(t, "unsynced")
 	h.waitState(t, Unsynced)
 	rt.next(t, "resync")
@@ -186,7 +190,7 @@ func TestServerRestart(t *testing.T) {
 }
 
 // proxied returns a Config.Connect that connects like pool, but through p.
-func proxied(t *testing.T, pool *pgxpool.Pool, p *pgtest.Proxy) func(context.Context) (*pgx.Conn, error) {
+func proxied(t *testing.T, pool *pgxpool.Pool, p *faultproxy.Proxy) func(context.Context) (*pgx.Conn, error) {
 	host, port, err := net.SplitHostPort(p.Addr())
 	if err != nil {
 		t.Fatal(err)
@@ -206,7 +210,7 @@ func TestProofDetectsBlackhole(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.NewPool(t)
 	cc := pool.Config().ConnConfig
-	p := pgtest.NewProxy(t, net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port))))
+	p := faultproxy.New(t, net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port))))
 	l, rt, h := setup(t, pool, Config{
 		Connect:           proxied(t, pool, p),
 		ProofTimeout:      time.Second,
@@ -252,7 +256,7 @@ func TestConnectTimeout(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.NewPool(t)
 	cc := pool.Config().ConnConfig
-	p := pgtest.NewProxy(t, net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port))))
+	p := faultproxy.New(t, net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port))))
 	l, rt, h := setup(t, pool, Config{
 		Connect:           proxied(t, pool, p),
 		ProofTimeout:      time.Second,
@@ -282,7 +286,7 @@ func TestCutConnection(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.NewPool(t)
 	cc := pool.Config().ConnConfig
-	p := pgtest.NewProxy(t, net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port))))
+	p := faultproxy.New(t, net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port))))
 	l, rt, h := setup(t, pool, Config{Connect: proxied(t, pool, p)})
 	start(t, l, rt)
 
@@ -350,7 +354,7 @@ func TestLifecycle(t *testing.T) {
 		// A listener that connected once, then can only reach a black hole:
 		// Stop must not wait for the attempt to time out.
 		cc := pool.Config().ConnConfig
-		p := pgtest.NewProxy(t, net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port))))
+		p := faultproxy.New(t, net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port))))
 		l, rt, h := setup(t, pool, Config{Connect: proxied(t, pool, p), ConnectTimeout: time.Hour})
 		start(t, l, rt)
 		p.Blackhole()

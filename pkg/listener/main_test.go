@@ -17,7 +17,7 @@ import (
 
 func TestMain(m *testing.M) {
 	ignore := goleak.IgnoreCurrent()
-	os.Exit(pgtest.Run(m, func() error { return goleak.Find(ignore) }))
+	os.Exit(pgtest.Run(m, pgtest.After(func() error { return goleak.Find(ignore) })))
 }
 
 // waitTimeout bounds every wait of a test; reaching it is a failure, never a

@@ -12,14 +12,10 @@ import (
 )
 
 // exampleDB returns a pool on a fresh migrated database (the test binary's
-// PostgreSQL: DATABASE_URL, or a throwaway cluster) and its cleanup.
+// PostgreSQL: TEST_DATABASE_URL, or a throwaway cluster) and its cleanup.
 func exampleDB() (*pgxpool.Pool, func()) {
 	ctx := context.Background()
-	srv, err := pgtest.SharedServer()
-	if err != nil {
-		panic(err)
-	}
-	url, name, err := srv.CreateDatabase(ctx)
+	url, drop, err := pgtest.CreateDatabase(ctx)
 	if err != nil {
 		panic(err)
 	}
@@ -29,7 +25,7 @@ func exampleDB() (*pgxpool.Pool, func()) {
 	}
 	return pool, func() {
 		pool.Close()
-		_ = srv.DropDatabase(ctx, name)
+		_ = drop()
 	}
 }
 

@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"flag"
 	"os"
 	"testing"
 
@@ -10,7 +11,12 @@ import (
 )
 
 // TestMain runs the tests against a real PostgreSQL (see package pgtest)
-// and then checks that no goroutine outlived them.
+// and then checks that no goroutine outlived them. With -short the
+// property tests check one random dataset instead of three.
 func TestMain(m *testing.M) {
-	os.Exit(pgtest.Run(m, func() error { return goleak.Find() }))
+	flag.Parse()
+	if testing.Short() {
+		propDatasets = 1
+	}
+	os.Exit(pgtest.Run(m, pgtest.After(func() error { return goleak.Find() })))
 }

@@ -28,9 +28,12 @@ const (
 	propOrgs      = 4
 	propUsers     = 8
 	propCodenames = 10
-	propDatasets  = 3
 	propInstants  = 10
 )
+
+// propDatasets is how many random datasets each property test checks: 3,
+// or 1 with -short (set by TestMain).
+var propDatasets = 3
 
 var propTypes = []string{"invoice", "project", "other"}
 

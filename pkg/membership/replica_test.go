@@ -95,6 +95,9 @@ func awaitReplica(tb testing.TB, ctx context.Context, primary, replica *pgxpool.
 // the replica (ReplicaWait 3 s), or read the primary (ReplicaWait 10 ms),
 // and the counters say which.
 func TestReplicaFills(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a standby (-short; make test runs it)")
+	}
 	primary, replica, _, _, _ := replicaSetup(t, applyDelay)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/orgperm/orgperm/internal/pgcluster"
 	"github.com/orgperm/orgperm/migrations"
 	"github.com/orgperm/orgperm/pkg/pgtest"
 )
@@ -459,8 +460,11 @@ func isInsufficientPrivilege(err error) bool {
 // make by hand), and the check functions work for it; PUBLIC cannot run
 // them. On a cluster of its own, where orgperm_reader does not exist yet.
 func TestChecksMigrationWithoutCreateRole(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster of its own (-short; make test runs it)")
+	}
 	t.Parallel()
-	srv := pgtest.StartServer(t)
+	srv := pgcluster.StartTB(t)
 	ctx := context.Background()
 	admin, err := pgx.Connect(ctx, srv.URL)
 	if err != nil {
@@ -475,7 +479,7 @@ func TestChecksMigrationWithoutCreateRole(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	u, err := url.Parse(srv.ConnString("migrated"))
+	u, err := url.Parse(pgcluster.ConnString(srv.URL, "migrated"))
 	if err != nil {
 		t.Fatal(err)
 	}

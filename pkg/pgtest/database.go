@@ -2,41 +2,26 @@ package pgtest
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io/fs"
-	"net/url"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/pgx/v5/stdlib"
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
+	"github.com/pressly/goose/v3"
 
+	"github.com/orgperm/orgperm/internal/pgcluster"
 	"github.com/orgperm/orgperm/migrations"
 )
 
-// NewDatabase creates a fresh database with orgperm's migrations applied on
-// the shared server and returns its connection string. The database is
-// dropped when the test ends.
-func NewDatabase(tb testing.TB) string {
-	tb.Helper()
-	return Shared(tb).NewDatabase(tb)
-}
-
-// NewPool returns a pool on a fresh migrated database of the shared server,
+// NewPool returns a pool on a fresh database of s ([Server.NewDatabase]),
 // closed when the test ends.
-func NewPool(tb testing.TB) *pgxpool.Pool {
-	tb.Helper()
-	return Shared(tb).NewPool(tb)
-}
-
-// NewPool returns a pool on a fresh migrated database of s, closed when the
-// test ends.
 func (s *Server) NewPool(tb testing.TB) *pgxpool.Pool {
 	tb.Helper()
 	pool, err := pgxpool.New(context.Background(), s.NewDatabase(tb))
@@ -48,101 +33,89 @@ func (s *Server) NewPool(tb testing.TB) *pgxpool.Pool {
 }
 
 // NewDatabase creates a fresh database on s, copied from a template that
-// holds orgperm's migrations, and returns its connection string. The
-// database is dropped (WITH (FORCE)) when the test ends.
+// holds orgperm's migrations (and the app's: [WithMigrations]), and returns
+// its connection string. The database is dropped (WITH (FORCE)) when the
+// test ends.
 func (s *Server) NewDatabase(tb testing.TB) string {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	url, name, err := s.CreateDatabase(ctx)
+	url, drop, err := s.CreateDatabase(ctx)
 	if err != nil {
-		tb.Fatalf("pgtest: %v", err)
+		tb.Fatalf("%v", err)
 	}
 	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := s.DropDatabase(ctx, name); err != nil {
-			tb.Errorf("pgtest: %v", err)
+		if err := drop(); err != nil {
+			tb.Errorf("%v", err)
 		}
 	})
 	return url
 }
 
-// CreateDatabase creates a fresh migrated database on s, for programs that
-// are not tests, and returns its connection string and name. Drop it with
-// DropDatabase.
-func (s *Server) CreateDatabase(ctx context.Context) (url, name string, err error) {
+// CreateDatabase is [Server.NewDatabase] for code that has no testing.TB:
+// it returns the new database's connection string and a function that
+// drops it.
+func (s *Server) CreateDatabase(ctx context.Context) (url string, drop func() error, err error) {
 	tmpl, err := s.template(ctx)
 	if err != nil {
-		return "", "", fmt.Errorf("template: %w", err)
+		return "", nil, fmt.Errorf("pgtest: template: %w", err)
 	}
-	name = "orgperm_test_" + randomHex(8)
-	if err := s.exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", name, tmpl)); err != nil {
-		return "", "", fmt.Errorf("create database: %w", err)
+	name := pgcluster.RandomName("orgperm_test_")
+	if err := pgcluster.Exec(ctx, s.URL, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", name, tmpl)); err != nil {
+		return "", nil, fmt.Errorf("pgtest: create database: %w", err)
 	}
-	return s.ConnString(name), name, nil
+	return s.ConnString(name), func() error { return s.drop(name) }, nil
 }
 
-// DropDatabase drops the database name, disconnecting its clients.
-func (s *Server) DropDatabase(ctx context.Context, name string) error {
-	if err := s.exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-		return fmt.Errorf("drop database: %w", err)
-	}
-	return nil
-}
-
-// NewEmptyDatabase creates a database without orgperm's schema, for tests
-// of the migrations themselves. It is dropped when the test ends.
+// NewEmptyDatabase creates a database without any schema (no migrations),
+// for tests of migrations themselves, and returns its connection string.
+// It is dropped when the test ends.
 func (s *Server) NewEmptyDatabase(tb testing.TB) string {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	name := "orgperm_empty_" + randomHex(8)
-	if err := s.exec(ctx, "CREATE DATABASE "+name); err != nil {
+	name := pgcluster.RandomName("orgperm_empty_")
+	if err := pgcluster.Exec(ctx, s.URL, "CREATE DATABASE "+name); err != nil {
 		tb.Fatalf("pgtest: create database: %v", err)
 	}
 	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := s.exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			tb.Errorf("pgtest: drop database: %v", err)
+		if err := s.drop(name); err != nil {
+			tb.Errorf("%v", err)
 		}
 	})
 	return s.ConnString(name)
 }
 
 // ConnString returns a connection string for database name on s.
-func (s *Server) ConnString(name string) string {
-	if u, err := url.Parse(s.URL); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
-		u.Path = "/" + name
-		return u.String()
+func (s *Server) ConnString(name string) string { return pgcluster.ConnString(s.URL, name) }
+
+func (s *Server) drop(name string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := pgcluster.DropDatabase(ctx, s.URL, name); err != nil {
+		return fmt.Errorf("pgtest: %w", err)
 	}
-	return s.URL + " dbname=" + name
+	return nil
 }
 
-func (s *Server) exec(ctx context.Context, sql string) error {
-	conn, err := pgx.Connect(ctx, s.URL)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	_, err = conn.Exec(ctx, sql)
-	return err
-}
-
-// template returns the name of a database that holds the current migrations,
-// creating it once per server. Its name carries a hash of the migrations, so
-// a server shared by several test binaries (DATABASE_URL) reuses it, and a
-// changed migration gets a new one. An advisory lock serializes its creation
-// across processes; a template half made by a crashed run is not marked
-// IS_TEMPLATE and is made again.
+// template returns the name of a database that holds the migrations,
+// creating it once per Server. Its name carries a hash of the migrations,
+// so a server shared by several test binaries ([URLEnv]) reuses it, and a
+// changed migration gets a new one. An advisory lock serializes its
+// creation across processes; a template half made by a crashed run is not
+// marked IS_TEMPLATE and is made again.
 func (s *Server) template(ctx context.Context) (string, error) {
 	s.tmplMu.Lock()
 	defer s.tmplMu.Unlock()
 	if s.tmpl != "" || s.tmplErr != nil {
 		return s.tmpl, s.tmplErr
 	}
-	name := "orgperm_tmpl_" + migrationsHash()
+	hash, err := s.migrationsHash()
+	if err != nil {
+		s.tmplErr = err
+		return "", err
+	}
+	name := "orgperm_tmpl_" + hash
 	s.tmpl, s.tmplErr = name, s.makeTemplate(ctx, name)
 	if s.tmplErr != nil {
 		s.tmpl = ""
@@ -170,7 +143,7 @@ func (s *Server) makeTemplate(ctx context.Context, name string) error {
 		if _, err := conn.Exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)"); err != nil {
 			return err
 		}
-	} else if err != pgx.ErrNoRows {
+	} else if !errors.Is(err, pgx.ErrNoRows) {
 		return err
 	}
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
@@ -180,7 +153,7 @@ func (s *Server) makeTemplate(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	_, err = migrations.Up(ctx, db)
+	err = s.migrate(ctx, db)
 	db.Close()
 	if err != nil {
 		return err
@@ -189,27 +162,63 @@ func (s *Server) makeTemplate(ctx context.Context, name string) error {
 	return err
 }
 
-var _ = stdlib.GetDefaultDriver // registers the "pgx" database/sql driver
+// migrate applies orgperm's migrations, then the app's.
+func (s *Server) migrate(ctx context.Context, db *sql.DB) error {
+	if _, err := migrations.Up(ctx, db); err != nil {
+		return err
+	}
+	if s.opts.migrations == nil {
+		return nil
+	}
+	if s.opts.migrate != nil {
+		if err := s.opts.migrate(ctx, db); err != nil {
+			return fmt.Errorf("the app's migrations: %w", err)
+		}
+		return nil
+	}
+	p, err := goose.NewProvider(goose.DialectPostgres, db, s.opts.migrations, goose.WithDisableGlobalRegistry(true))
+	if err == nil {
+		_, err = p.Up(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("the app's migrations (goose): %w", err)
+	}
+	return nil
+}
 
-func migrationsHash() string {
+// migrationsHash hashes orgperm's migrations and the app's: the names and
+// contents of their files, and whether goose or the app's function applies
+// them (a function is not hashed: it must apply what fsys holds).
+func (s *Server) migrationsHash() (string, error) {
 	h := sha256.New()
-	_ = fs.WalkDir(migrations.FS, ".", func(path string, d fs.DirEntry, err error) error {
+	if err := hashFS(h.Write, migrations.FS); err != nil {
+		return "", err
+	}
+	if s.opts.migrations != nil {
+		how := "goose\x00"
+		if s.opts.migrate != nil {
+			how = "func\x00"
+		}
+		h.Write([]byte(how))
+		if err := hashFS(h.Write, s.opts.migrations); err != nil {
+			return "", fmt.Errorf("the app's migrations: %w", err)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12], nil
+}
+
+func hashFS(write func([]byte) (int, error), fsys fs.FS) error {
+	return fs.WalkDir(fsys, ".", func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		b, err := fs.ReadFile(migrations.FS, path)
+		b, err := fs.ReadFile(fsys, path)
 		if err != nil {
 			return err
 		}
-		h.Write([]byte(path))
-		h.Write(b)
+		write([]byte(path))
+		write([]byte{0})
+		write(b)
 		return nil
 	})
-	return strings.ToLower(hex.EncodeToString(h.Sum(nil))[:12])
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

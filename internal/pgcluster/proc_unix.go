@@ -1,12 +1,14 @@
 //go:build unix
 
-package pgtest
+package pgcluster
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"syscall"
 )
@@ -41,6 +43,19 @@ func giveTo(dir string, who runAs) error {
 	return os.Chown(dir, int(who.Uid), int(who.Gid))
 }
 
+// giveTree makes dir and everything under it owned by who (nil: leave it).
+func giveTree(dir string, who runAs) error {
+	if who == nil {
+		return nil
+	}
+	return filepath.WalkDir(dir, func(path string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, int(who.Uid), int(who.Gid))
+	})
+}
+
 // prepare sets how cmd runs: as who; and for the server itself (server
 // true) in a process group of its own, stopped if this process dies first
 // where the platform can do that (see proc_linux.go).
@@ -54,7 +69,7 @@ func prepare(cmd *exec.Cmd, who runAs, server bool) {
 }
 
 // interrupt asks postgres for a fast shutdown (SIGINT).
-func interrupt(s *Server, p *os.Process) error { return p.Signal(syscall.SIGINT) }
+func interrupt(_ *Cluster, p *os.Process) error { return p.Signal(syscall.SIGINT) }
 
 // quit makes postgres shut down at once (SIGQUIT, the immediate shutdown).
 func quit(p *os.Process) error { return p.Signal(syscall.SIGQUIT) }

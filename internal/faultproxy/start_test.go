@@ -1,4 +1,4 @@
-package pgtest
+package faultproxy
 
 import (
 	"errors"
@@ -9,12 +9,12 @@ import (
 	"go.uber.org/goleak"
 )
 
-// TestStartProxy: a proxy for a program forwards like one for a test, and
+// TestStart: a proxy for a program forwards like one for a test, and
 // Close (idempotent) closes its connections and leaves no goroutine.
-func TestStartProxy(t *testing.T) {
+func TestStart(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t) }) // registered first, runs last
 	addr, _ := echoServer(t)
-	p, err := StartProxy(addr)
+	p, err := Start(addr)
 	if err != nil {
 		t.Fatal(err)
 	}

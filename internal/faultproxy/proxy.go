@@ -1,10 +1,10 @@
-package pgtest
+package faultproxy
 
 import (
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
-	"testing"
 	"time"
 )
 
@@ -15,7 +15,7 @@ import (
 // but on which nothing ever arrives, which is what Blackhole makes.
 //
 // Every connection accepted is forwarded by two goroutines, one per
-// direction; all of them exit when the test ends.
+// direction; all of them exit when the proxy is closed.
 type Proxy struct {
 	target string
 	ln     net.Listener
@@ -47,19 +47,37 @@ func (c *proxyConn) close() {
 	})
 }
 
-// NewProxy starts a proxy on 127.0.0.1 (a free port) to target (host:port).
-// It is closed, with every connection it holds, when the test ends.
-func NewProxy(tb testing.TB, target string) *Proxy {
+// TB is the part of testing.TB that [New] uses. The package does not
+// import testing: the soak, a program, runs its proxies with [Start].
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+}
+
+// New starts a proxy on 127.0.0.1 (a free port) to target (host:port) for
+// a test: it is closed, with every connection it holds, when the test ends.
+func New(tb TB, target string) *Proxy {
 	tb.Helper()
+	p, err := Start(target)
+	if err != nil {
+		tb.Fatalf("%v", err)
+	}
+	tb.Cleanup(p.Close)
+	return p
+}
+
+// Start starts a proxy on 127.0.0.1 (a free port) to target (host:port),
+// which the caller must Close.
+func Start(target string) (*Proxy, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		tb.Fatalf("pgtest: proxy: %v", err)
+		return nil, fmt.Errorf("faultproxy: %w", err)
 	}
 	p := &Proxy{target: target, ln: ln, conns: map[*proxyConn]struct{}{}}
 	p.wg.Add(1)
 	go p.accept()
-	tb.Cleanup(p.close)
-	return p
+	return p, nil
 }
 
 // Addr returns the host:port to connect to.
@@ -97,7 +115,9 @@ func (p *Proxy) CutAll() {
 	}
 }
 
-func (p *Proxy) close() {
+// Close stops the proxy and closes every connection it holds; it returns
+// once every goroutine of the proxy has exited. It is idempotent.
+func (p *Proxy) Close() {
 	p.mu.Lock()
 	p.closed = true
 	p.ln.Close()

@@ -1,6 +1,6 @@
 //go:build !unix
 
-package pgtest
+package pgcluster
 
 import (
 	"os"
@@ -15,9 +15,10 @@ type runAs = *struct{}
 
 func unprivileged() (runAs, error)   { return nil, nil }
 func giveTo(string, runAs) error     { return nil }
+func giveTree(string, runAs) error   { return nil }
 func prepare(*exec.Cmd, runAs, bool) {}
 func quit(p *os.Process) error       { return p.Kill() }
-func interrupt(s *Server, _ *os.Process) error {
+func interrupt(c *Cluster, _ *os.Process) error {
 	// No signals on Windows: pg_ctl asks the postmaster to stop.
-	return exec.Command(filepath.Join(s.binDir, "pg_ctl"), "stop", "-D", s.dataDir(), "-m", "fast", "-w").Run()
+	return exec.Command(filepath.Join(c.binDir, "pg_ctl"), "stop", "-D", c.dataDir(), "-m", "fast", "-w").Run()
 }

@@ -1,4 +1,4 @@
-package pgtest
+package faultproxy
 
 import (
 	"bufio"
@@ -81,7 +81,7 @@ func echoServer(t *testing.T) (addr string, lines <-chan string) {
 func setupProxy(t *testing.T) (*Proxy, <-chan string) {
 	t.Cleanup(func() { goleak.VerifyNone(t) }) // registered first, runs last
 	addr, lines := echoServer(t)
-	return NewProxy(t, addr), lines
+	return New(t, addr), lines
 }
 
 func dial(t *testing.T, p *Proxy) (net.Conn, *bufio.Reader) {
