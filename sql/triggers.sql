@@ -371,16 +371,16 @@ $$;
 -- of plain aggregates over at most two rows of each transition table (no
 -- join, no hash table) and sends a payload built by string concatenation:
 -- no further query and no nested function call. A bulk statement computes
--- its changed pairs with one set operation (a join of the two sides on the key) and summarises
--- them in the same query; when they all lie in one org and are too many to
--- list, the org scope is sent at once; otherwise the pairs go through
--- orgperm.emit. Text minimums compare bytes (COLLATE "C"): any value will
--- do, and a collation's comparison costs more.
+-- its changed pairs with one set operation (a join of the two sides on the
+-- key) and counts them in the same query; when they all lie in one org and
+-- are too many to list, the org scope is sent at once; otherwise the pairs
+-- go through orgperm.emit. Text minimums compare bytes (COLLATE "C"): any
+-- value will do, and a collation's comparison costs more.
 -- +goose StatementBegin
 CREATE FUNCTION orgperm.notify_memberships() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    n     bigint;  -- distinct (org, user) pairs changed
+    n     bigint;  -- (org, user) pairs changed
     n_new bigint;
     o1    text;
     o2    text;
@@ -390,6 +390,7 @@ DECLARE
     o     text[];
     u     text[];
     mergejoin text;
+    one_org boolean;
 BEGIN
     IF TG_OP = 'UPDATE' THEN
         SELECT a.n, b.n, a.org_id, a.user_id, b.org_id, b.user_id,
@@ -420,28 +421,33 @@ BEGIN
         -- names the same setting, and one there would cost every call).
         mergejoin := pg_catalog.current_setting('enable_mergejoin');
         PERFORM pg_catalog.set_config('enable_mergejoin', 'off', true);
-        SELECT count(*), min(coalesce(a.org_id, b.org_id) COLLATE "C"), max(coalesce(a.org_id, b.org_id) COLLATE "C"),
-               min(coalesce(a.user_id, b.user_id) COLLATE "C")
-          INTO n, o1, o2, u1
+        -- Whether they all lie in org o1 (one of the first rows' org): an
+        -- equality per row, cheaper than a minimum and a maximum.
+        SELECT count(*), coalesce(bool_and(coalesce(a.org_id, b.org_id) = o1), false)
+          INTO n, one_org
           FROM old_rows a FULL JOIN new_rows b ON b.org_id = a.org_id AND b.user_id = a.user_id
          WHERE (a.status, a.valid_from, a.valid_until) IS DISTINCT FROM (b.status, b.valid_from, b.valid_until);
         PERFORM pg_catalog.set_config('enable_mergejoin', mergejoin, true);
-    ELSIF TG_OP = 'INSERT' THEN
-        SELECT count(*), min(r.org_id COLLATE "C"), max(r.org_id COLLATE "C"), min(r.user_id COLLATE "C")
-          INTO n, o1, o2, u1 FROM new_rows r;
     ELSE
-        SELECT count(*), min(r.org_id COLLATE "C"), max(r.org_id COLLATE "C"), min(r.user_id COLLATE "C")
-          INTO n, o1, o2, u1 FROM old_rows r;
+        IF TG_OP = 'INSERT' THEN
+            SELECT count(*), min(r.org_id COLLATE "C"), max(r.org_id COLLATE "C"), min(r.user_id COLLATE "C")
+              INTO n, o1, o2, u1 FROM new_rows r;
+        ELSE
+            SELECT count(*), min(r.org_id COLLATE "C"), max(r.org_id COLLATE "C"), min(r.user_id COLLATE "C")
+              INTO n, o1, o2, u1 FROM old_rows r;
+        END IF;
+        IF n = 1 THEN
+            PERFORM pg_catalog.pg_notify('orgperm_invalidate', '{"v":1,"t":"' || TG_TABLE_NAME || '","members":[["'
+                || pg_catalog.replace(pg_catalog.replace(o1, E'\\', E'\\\\'), '"', E'\\"') || '","'
+                || pg_catalog.replace(pg_catalog.replace(u1, E'\\', E'\\\\'), '"', E'\\"') || '"]]}');
+            RETURN NULL;
+        END IF;
+        one_org := o1 = o2;
     END IF;
 
     IF n = 0 THEN
         RETURN NULL;
-    ELSIF n = 1 THEN
-        PERFORM pg_catalog.pg_notify('orgperm_invalidate', '{"v":1,"t":"' || TG_TABLE_NAME || '","members":[["'
-            || pg_catalog.replace(pg_catalog.replace(o1, E'\\', E'\\\\'), '"', E'\\"') || '","'
-            || pg_catalog.replace(pg_catalog.replace(u1, E'\\', E'\\\\'), '"', E'\\"') || '"]]}');
-        RETURN NULL;
-    ELSIF o1 = o2 AND n > orgperm.setting_int('orgperm.notify_max_users', 50)
+    ELSIF one_org AND n > orgperm.setting_int('orgperm.notify_max_users', 50)
           AND orgperm.setting_int('orgperm.notify_max_orgs', 100) >= 1 THEN
         -- Too many users of one org to list: the org (what emit would send).
         PERFORM pg_catalog.pg_notify('orgperm_invalidate', '{"v":1,"t":"' || TG_TABLE_NAME || '","orgs":["'
