@@ -587,7 +587,13 @@ BEGIN
              EXCEPT SELECT org_id, user_id, role_id, resource_type, resource_id FROM old_rows)
         ) d;
     END IF;
-    IF role_orgs IS NOT NULL OR o IS NOT NULL THEN
+    IF role_orgs IS NULL AND o[1] = ALL (o) AND u[1] = ALL (u) THEN
+        -- Grants to one user only (one grant written, the usual case): its
+        -- payload directly, as emit would send it, without calling emit.
+        PERFORM pg_catalog.pg_notify('orgperm_invalidate', '{"v":1,"t":"' || TG_TABLE_NAME || '","members":[["'
+            || pg_catalog.replace(pg_catalog.replace(o[1], E'\\', E'\\\\'), '"', E'\\"') || '","'
+            || pg_catalog.replace(pg_catalog.replace(u[1], E'\\', E'\\\\'), '"', E'\\"') || '"]]}');
+    ELSIF role_orgs IS NOT NULL OR o IS NOT NULL THEN
         PERFORM orgperm.emit(TG_TABLE_NAME, false, role_orgs, o, u);
     END IF;
     RETURN NULL;
