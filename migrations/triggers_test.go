@@ -175,6 +175,24 @@ func TestTriggerNotifications(t *testing.T) {
 			[]string{payload("memberships", `"members":[["o1","u2"],["o1","u3"]]`), payload("membership_roles", `"members":[["o1","u2"],["o1","u3"]]`)}},
 		{"memberships delete", `DELETE FROM orgperm.memberships WHERE org_id = 'o1'`,
 			[]string{payload("memberships", `"members":[["o1","u1"],["o1","u2"]]`)}},
+		// The single-row paths (issue #12): the payload is built by string
+		// concatenation, so IDs that JSON escapes are checked here.
+		{"memberships update one row unchanged", `UPDATE orgperm.memberships SET status = 'active' WHERE org_id = 'o1' AND user_id = 'u1'`, nil},
+		{"memberships update one row irrelevant", `UPDATE orgperm.memberships SET updated_at = now() WHERE org_id = 'o1' AND user_id = 'u1'`, nil},
+		{"memberships update one row window", `UPDATE orgperm.memberships SET valid_from = '-infinity' WHERE org_id = 'o1' AND user_id = 'u1'`,
+			[]string{payload("memberships", `"members":[["o1","u1"]]`)}},
+		{"memberships insert escaped", `INSERT INTO orgperm.memberships (org_id, user_id) VALUES ('o"\1', 'u\"2é')`,
+			[]string{payload("memberships", `"members":[["o\"\\1","u\\\"2é"]]`)}},
+		{"memberships update escaped", `INSERT INTO orgperm.memberships (org_id, user_id) VALUES ('o"\1', 'u\"2'); UPDATE orgperm.memberships SET status = 'revoked' WHERE org_id = 'o"\1'`,
+			[]string{payload("memberships", `"members":[["o\"\\1","u\\\"2"]]`)}},
+		{"memberships delete one row", `DELETE FROM orgperm.memberships WHERE org_id = 'o2'`,
+			[]string{payload("memberships", `"members":[["o2","u1"]]`)}},
+		{"memberships update two orgs", `UPDATE orgperm.memberships SET status = 'invited' WHERE user_id = 'u1'`,
+			[]string{payload("memberships", `"members":[["o1","u1"],["o2","u1"]]`)}},
+		{"memberships update one row and no change", `UPDATE orgperm.memberships SET status = 'invited' WHERE user_id = 'u1' OR (org_id = 'o1' AND user_id = 'u2' AND false)`,
+			[]string{payload("memberships", `"members":[["o1","u1"],["o2","u1"]]`)}},
+		{"memberships update of which one changes", `UPDATE orgperm.memberships SET status = CASE user_id WHEN 'u2' THEN 'revoked' ELSE status END WHERE org_id = 'o1'`,
+			[]string{payload("memberships", `"members":[["o1","u2"]]`)}},
 		{"memberships truncate", `TRUNCATE orgperm.memberships CASCADE`,
 			[]string{all("memberships"), all("membership_roles")}},
 
@@ -186,6 +204,19 @@ func TestTriggerNotifications(t *testing.T) {
 		{"membership_roles update irrelevant", `UPDATE orgperm.membership_roles SET created_at = now()`, nil},
 		{"membership_roles delete", `DELETE FROM orgperm.membership_roles WHERE user_id = 'u2'`,
 			[]string{payload("membership_roles", `"members":[["o1","u2"]]`)}},
+		{"membership_roles insert roles of one member", `INSERT INTO orgperm.membership_roles VALUES ('o2', 'u1', 3), ('o2', 'u1', 2)`,
+			[]string{payload("membership_roles", `"members":[["o2","u1"]]`)}},
+		{"membership_roles insert two members", `INSERT INTO orgperm.membership_roles VALUES ('o2', 'u1', 3), ('o1', 'u2', 2)`,
+			[]string{payload("membership_roles", `"members":[["o1","u2"],["o2","u1"]]`)}},
+		{"membership_roles update one row", `UPDATE orgperm.membership_roles SET valid_until = 'infinity' WHERE user_id = 'u2'`,
+			[]string{payload("membership_roles", `"members":[["o1","u2"]]`)}},
+		{"membership_roles update one row unchanged", `UPDATE orgperm.membership_roles SET valid_until = NULL WHERE user_id = 'u2'`, nil},
+		{"membership_roles update one row role", `UPDATE orgperm.membership_roles SET role_id = 2 WHERE user_id = 'u2'`,
+			[]string{payload("membership_roles", `"members":[["o1","u2"]]`)}},
+		{"membership_roles update roles of one member", `UPDATE orgperm.membership_roles SET valid_until = 'infinity' WHERE user_id = 'u1'`,
+			[]string{payload("membership_roles", `"members":[["o1","u1"]]`)}},
+		{"membership_roles delete roles of one member", `DELETE FROM orgperm.membership_roles WHERE user_id = 'u1'`,
+			[]string{payload("membership_roles", `"members":[["o1","u1"]]`)}},
 		{"membership_roles truncate", `TRUNCATE orgperm.membership_roles`, []string{all("membership_roles")}},
 
 		// data_access.
@@ -195,6 +226,10 @@ func TestTriggerNotifications(t *testing.T) {
 			[]string{payload("data_access", `"orgs":["o2"]`)}},
 		{"data_access insert both kinds", `INSERT INTO orgperm.data_access (org_id, user_id, role_id, resource_type) VALUES ('o1', 'u9', NULL, 'report'), ('o2', NULL, 2, 'report')`,
 			[]string{payload("data_access", `"orgs":["o2"]`), payload("data_access", `"members":[["o1","u9"]]`)}},
+		{"data_access insert grants of one user escaped", `INSERT INTO orgperm.data_access (org_id, user_id, resource_type, resource_id) VALUES ('o"1', 'u\9', 'invoice', '7'), ('o"1', 'u\9', 'report', NULL)`,
+			[]string{payload("data_access", `"members":[["o\"1","u\\9"]]`)}},
+		{"data_access insert grants of two users", `INSERT INTO orgperm.data_access (org_id, user_id, resource_type) VALUES ('o1', 'u2', 'report'), ('o1', 'u3', 'report')`,
+			[]string{payload("data_access", `"members":[["o1","u2"],["o1","u3"]]`)}},
 		{"data_access update", `UPDATE orgperm.data_access SET resource_id = '43' WHERE id = 1`,
 			[]string{payload("data_access", `"members":[["o1","u1"]]`)}},
 		{"data_access update irrelevant", `UPDATE orgperm.data_access SET created_at = now()`, nil},
@@ -284,6 +319,51 @@ func TestUpdateAcrossManyOrgs(t *testing.T) {
 	if len(seen) != 1000 {
 		t.Errorf("payloads cover %d orgs, want 1000", len(seen))
 	}
+}
+
+// TestBulkFastPaths: the statement-level shortcuts of issue #12 send what
+// the general path (orgperm.emit) sends: a one-org statement over more than
+// notify_max_users users is its org, unless notify_max_orgs is 0 (then
+// everything); two such orgs are both listed.
+func TestBulkFastPaths(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	e.expect(`INSERT INTO orgperm.memberships (org_id, user_id)
+		SELECT 'o' || o, 'u' || g FROM generate_series(1, 2) o, generate_series(1, 60) g`,
+		payload("memberships", `"orgs":["o1","o2"]`))
+	e.expect(`UPDATE orgperm.memberships SET status = 'invited' WHERE org_id = 'o1'`, payload("memberships", `"orgs":["o1"]`))
+	e.expect(`INSERT INTO orgperm.membership_roles (org_id, user_id, role_id)
+		SELECT 'o2', 'u' || g, r.id FROM generate_series(1, 60) g, orgperm.roles r`) // no roles: nothing inserted
+	e.expect(`UPDATE orgperm.memberships SET updated_at = now() WHERE org_id = 'o1'`)
+	e.expect(`DELETE FROM orgperm.memberships WHERE org_id = 'o2' AND user_id <> 'u1'`, payload("memberships", `"orgs":["o2"]`))
+	// The planner setting the bulk path makes is undone when the trigger
+	// returns: the writer's transaction keeps its own.
+	tx, err := e.pool.Begin(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mergejoin string
+	if _, err := tx.Exec(e.ctx, `UPDATE orgperm.memberships SET status = 'suspended' WHERE org_id = 'o1'`); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.QueryRow(e.ctx, `SHOW enable_mergejoin`).Scan(&mergejoin); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if mergejoin != "on" {
+		t.Errorf("enable_mergejoin after a bulk UPDATE = %q, want on", mergejoin)
+	}
+	if got := e.drain(); !slices.Equal(got, []string{payload("memberships", `"orgs":["o1"]`)}) {
+		t.Errorf("bulk UPDATE in a transaction sent %q", got)
+	}
+
+	e.exec(`ALTER DATABASE ` + currentDB(e) + ` SET orgperm.notify_max_orgs = 0`)
+	e.pool.Reset()
+	e.expect(`UPDATE orgperm.memberships SET status = 'active' WHERE org_id = 'o1'`, payload("memberships", `"all":true`))
+	e.expect(`UPDATE orgperm.memberships SET status = 'revoked' WHERE org_id = 'o1' AND user_id = 'u1'`,
+		payload("memberships", `"members":[["o1","u1"]]`))
 }
 
 // TestManyUsersCollapseToOrg: more than notify_max_users users of one org in

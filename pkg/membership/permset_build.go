@@ -5,6 +5,7 @@ import "time"
 // build makes the permission set of (org, user) from one row of loadSQL, at
 // the instant the row says.
 func build(org, user string, r *rawSet) *PermissionSet {
+	r.sortRoles()
 	at := r.at.UTC()
 	s := &PermissionSet{org: org, user: user, at: at}
 	next := func(t time.Time) {

@@ -1,7 +1,9 @@
 package membership
 
 import (
+	"cmp"
 	"context"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -143,58 +145,54 @@ func orgInv(source, org string) listener.Invalidation {
 // database's own clock when $3 is NULL (one clock for every instance,
 // whatever its host's clock says). Times are compared in Go, at that
 // instant, and the lists are sorted in Go (faster than in the database: see
-// BenchmarkLoadHeavy), so nothing depends on the database's collation.
+// BenchmarkLoadHeavy; an aggregate's ORDER BY costs a sort per column), so
+// nothing depends on the database's collation or on the order rows come in.
 // Rows of tables that inherit from orgperm's are not part of the model
 // (FROM ONLY): writes to them notify nothing.
+//
+// Its shape keeps the fill near one index probe (issue #12, BenchmarkFill):
+// the parameters meet only the membership's primary key, which matches
+// one row whatever their values, and every other table is reached through
+// LATERAL subqueries on that row's columns and the held roles' IDs, each
+// one aggregate over an index scan. So no plan is better for one member
+// than for another: PostgreSQL settles on the generic plan after its first
+// five executions and plans no more (a statement whose parameters reach a
+// skewed column is planned again on every call), and the row carries
+// arrays, not one row per permission or grant.
 const loadSQL = `
-WITH m AS (
-    SELECT status, valid_from, valid_until
-    FROM ONLY orgperm.memberships
-    WHERE org_id = $1 AND user_id = $2
-), held AS (
-    SELECT r.id, r.name::text AS name, r.org_id IS NULL AS system, mr.valid_until
-    FROM ONLY orgperm.membership_roles mr
-    JOIN ONLY orgperm.roles r ON r.id = mr.role_id
-    WHERE mr.org_id = $1 AND mr.user_id = $2
-      AND (r.org_id IS NULL OR r.org_id = $1)
-      AND EXISTS (SELECT FROM m WHERE m.status = 'active')
-), grants AS (
-    SELECT d.id, NULL::bigint AS role_id, d.resource_type, d.resource_id
-    FROM ONLY orgperm.data_access d
-    WHERE d.org_id = $1 AND d.user_id = $2
-      AND EXISTS (SELECT FROM m WHERE m.status = 'active')
-    UNION ALL
-    SELECT d.id, d.role_id, d.resource_type, d.resource_id
-    FROM ONLY orgperm.data_access d
-    JOIN held h ON h.id = d.role_id
-    WHERE d.org_id = $1
-)
-SELECT
-    coalesce($3::timestamptz, statement_timestamp()),
-    (SELECT m.status::text FROM m),
-    (SELECT m.valid_from FROM m),
-    (SELECT m.valid_until FROM m),
-    (SELECT array_agg(h.id ORDER BY h.id) FROM held h),
-    (SELECT array_agg(h.name ORDER BY h.id) FROM held h),
-    (SELECT array_agg(h.system ORDER BY h.id) FROM held h),
-    (SELECT array_agg(h.valid_until ORDER BY h.id) FROM held h),
+SELECT coalesce($3::timestamptz, statement_timestamp()),
+    m.status::text, m.valid_from, m.valid_until,
+    h.ids, h.names, h.system, h.until,
     p.role_ids, p.codenames,
     g.ids, g.role_ids, g.types, g.resource_ids
-FROM (
-    SELECT array_agg(x.role_id) AS role_ids, array_agg(x.codename) AS codenames
-    FROM (
-        SELECT rp.role_id, rp.codename::text AS codename
-        FROM ONLY orgperm.role_permissions rp
-        JOIN held h ON h.id = rp.role_id
-    ) x
-) p, (
+FROM (SELECT) one
+LEFT JOIN ONLY orgperm.memberships m ON m.org_id = $1 AND m.user_id = $2
+LEFT JOIN LATERAL (
+    SELECT array_agg(r.id) AS ids, array_agg(r.name::text) AS names,
+           array_agg(r.org_id IS NULL) AS system, array_agg(mr.valid_until) AS until
+    FROM ONLY orgperm.membership_roles mr
+    JOIN ONLY orgperm.roles r ON r.id = mr.role_id
+    WHERE mr.org_id = m.org_id AND mr.user_id = m.user_id AND m.status = 'active'
+      AND (r.org_id IS NULL OR r.org_id = m.org_id)
+) h ON true
+LEFT JOIN LATERAL (
+    SELECT array_agg(rp.role_id) AS role_ids, array_agg(rp.codename::text) AS codenames
+    FROM ONLY orgperm.role_permissions rp
+    WHERE rp.role_id = ANY (h.ids)
+) p ON true
+LEFT JOIN LATERAL (
     SELECT array_agg(x.id) AS ids, array_agg(x.role_id) AS role_ids,
            array_agg(x.resource_type) AS types, array_agg(x.resource_id) AS resource_ids
     FROM (
-        SELECT g.id, g.role_id, g.resource_type::text AS resource_type, g.resource_id::text AS resource_id
-        FROM grants g
+        SELECT d.id, NULL::bigint AS role_id, d.resource_type::text AS resource_type, d.resource_id::text AS resource_id
+        FROM ONLY orgperm.data_access d
+        WHERE d.org_id = m.org_id AND d.user_id = m.user_id AND m.status = 'active'
+        UNION ALL
+        SELECT d.id, d.role_id, d.resource_type::text, d.resource_id::text
+        FROM ONLY orgperm.data_access d
+        WHERE d.role_id = ANY (h.ids) AND d.org_id = m.org_id
     ) x
-) g`
+) g ON true`
 
 // rawSet is one row of loadSQL. Window bounds are scanned with their
 // infinities (the schema accepts 'infinity' and '-infinity').
@@ -222,6 +220,25 @@ func (r *rawSet) scan(row pgx.Row) error {
 		&r.roleIDs, &r.roleNames, &r.roleSystem, &r.roleUntil,
 		&r.permRole, &r.permCode,
 		&r.grantID, &r.grantRole, &r.grantType, &r.grantRes)
+}
+
+// sortRoles puts the held roles in ID order, as build expects (the query
+// does not sort them: see loadSQL).
+func (r *rawSet) sortRoles() {
+	if slices.IsSorted(r.roleIDs) {
+		return
+	}
+	order := make([]int, len(r.roleIDs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(r.roleIDs[a], r.roleIDs[b]) })
+	ids, names := make([]int64, len(order)), make([]string, len(order))
+	system, until := make([]bool, len(order)), make([]pgtype.Timestamptz, len(order))
+	for i, j := range order {
+		ids[i], names[i], system[i], until[i] = r.roleIDs[j], r.roleNames[j], r.roleSystem[j], r.roleUntil[j]
+	}
+	r.roleIDs, r.roleNames, r.roleSystem, r.roleUntil = ids, names, system, until
 }
 
 // Load returns the permission set of user in org, evaluated at the instant
