@@ -44,6 +44,9 @@ type Cache[V any] struct {
 	// since it began, so a MarkUnsynced racing a Resync always wins.
 	state atomic.Uint64
 
+	// hits counts hits (see hitCounter); the other counters are per shard.
+	hits hitCounter
+
 	// Test hooks, nil in production. Tests set them before any concurrent
 	// use. They are called outside every lock.
 	onJoin         func(Key) // after a Do call joined a flight
@@ -73,6 +76,7 @@ func New[V any](cfg Config) (*Cache[V], error) {
 		monoClock:  defaultClock,
 		lease:      int64(cfg.Lease),
 		onLeaseLow: cfg.OnLeaseLow,
+		hits:       newHitCounter(),
 	}
 	if c.lease == 0 {
 		c.leaseEnd.Store(math.MaxInt64)
@@ -228,7 +232,7 @@ func (c *Cache[V]) Get(k Key) (V, bool) {
 	}
 	e, live := s.peek(k, h, now)
 	if live {
-		s.hits.Add(1)
+		c.hits.add()
 		return e.value, true
 	}
 	r := lookupMiss
@@ -242,7 +246,7 @@ func (c *Cache[V]) Get(k Key) (V, bool) {
 		}
 		s.mu.Unlock()
 	}
-	s.countLookup(r)
+	c.countLookup(s, r)
 	var zero V
 	return zero, false
 }
@@ -307,7 +311,7 @@ func (c *Cache[V]) do(ctx context.Context, k Key, load LoadFunc[V], countMiss bo
 		var v V
 		if v, r = s.lookupLocked(k, h, int64(now.Sub(c.base))); r == lookupHit {
 			s.mu.Unlock()
-			s.countLookup(r)
+			c.countLookup(s, r)
 			return v, nil
 		}
 	}
@@ -327,7 +331,7 @@ func (c *Cache[V]) do(ctx context.Context, k Key, load LoadFunc[V], countMiss bo
 			s.loads.Add(1)
 			go c.run(s, g, load)
 			if countMiss {
-				s.countLookup(r)
+				c.countLookup(s, r)
 			}
 			return c.wait(ctx, s, g)
 		}
@@ -347,7 +351,7 @@ func (c *Cache[V]) do(ctx context.Context, k Key, load LoadFunc[V], countMiss bo
 	s.mu.Unlock()
 
 	if countMiss {
-		s.countLookup(r)
+		c.countLookup(s, r)
 	}
 	if joined {
 		s.coalesced.Add(1)
@@ -533,11 +537,11 @@ func (c *Cache[V]) Stats() Stats {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.addTo(&st)
-		st.Hits += s.hits.Load()
 		s.mu.Lock()
 		st.Entries += s.len()
 		st.InFlight += len(s.fills)
 		s.mu.Unlock()
 	}
+	st.Hits = c.hits.load()
 	return st
 }

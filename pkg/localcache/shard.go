@@ -50,10 +50,6 @@ type fill struct {
 // writing unless they say otherwise.
 type shard[V any] struct {
 	mu sync.RWMutex
-	// hits is the one counter a hit writes, on its own cache line (the
-	// shard's other hot fields are read-only on a hit).
-	hits atomic.Uint64
-	_    [cacheLine - 8]byte
 
 	// tab holds the entries by key hash (Cache.locate); a hit reads it
 	// with no lock (see table).

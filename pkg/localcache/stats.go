@@ -58,8 +58,8 @@ type Stats struct {
 // its neighbours) so the hit path of one shard never writes a cache line
 // another shard's hit path writes.
 //
-// The hit counter is not here: it sits next to the shard's lock (see
-// shard.hits).
+// The hit counter is not here: a hit writes no line of its shard (see
+// hitCounter).
 type counters struct {
 	misses, bypassed           atomic.Uint64
 	leaseExpired               atomic.Uint64
@@ -87,20 +87,20 @@ func (c *counters) addTo(st *Stats) {
 }
 
 // countLookup records the outcome of a lookup.
-func (s *shard[V]) countLookup(r lookupResult) {
-	c := &s.counters
+func (c *Cache[V]) countLookup(s *shard[V], r lookupResult) {
+	ct := &s.counters
 	switch r {
 	case lookupHit:
-		s.hits.Add(1)
+		c.hits.add()
 	case lookupMiss:
-		c.misses.Add(1)
+		ct.misses.Add(1)
 	case lookupExpired:
-		c.misses.Add(1)
-		c.expired.Add(1)
+		ct.misses.Add(1)
+		ct.expired.Add(1)
 	case lookupBypassed:
-		c.bypassed.Add(1)
+		ct.bypassed.Add(1)
 	case lookupLeaseExpired:
-		c.leaseExpired.Add(1)
+		ct.leaseExpired.Add(1)
 	}
 }
 

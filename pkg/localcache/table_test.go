@@ -105,3 +105,30 @@ func TestLockFreeLookups(t *testing.T) {
 	}
 	t.Logf("%d hits, %d generations stored", hits.Load(), gen)
 }
+
+// TestHitsCountedExactly checks that hits counted from many goroutines at
+// once, in the hit counter's stripes, add up exactly.
+func TestHitsCountedExactly(t *testing.T) {
+	t.Parallel()
+	c, _ := setup(t, Config{})
+	k := Key{Org: "o", User: "u"}
+	mustDo(t, c, k, "v")
+	const goroutines, each = 16, 1000
+	var wg sync.WaitGroup
+	for range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				if _, ok := c.Get(k); !ok {
+					t.Error("miss")
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if got := c.Stats().Hits; got != goroutines*each {
+		t.Fatalf("Hits = %d after %d hits", got, goroutines*each)
+	}
+}
