@@ -13,7 +13,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
+
+	"github.com/orgperm/orgperm/internal/runas"
 )
 
 var (
@@ -139,9 +142,9 @@ func Start(ctx context.Context, cfg Config) (*Bouncer, error) {
 			return nil, err
 		}
 	}
-	cred, err := unprivileged()
+	cred, err := runas.Unprivileged("PgBouncer")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("pgbouncer: %w", err)
 	}
 	dir, err := os.MkdirTemp("", "orgperm-pgbouncer-")
 	if err != nil {
@@ -156,7 +159,7 @@ func Start(ctx context.Context, cfg Config) (*Bouncer, error) {
 	return b, nil
 }
 
-func (b *Bouncer) start(ctx context.Context, cfg Config, bin string, cred runAs) error {
+func (b *Bouncer) start(ctx context.Context, cfg Config, bin string, cred runas.Who) error {
 	port, err := freePort()
 	if err != nil {
 		return fmt.Errorf("pgbouncer: %w", err)
@@ -188,13 +191,13 @@ log_disconnections = 0
 			return fmt.Errorf("pgbouncer: %w", err)
 		}
 	}
-	if err := giveTo(b.dir, cred); err != nil {
+	if err := runas.GiveTo(b.dir, cred); err != nil {
 		return fmt.Errorf("pgbouncer: %w", err)
 	}
 	cmd := exec.Command(bin, filepath.Join(b.dir, "pgbouncer.ini"))
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	prepare(cmd, cred) // as cred, in its own process group, stopped with this process on Linux
+	runas.Prepare(cmd, cred, syscall.SIGTERM) // as cred, in its own process group, stopped with this process on Linux
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("pgbouncer: start %s: %w", bin, err)
 	}

@@ -14,9 +14,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/orgperm/orgperm/internal/runas"
 )
 
 // Cluster is a throwaway PostgreSQL cluster run from the local binaries.
@@ -32,7 +35,7 @@ type Cluster struct {
 	binDir  string
 	env     []string // the environment of the server's processes; nil: this process's
 	baseDir string   // temp dir holding data/, the socket and the log
-	cred    runAs
+	cred    runas.Who
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -155,7 +158,7 @@ func Start() (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	cred, err := unprivileged()
+	cred, err := runas.Unprivileged("PostgreSQL")
 	if err != nil {
 		return nil, err
 	}
@@ -163,7 +166,7 @@ func Start() (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := giveTo(dir, cred); err != nil {
+	if err := runas.GiveTo(dir, cred); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
@@ -218,7 +221,7 @@ func (c *Cluster) start() error {
 	// On Linux the kernel stops the cluster if the test binary dies
 	// without cleaning up (proc_linux.go).
 	cmd.Env = c.env
-	prepare(cmd, c.cred, true)
+	runas.Prepare(cmd, c.cred, syscall.SIGQUIT) // immediate shutdown if this process dies
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return fmt.Errorf("start postgres: %w", err)

@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/orgperm/orgperm/internal/runas"
 )
 
 // initdbArgs are the arguments of initdb after -D <dir>.
@@ -27,7 +29,7 @@ func (c *Cluster) initData() error {
 	cached := initCacheDir(c.binDir)
 	if cached != "" {
 		if err := copyTree(cached, c.dataDir()); err == nil {
-			if err := giveTree(c.dataDir(), c.cred); err == nil {
+			if err := runas.GiveTree(c.dataDir(), c.cred); err == nil {
 				return nil
 			}
 		}
@@ -35,7 +37,7 @@ func (c *Cluster) initData() error {
 	}
 	initdb := exec.Command(filepath.Join(c.binDir, "initdb"), append([]string{"-D", c.dataDir()}, initdbArgs...)...)
 	initdb.Env = c.env
-	prepare(initdb, c.cred, false)
+	runas.Prepare(initdb, c.cred, 0)
 	if out, err := initdb.CombinedOutput(); err != nil {
 		return fmt.Errorf("initdb: %w\n%s", err, out)
 	}

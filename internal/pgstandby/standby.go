@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/orgperm/orgperm/internal/runas"
 )
 
 var (
@@ -104,9 +106,9 @@ func Start(ctx context.Context, cfg Config) (*Standby, error) {
 			return nil, err
 		}
 	}
-	cred, err := unprivileged()
+	cred, err := runas.Unprivileged("PostgreSQL")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("pgstandby: %w", err)
 	}
 	dir, err := os.MkdirTemp("", "orgperm-standby-")
 	if err != nil {
@@ -118,14 +120,14 @@ func Start(ctx context.Context, cfg Config) (*Standby, error) {
 			os.RemoveAll(dir)
 		}
 	}()
-	if err := chownTo(dir, cred); err != nil {
+	if err := runas.GiveTo(dir, cred); err != nil {
 		return nil, err
 	}
 	data := filepath.Join(dir, "data")
 	bb := exec.CommandContext(ctx, filepath.Join(bin, "pg_basebackup"),
 		"-h", pcfg.Host, "-p", strconv.Itoa(int(pcfg.Port)), "-U", pcfg.User,
 		"-D", data, "-X", "stream", "-R", "--no-sync", "-c", "fast", "-w")
-	bb.SysProcAttr = procAttr(cred, false)
+	runas.Prepare(bb, cred, 0)
 	if out, err := bb.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("pgstandby: pg_basebackup: %w\n%s", err, bytes.TrimSpace(out))
 	}
@@ -154,7 +156,7 @@ func Start(ctx context.Context, cfg Config) (*Standby, error) {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Where the platform allows, the kernel stops the standby if this
 	// process dies without cleaning up (proc_linux.go).
-	cmd.SysProcAttr = procAttr(cred, true)
+	runas.Prepare(cmd, cred, syscall.SIGQUIT) // immediate shutdown if this process dies
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("pgstandby: start postgres: %w", err)
