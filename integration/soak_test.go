@@ -171,16 +171,23 @@ func TestSoakPgBouncer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if err := b.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	t.Cleanup(func() { _ = b.Close() }) // on an early exit; Close is idempotent
 	cfg := shortSoak(url, 0)
 	cfg.Duration = 6 * time.Second
 	cfg.PoolerURL = b.ConnString(cc.User, cc.Database)
 	cfg.FaultEvery = -1
 	rep, err := soak.Run(context.Background(), cfg)
+	if cerr := b.Close(); cerr != nil {
+		// PgBouncer 1.18 (Debian 12's) dies now and then with "got packet
+		// 'A' from server when not linked": a notification reached a
+		// server connection that a LISTEN sent through the pooler had
+		// subscribed, while no client was linked to it. With the pooler
+		// gone mid-run, the run cannot judge orgperm behind it.
+		if strings.Contains(cerr.Error(), "from server when not linked") {
+			t.Skipf("PgBouncer crashed on its own bug during the run, so it judged nothing: %v", cerr)
+		}
+		t.Fatal(cerr)
+	}
 	checkSoak(t, rep, err)
 	// No proof of delivery comes back through a transaction pooler: the
 	// health check must say the cache is bypassed.
