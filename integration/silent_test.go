@@ -243,11 +243,56 @@ func TestPgBouncerTransactionMode(t *testing.T) {
 		if !errors.Is(err, membership.ErrBypassed) || !errors.Is(err, listener.ErrNoProof) {
 			t.Fatalf("Check through a transaction pooler = %v; want ErrBypassed and ErrNoProof", err)
 		}
+		// The pooler was recognized before any LISTEN went through it (a
+		// LISTEN left on a pooled server connection crashes some
+		// PgBouncer versions when a notification reaches it).
+		if !errors.Is(err, listener.ErrTransactionPooler) || c.Stats().Listener.PoolerRefusals == 0 {
+			t.Fatalf("Check through a transaction pooler = %v, %d refusals; want ErrTransactionPooler", err, c.Stats().Listener.PoolerRefusals)
+		}
 		if c.Stats().Cache.Hits != 0 {
 			t.Fatalf("%d cache hits through a transaction pooler", c.Stats().Cache.Hits)
 		}
 	}
 	t.Logf("PgBouncer transaction mode: %d reads, %d failed closed, 0 stale; Check: %v", st.reads, st.failed, ins[0].Check(context.Background()))
+}
+
+// TestPgBouncerSessionMode: behind PgBouncer in session mode (a pooler
+// that makes up its own backend process IDs, as in transaction mode) the
+// listener is not refused: it syncs, the cache answers, and no read is
+// stale beyond the bound the soak holds a healthy path to (the lease plus
+// 50 ms) under a write load.
+func TestPgBouncerSessionMode(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	if _, err := pgbouncer.Find(); err != nil {
+		t.Skip(err) // CI installs it
+	}
+	server := pgtest.Shared(t)
+	w := newWorld(t, server)
+	cfg, err := pgx.ParseConfig(w.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := pgbouncer.Start(context.Background(), pgbouncer.Config{ServerHost: cfg.Host, ServerPort: int(cfg.Port), Users: []string{cfg.User}, PoolMode: "session"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	url := b.ConnString(cfg.User, cfg.Database)
+	in := newInstance(t, newPool(t, url), membership.Config{})
+	in.waitState(listener.Synced)
+	bound := membership.DefaultLease + 50*time.Millisecond
+	stop := timelineLoad(t, w, bound, in.c)
+	time.Sleep(longDuration(2*time.Second, 20*time.Second)) // the load runs for this long
+	st := stop()
+	if st.stale != 0 {
+		t.Fatalf("through a session pooler: %d of %d reads stale by more than %v (max %v)", st.stale, st.reads, bound, st.maxStale)
+	}
+	stats := in.c.Stats()
+	if stats.Listener.PoolerRefusals != 0 || stats.Cache.Hits == 0 {
+		t.Fatalf("through a session pooler: %d refusals, %d hits; want 0 refusals and hits (%v)", stats.Listener.PoolerRefusals, stats.Cache.Hits, in.c.Check(context.Background()))
+	}
+	t.Logf("PgBouncer session mode: %d reads, %d hits, max staleness %v (bound %v)", st.reads, stats.Cache.Hits, st.maxStale, bound)
 }
 
 // TestBlackholeBoundedStaleness: the listener's connection, then the pool's

@@ -43,6 +43,13 @@
 // covered by it; whatever is committed after the proof's LISTEN arrives as
 // a notification. Err says why the Target is not synced.
 //
+// Before LISTEN, every connection is checked for a pooler in transaction
+// mode (a backend process ID that differs from the one the connection
+// reported, and a second connection handed the same backend): such a
+// connection is closed without a LISTEN, since a LISTEN left on a pooled
+// server connection can crash the pooler, and Err matches
+// ErrTransactionPooler (a *PoolerError) until a later connect passes.
+//
 // Notifications lost while the connection was down or in doubt are never
 // trusted away (DESIGN.md rule 2): pgxlisten has no "disconnected" signal,
 // so the listener calls Target.MarkUnsynced on every error pgxlisten logs

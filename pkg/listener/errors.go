@@ -35,6 +35,12 @@ var (
 	// network).
 	ErrNoProof = errors.New("listener: no proof of delivery")
 
+	// ErrTransactionPooler is matched by Err when the listening connection
+	// was found to go through a pooler in transaction mode, which cannot
+	// deliver notifications; the listener then does not LISTEN on it (see
+	// PoolerError). It matches ErrNoProof too.
+	ErrTransactionPooler = fmt.Errorf("%w: the listening connection goes through a pooler in transaction mode", ErrNoProof)
+
 	// ErrNotSynced is what Err says before the first sync.
 	ErrNotSynced = errors.New("listener: not synced yet")
 

@@ -90,6 +90,7 @@ type Listener struct {
 
 	notifications, malformed, reconnects atomic.Uint64
 	proofsSent, proofFailures            atomic.Uint64
+	poolerRefusals                       atomic.Uint64
 	foreignProofs, malformedProofs       atomic.Uint64
 	lastRTT, lastSync, lastProof         atomic.Int64 // nanoseconds; Unix nanoseconds
 }
@@ -239,6 +240,7 @@ func (l *Listener) Stats() Stats {
 		Reconnects:      l.reconnects.Load(),
 		ProofsSent:      l.proofsSent.Load(),
 		ProofFailures:   l.proofFailures.Load(),
+		PoolerRefusals:  l.poolerRefusals.Load(),
 		ForeignProofs:   l.foreignProofs.Load(),
 		MalformedProofs: l.malformedProofs.Load(),
 		LastProofRTT:    time.Duration(l.lastRTT.Load()),
@@ -341,7 +343,7 @@ func (l *Listener) connect(ctx context.Context) (*pgx.Conn, error) {
 	if c := l.firstConn; c != nil {
 		l.firstConn = nil
 		l.startWatchdog()
-		return c, nil
+		return l.admit(ctx, c)
 	}
 
 	step := l.backoffStep.Add(1)
@@ -364,7 +366,28 @@ func (l *Listener) connect(ctx context.Context) (*pgx.Conn, error) {
 		return nil, err
 	}
 	l.reconnects.Add(1)
-	return conn, nil
+	return l.admit(ctx, conn)
+}
+
+// admit hands conn to pgxlisten to LISTEN on, unless checkPooler refuses
+// it: then conn is closed, Err says why, and the error makes pgxlisten
+// connect again (after the backoff).
+func (l *Listener) admit(ctx context.Context, conn *pgx.Conn) (*pgx.Conn, error) {
+	err := l.checkPooler(ctx, conn)
+	if err == nil {
+		return conn, nil
+	}
+	conn.Close(context.WithoutCancel(ctx))
+	if pe := (*PoolerError)(nil); errors.As(err, &pe) {
+		l.poolerRefusals.Add(1)
+		l.syncMu.Lock()
+		if l.State() != Synced { // always: connect unsynced it
+			l.setReasonLocked(err)
+		}
+		l.syncMu.Unlock()
+		l.log.Warn("listener: refusing to LISTEN through a transaction pooler; the cache stays bypassed", "err", err)
+	}
+	return nil, err
 }
 
 // backoff returns the wait before reconnect attempt step (1 for the

@@ -47,6 +47,10 @@ type Stats struct {
 	// ProofFailures those that could not be sent or did not come back in
 	// time.
 	ProofsSent, ProofFailures uint64
+	// PoolerRefusals is the number of listening connections refused,
+	// without a LISTEN, because they went through a pooler in transaction
+	// mode (see PoolerError).
+	PoolerRefusals uint64
 	// ForeignProofs is the number of other instances' proofs received
 	// (each may refresh this instance's lease at no cost); MalformedProofs
 	// the payloads on the proof channel that did not parse (ignored).

@@ -116,6 +116,8 @@ func (c *Collector) build() {
 		cnt, counter(func(st *membership.Stats) uint64 { return st.Listener.ProofsSent }))
 	add("listener", "proof_failures_total", "Proofs of delivery that could not be sent or did not come back in time; each marked the cache unsynced and replaced the listening connection.",
 		cnt, counter(func(st *membership.Stats) uint64 { return st.Listener.ProofFailures }))
+	add("listener", "pooler_refusals_total", "Listening connections refused without a LISTEN because they went through a pooler in transaction mode, which cannot deliver notifications; the cache stays bypassed until the listener gets a direct or session-mode connection.",
+		cnt, counter(func(st *membership.Stats) uint64 { return st.Listener.PoolerRefusals }))
 	add("listener", "proof_rtt_seconds", "Round trip of the last own proof of delivery, from the pool to the listening connection. Absent until one has succeeded.",
 		gauge, func(st *membership.Stats, _ time.Time) (float64, bool) {
 			rtt := st.Listener.LastProofRTT

@@ -31,7 +31,7 @@ var everyField = fixedSource{
 	},
 	Listener: listener.Stats{
 		Notifications: 16, Malformed: 17, Reconnects: 18, ProofsSent: 19,
-		ProofFailures: 20, LastProofRTT: 1500 * time.Microsecond,
+		ProofFailures: 20, PoolerRefusals: 2, LastProofRTT: 1500 * time.Microsecond,
 		LastSync: lastSync, State: listener.Synced,
 	},
 }
@@ -85,6 +85,9 @@ orgperm_cache_stale_fills_total 7
 # HELP orgperm_listener_proof_failures_total Proofs of delivery that could not be sent or did not come back in time; each marked the cache unsynced and replaced the listening connection.
 # TYPE orgperm_listener_proof_failures_total counter
 orgperm_listener_proof_failures_total 20
+# HELP orgperm_listener_pooler_refusals_total Listening connections refused without a LISTEN because they went through a pooler in transaction mode, which cannot deliver notifications; the cache stays bypassed until the listener gets a direct or session-mode connection.
+# TYPE orgperm_listener_pooler_refusals_total counter
+orgperm_listener_pooler_refusals_total 2
 # HELP orgperm_listener_proof_rtt_seconds Round trip of the last own proof of delivery, from the pool to the listening connection. Absent until one has succeeded.
 # TYPE orgperm_listener_proof_rtt_seconds gauge
 orgperm_listener_proof_rtt_seconds 0.0015
@@ -140,10 +143,10 @@ orgperm_listener_synced 0
 			t.Errorf("%s: %d series before the first proof and resync, want none", name, n)
 		}
 	}
-	// Every other metric is there, at 0: the 19 metrics with no variable
+	// Every other metric is there, at 0: the 20 metrics with no variable
 	// label less those 3, and the 5 eviction reasons.
-	if n := testutil.CollectAndCount(c); n != 16+5 {
-		t.Errorf("collected %d series, want %d", n, 16+5)
+	if n := testutil.CollectAndCount(c); n != 17+5 {
+		t.Errorf("collected %d series, want %d", n, 17+5)
 	}
 }
 
