@@ -197,6 +197,10 @@ type invalResult struct {
 	Delivery samples
 	// AllK holds one sample per write: until the last of the k instances.
 	AllK samples
+	// Write holds one sample per write: the write's own round trip (its
+	// triggers and commit). The notification leaves at commit, so it
+	// bounds Delivery from under.
+	Write samples
 	// Wrong counts checks after an invalidation that did not return the
 	// database's new answer (must be 0).
 	Wrong int
@@ -264,6 +268,7 @@ func measureInvalidation(ctx context.Context, url string, writer *pgx.Conn, k, n
 		if _, err := writer.Exec(ctx, setStatusSQL, invalOrg, user, status); err != nil {
 			return res, fmt.Errorf("write: %w", err)
 		}
+		wrote := sinceEpoch()
 		active[user] = !active[user]
 		select {
 		case <-p.done:
@@ -281,6 +286,7 @@ func measureInvalidation(ctx context.Context, url string, writer *pgx.Conn, k, n
 				last = max(last, at)
 			}
 			res.AllK = append(res.AllK, time.Duration(last-t0))
+			res.Write = append(res.Write, time.Duration(wrote-t0))
 		}
 		// Every instance now answers the database's new value.
 		for _, c := range clients {

@@ -207,6 +207,7 @@ func run(ctx context.Context, o options, logw io.Writer) (res results, err error
 			acc.K = k
 			acc.Delivery = append(acc.Delivery, got.Delivery...)
 			acc.AllK = append(acc.AllK, got.AllK...)
+			acc.Write = append(acc.Write, got.Write...)
 			acc.Wrong += got.Wrong
 		}
 	}
