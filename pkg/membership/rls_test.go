@@ -463,6 +463,7 @@ func TestProtectTableColumnTypes(t *testing.T) {
 // id::text is granted. u1's grants include forms that are not canonical
 // ('09', '+4', ' 5', an upper-case uuid) and values out of range, so the
 // list is checked ID by ID; u2's are all canonical, checked as one list.
+// u3 may access every thing (a type-wide grant), u4 none.
 func TestProtectTableTypedIDs(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.NewPool(t)
@@ -477,7 +478,8 @@ func TestProtectTableTypedIDs(t *testing.T) {
 		"u2": {"1", "2", "-32768", "2147483647", "999999999999999999", strings.ToLower(u2)},
 	}
 	for _, sql := range []string{
-		`INSERT INTO orgperm.memberships (org_id, user_id) VALUES ('acme', 'u1'), ('acme', 'u2')`,
+		`INSERT INTO orgperm.memberships (org_id, user_id) VALUES ('acme', 'u1'), ('acme', 'u2'), ('acme', 'u3'), ('acme', 'u4')`,
+		`INSERT INTO orgperm.data_access (org_id, user_id, resource_type) VALUES ('acme', 'u3', 'thing')`,
 		`CREATE TABLE public.ids (v text PRIMARY KEY)`,
 		`INSERT INTO public.ids VALUES ('7'), ('9'), ('-3'), ('4'), ('5'), ('0'), ('1'), ('2'), ('32767'), ('32768'), ('-32768'),
 			('2147483647'), ('2147483648'), ('-2147483649'), ('9223372036854775807'), ('-9223372036854775808'),
@@ -528,6 +530,23 @@ func TestProtectTableTypedIDs(t *testing.T) {
 			}
 			if !slices.Equal(got, want) || len(want) == 0 {
 				t.Errorf("%s, %s: sees %v, want %v (the rows whose id::text is granted)", typ, user, got, want)
+			}
+		}
+		// u3's type-wide grant (policy_ids answers '{NULL}', read through
+		// the typed cast) admits every row; u4, a member without grants,
+		// none.
+		for user, all := range map[string]bool{"u3": true, "u4": false} {
+			var n, total int
+			if err := pool.QueryRow(ctx, `SELECT count(*) FROM `+tbl).Scan(&total); err != nil {
+				t.Fatal(err)
+			}
+			if err := asRole(t, pool, reader, "acme", user, func(tx pgx.Tx) error {
+				return tx.QueryRow(ctx, `SELECT count(*) FROM `+tbl).Scan(&n)
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if want := map[bool]int{true: total, false: 0}[all]; n != want || total == 0 {
+				t.Errorf("%s, %s: sees %d of %d rows, want %d", typ, user, n, total, want)
 			}
 		}
 	}
