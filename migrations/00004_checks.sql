@@ -10,6 +10,7 @@
 --       -> one row (all_of_type boolean, ids text[])
 --   orgperm.user_has_active_membership(user_id [, at])
 --   orgperm.principal_user(), orgperm.principal_org()
+--   orgperm.policy_all_of_type(resource_type [, codename]),
 --   orgperm.policy_ids(resource_type [, codename [, id_form]])   (what the policies ask)
 --   orgperm.protect_table(tbl, org_column, id_column, resource_type [, codename])
 --   orgperm.unprotect_table(tbl)
@@ -316,23 +317,68 @@ END
 $$;
 -- +goose StatementEnd
 
--- The policy function: what the policies protect_table writes ask, once
+-- The policy functions: what the policies protect_table writes ask, once
 -- per statement, about the principal (principal_org(), principal_user())
 -- at the statement's time. codename NULL means no permission is required.
 --
--- policy_ids: the records of resource_type the principal may access, when
--- it is an active member that holds codename: '{NULL}' (an array holding
--- one NULL) when that is every record of the type (a type-wide grant to the
--- user or to a role that counts), else the records granted one by one
--- (duplicates are possible: a record granted twice), and none (an empty
--- array) when there is no access at all. One statement answers all three,
--- so that a policy costs one call and one query per statement whatever the
--- principal's access. The policy unnests the array in the target list of a
--- hashed SubPlan (no tuplestore in between) and reads the NULL as "every
--- record": `id IN (...)` is then NULL instead of false for every ID (a
--- hashed SubPlan that holds a NULL and no match answers NULL), and the
--- policy admits a row when that test is true or NULL (COALESCE(..., true)),
--- for a row whose ID is not NULL. A single-record list never holds a NULL.
+-- policy_all_of_type: the principal is an active member, holds codename,
+-- and has access to every record of resource_type. One query, so a policy
+-- that admits a whole type costs one call and one query per statement.
+-- +goose StatementBegin
+CREATE FUNCTION orgperm.policy_all_of_type(resource_type text, codename text DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan SET enable_seqscan = off
+AS $$
+#variable_conflict use_variable
+DECLARE
+    org constant text := orgperm.principal_org();
+    usr constant text := orgperm.principal_user();
+    at  constant timestamptz := statement_timestamp();
+BEGIN
+    IF org IS NULL OR usr IS NULL OR resource_type IS NULL THEN
+        RETURN false;
+    END IF;
+    -- One statement: the gate's subqueries are InitPlans, run on first
+    -- use, so a principal without type-wide grants (most have none; the
+    -- partial index data_access_type_wide_idx finds that in one probe)
+    -- runs the two type-wide probes only, and a principal with one pays
+    -- one statement, not two.
+    RETURN (EXISTS (
+        SELECT FROM ONLY orgperm.data_access d
+        WHERE d.org_id = org AND d.resource_type = resource_type AND d.resource_id IS NULL
+          AND d.user_id = usr
+    ) OR EXISTS (
+        SELECT FROM ONLY orgperm.data_access d
+        JOIN ONLY orgperm.membership_roles mr ON mr.role_id = d.role_id
+        JOIN ONLY orgperm.roles r ON r.id = mr.role_id
+        WHERE d.org_id = org AND d.resource_type = resource_type AND d.resource_id IS NULL
+          AND mr.org_id = org AND mr.user_id = usr
+          AND (mr.valid_until IS NULL OR mr.valid_until > at)
+          AND (r.org_id IS NULL OR r.org_id = org)
+    )) AND EXISTS (
+        SELECT FROM ONLY orgperm.memberships m
+        WHERE m.org_id = org AND m.user_id = usr AND m.status = 'active'
+          AND (m.valid_from IS NULL OR m.valid_from <= at)
+          AND (m.valid_until IS NULL OR m.valid_until > at)
+    ) AND (codename IS NULL OR EXISTS (
+        SELECT FROM ONLY orgperm.membership_roles mr
+        JOIN ONLY orgperm.roles r ON r.id = mr.role_id
+        JOIN ONLY orgperm.role_permissions rp ON rp.role_id = mr.role_id
+        WHERE mr.org_id = org AND mr.user_id = usr
+          AND (mr.valid_until IS NULL OR mr.valid_until > at)
+          AND (r.org_id IS NULL OR r.org_id = org)
+          AND rp.codename = codename
+    ));
+END
+$$;
+-- +goose StatementEnd
+
+-- policy_ids: the records of resource_type the principal may access by a
+-- grant of that record, when it is an active member that holds codename;
+-- none (an empty array) otherwise. Duplicates are possible (a record
+-- granted twice). An array, not a set of rows: the policy unnests it in the
+-- target list of its hashed SubPlan, with no tuplestore in between.
 -- id_form narrows the list to the IDs a typed ID column can hold, so that
 -- the policy compares in the column's type, casting each granted ID once
 -- per statement, instead of converting every row's ID to text: 'bigint',
@@ -353,7 +399,6 @@ DECLARE
     usr constant text := orgperm.principal_user();
     at  constant timestamptz := statement_timestamp();
     one_id text;
-    all_of_type boolean;
     ids    text[];
     list   text;
 BEGIN
@@ -369,12 +414,12 @@ BEGIN
     ELSIF id_form IS NOT NULL THEN
         RETURN '{}';
     END IF;
-    SELECT bool_or(g.resource_id IS NULL),
-           array_agg(g.resource_id::text) FILTER (WHERE g.resource_id IS NOT NULL)
-        INTO all_of_type, ids FROM (
+    SELECT array_agg(g.resource_id::text), string_agg(g.resource_id::text, E'\n') FILTER (WHERE id_form IS NOT NULL)
+        INTO ids, list FROM (
         SELECT d.resource_id
         FROM ONLY orgperm.data_access d
         WHERE d.org_id = org AND d.user_id = usr AND d.resource_type = resource_type
+          AND d.resource_id IS NOT NULL
         UNION ALL
         SELECT d.resource_id
         FROM ONLY orgperm.membership_roles mr
@@ -384,6 +429,7 @@ BEGIN
           AND (mr.valid_until IS NULL OR mr.valid_until > at)
           AND (r.org_id IS NULL OR r.org_id = org)
           AND d.org_id = org AND d.resource_type = resource_type
+          AND d.resource_id IS NOT NULL
     ) g
     WHERE EXISTS (
         SELECT FROM ONLY orgperm.memberships m
@@ -398,9 +444,6 @@ BEGIN
           AND (mr.valid_until IS NULL OR mr.valid_until > at)
           AND (r.org_id IS NULL OR r.org_id = org)
           AND rp.codename = codename));
-    IF all_of_type THEN
-        RETURN '{NULL}';
-    END IF;
     IF ids IS NULL THEN
         RETURN '{}';
     END IF;
@@ -409,7 +452,6 @@ BEGIN
     END IF;
     -- The whole list as lines: every line a canonical ID, and as many
     -- lines as IDs (so that no ID holds a line break).
-    list := array_to_string(ids, E'\n');
     IF list ~ ('^' || one_id || '(\n' || one_id || ')*$')
        AND octet_length(list) - octet_length(replace(list, E'\n', '')) = cardinality(ids) - 1 THEN
         RETURN ids;
@@ -425,7 +467,7 @@ $$;
 -- +goose StatementEnd
 
 -- Type-wide grants are few; this index finds them without walking a
--- subject's single-record grants (can_access).
+-- subject's single-record grants (policy_all_of_type, can_access).
 CREATE INDEX data_access_type_wide_idx ON orgperm.data_access (org_id, resource_type) WHERE resource_id IS NULL;
 
 -- protect_table enables row-level security on tbl and writes the policy
@@ -433,11 +475,9 @@ CREATE INDEX data_access_type_wide_idx ON orgperm.data_access (org_id, resource_
 -- be written, when its org_column is the principal's organization, its
 -- id_column is not NULL, and the principal may access (resource_type, id)
 -- there, holding codename when one is given. The permission data is
--- computed once per statement, never once per row, by one call of
--- policy_ids in a scalar subquery (an InitPlan, run on first use) whose
--- array a hashed SubPlan unnests: COALESCE(id IN (...), true), where the
--- NULL that policy_ids returns for type-wide access makes the test NULL
--- (admitted) and a list without NULLs makes it true or false.
+-- computed once per statement, never once per row: each policy function
+-- sits in a scalar subquery (an InitPlan, run on first use), and the ID list
+-- is a hashed SubPlan.
 --
 -- IDs are compared as in the Go API, in their text form (a grant of '042'
 -- does not cover the bigint 42, nor an uppercase UUID the uuid), but
@@ -522,12 +562,9 @@ BEGIN
             format('%I IN (SELECT unnest((SELECT orgperm.policy_ids(%s, %s, ''uuid'')))::uuid)', id_column,
                 quote_literal(resource_type), coalesce(quote_literal(codename), 'NULL'))
         ELSE format('%I::text IN (SELECT unnest((SELECT orgperm.policy_ids(%s))))', id_column, args) END;
-    -- COALESCE reads policy_ids' '{NULL}' (every record of the type) as
-    -- admitted; an ID that is NULL is ruled out on its own, so that it
-    -- never reaches that reading.
     expr := org_expr
         || CASE WHEN id_notnull THEN '' ELSE format(' AND %I IS NOT NULL', id_column) END
-        || format(' AND COALESCE(%s, true)', ids_expr);
+        || format(' AND ((SELECT orgperm.policy_all_of_type(%s)) OR %s)', args, ids_expr);
 
     EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
     EXECUTE format('DROP POLICY IF EXISTS orgperm_access ON %s', tbl);
@@ -563,6 +600,7 @@ REVOKE EXECUTE ON FUNCTION
     orgperm.user_has_active_membership(text, timestamptz),
     orgperm.principal_user(),
     orgperm.principal_org(),
+    orgperm.policy_all_of_type(text, text),
     orgperm.policy_ids(text, text, text),
     orgperm.text_to(oid, text),
     orgperm.protect_table(regclass, name, name, text, text),
@@ -584,7 +622,8 @@ BEGIN
             orgperm.user_has_active_membership(text, timestamptz),
             orgperm.principal_user(),
             orgperm.principal_org(),
-                    orgperm.policy_ids(text, text, text)
+            orgperm.policy_all_of_type(text, text),
+            orgperm.policy_ids(text, text, text)
         TO orgperm_reader;
     END IF;
 END
@@ -608,6 +647,7 @@ DROP FUNCTION orgperm.unprotect_table(regclass);
 DROP FUNCTION orgperm.protect_table(regclass, name, name, text, text);
 DROP INDEX orgperm.data_access_type_wide_idx;
 DROP FUNCTION orgperm.policy_ids(text, text, text);
+DROP FUNCTION orgperm.policy_all_of_type(text, text);
 DROP FUNCTION orgperm.text_to(oid, text);
 DROP FUNCTION orgperm.principal_org();
 DROP FUNCTION orgperm.principal_user();

@@ -307,9 +307,9 @@ func TestRLSPrivileges(t *testing.T) {
 }
 
 // TestRLSOncePerStatement: the policy computes the permission data once
-// per statement, not once per row, with one call of the policy function:
-// scanning 2,000 rows, or looking one up by its key, calls policy_ids once,
-// whether the principal's access is a list of records or the whole type.
+// per statement, not once per row: scanning 2,000 rows, or looking one up
+// by its key, calls policy_all_of_type once, and policy_ids once when the
+// principal has no type-wide access, never when it has.
 func TestRLSOncePerStatement(t *testing.T) {
 	t.Parallel()
 	f := setupFixture(t)
@@ -330,32 +330,37 @@ func TestRLSOncePerStatement(t *testing.T) {
 		}
 	}
 	for _, c := range []struct {
-		query string
-		rows  int
+		table, where       string
+		rows               int
+		allCalls, idsCalls int64
 	}{
-		// alice: inv-1, inv-2 (hers), inv-3 (accountant): a list.
-		{`SELECT count(*) FROM public.invoices`, 3},
-		{`SELECT count(*) FROM public.invoices WHERE id = 'inv-2'`, 1},
-		// The accountant role has every customer: the whole type.
-		{`SELECT count(*) FROM public.customers`, 2000},
-		{`SELECT count(*) FROM public.customers WHERE id = 'c-7'`, 1},
+		// alice: inv-1, inv-2 (hers), inv-3 (accountant): the flag is
+		// false, then the list.
+		{"invoices", "", 3, 1, 1},
+		{"invoices", "WHERE id = 'inv-2'", 1, 1, 1},
+		// The accountant role has every customer: the flag is true and
+		// the list is never asked for.
+		{"customers", "", 2000, 1, 0},
+		{"customers", "WHERE id = 'c-7'", 1, 1, 0},
 	} {
 		tx, err := pool.Begin(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var n int
-		var calls, before int64
+		var allCalls, idsCalls, allBefore, idsBefore int64
 		// pg_stat_xact_user_functions may still hold calls of earlier
 		// transactions of the connection (not yet flushed): count the
 		// difference, inside this transaction.
-		const callsSQL = `SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions
-			WHERE schemaname = 'orgperm' AND funcname LIKE 'policy%'`
+		const calls = `SELECT
+				coalesce(sum(calls) FILTER (WHERE funcname = 'policy_all_of_type'), 0),
+				coalesce(sum(calls) FILTER (WHERE funcname = 'policy_ids'), 0)
+				FROM pg_stat_xact_user_functions WHERE schemaname = 'orgperm'`
 		err = func() error {
 			if _, err := tx.Exec(ctx, `SET LOCAL track_functions = 'pl'`); err != nil {
 				return err
 			}
-			if err := tx.QueryRow(ctx, callsSQL).Scan(&before); err != nil {
+			if err := tx.QueryRow(ctx, calls).Scan(&allBefore, &idsBefore); err != nil {
 				return err
 			}
 			if _, err := tx.Exec(ctx, `SET LOCAL ROLE `+reader); err != nil {
@@ -364,24 +369,26 @@ func TestRLSOncePerStatement(t *testing.T) {
 			if err := SetPrincipal(ctx, tx, "acme", "alice"); err != nil {
 				return err
 			}
-			if err := tx.QueryRow(ctx, c.query).Scan(&n); err != nil {
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM public.`+c.table+` `+c.where).Scan(&n); err != nil {
 				return err
 			}
 			if _, err := tx.Exec(ctx, `RESET ROLE`); err != nil {
 				return err
 			}
-			return tx.QueryRow(ctx, callsSQL).Scan(&calls)
+			return tx.QueryRow(ctx, calls).Scan(&allCalls, &idsCalls)
 		}()
-		calls -= before
+		allCalls -= allBefore
+		idsCalls -= idsBefore
 		_ = tx.Rollback(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if n != c.rows {
-			t.Errorf("%s: alice sees %d rows, want %d", c.query, n, c.rows)
+			t.Errorf("%s %s: alice sees %d rows, want %d", c.table, c.where, n, c.rows)
 		}
-		if calls != 1 {
-			t.Errorf("%s: called the policy functions %d times; want once", c.query, calls)
+		if allCalls != c.allCalls || idsCalls != c.idsCalls {
+			t.Errorf("%s %s: the statement called policy_all_of_type %d times and policy_ids %d times; want %d and %d",
+				c.table, c.where, allCalls, idsCalls, c.allCalls, c.idsCalls)
 		}
 	}
 }

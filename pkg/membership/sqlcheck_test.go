@@ -396,7 +396,7 @@ func TestSQLChecksAttributes(t *testing.T) {
 		FROM pg_proc p WHERE p.pronamespace = 'orgperm'::regnamespace
 		  AND p.proname IN ('is_active_member', 'has_permission', 'has_any_permission', 'has_all_permissions',
 		                    'can_access', 'accessible_ids', 'user_has_active_membership',
-		                    'principal_user', 'principal_org', 'policy_ids',
+		                    'principal_user', 'principal_org', 'policy_all_of_type', 'policy_ids',
 		                    'text_to', 'protect_table', 'unprotect_table')
 		ORDER BY 1`)
 	if err != nil {
@@ -417,8 +417,8 @@ func TestSQLChecksAttributes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(fns) != 13 {
-		t.Fatalf("%d functions, want 13: %+v", len(fns), fns)
+	if len(fns) != 14 {
+		t.Fatalf("%d functions, want 14: %+v", len(fns), fns)
 	}
 	for _, f := range fns {
 		if f.public {
