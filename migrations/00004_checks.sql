@@ -323,7 +323,7 @@ $$;
 --
 -- policy_all_of_type: the principal is an active member, holds codename,
 -- and has access to every record of resource_type. One query, so a policy
--- that admits a whole type costs one call and one query per statement.
+-- that admits a whole type costs one call per statement.
 -- +goose StatementBegin
 CREATE FUNCTION orgperm.policy_all_of_type(resource_type text, codename text DEFAULT NULL)
 RETURNS boolean
@@ -339,16 +339,15 @@ BEGIN
     IF org IS NULL OR usr IS NULL OR resource_type IS NULL THEN
         RETURN false;
     END IF;
-    -- One statement: the gate's subqueries are InitPlans, run on first
-    -- use, so a principal without type-wide grants (most have none; the
-    -- partial index data_access_type_wide_idx finds that in one probe)
-    -- runs the two type-wide probes only, and a principal with one pays
-    -- one statement, not two.
-    RETURN (EXISTS (
+    -- Type-wide grants first: most principals have none, and the partial
+    -- index data_access_type_wide_idx finds that in one probe. Separate
+    -- statements, so that a principal without type-wide access pays for
+    -- the executor set-up of these two probes only, not of the gate's.
+    IF NOT EXISTS (
         SELECT FROM ONLY orgperm.data_access d
         WHERE d.org_id = org AND d.resource_type = resource_type AND d.resource_id IS NULL
           AND d.user_id = usr
-    ) OR EXISTS (
+    ) AND NOT EXISTS (
         SELECT FROM ONLY orgperm.data_access d
         JOIN ONLY orgperm.membership_roles mr ON mr.role_id = d.role_id
         JOIN ONLY orgperm.roles r ON r.id = mr.role_id
@@ -356,7 +355,10 @@ BEGIN
           AND mr.org_id = org AND mr.user_id = usr
           AND (mr.valid_until IS NULL OR mr.valid_until > at)
           AND (r.org_id IS NULL OR r.org_id = org)
-    )) AND EXISTS (
+    ) THEN
+        RETURN false;
+    END IF;
+    RETURN EXISTS (
         SELECT FROM ONLY orgperm.memberships m
         WHERE m.org_id = org AND m.user_id = usr AND m.status = 'active'
           AND (m.valid_from IS NULL OR m.valid_from <= at)

@@ -539,9 +539,8 @@ func TestProtectTableTypedIDs(t *testing.T) {
 				t.Errorf("%s, %s: sees %v, want %v (the rows whose id::text is granted)", typ, user, got, want)
 			}
 		}
-		// u3's type-wide grant (policy_ids answers '{NULL}', read through
-		// the typed cast) admits every row; u4, a member without grants,
-		// none.
+		// u3's type-wide grant admits every row, whatever the column's
+		// type; u4, a member without grants, none.
 		for user, all := range map[string]bool{"u3": true, "u4": false} {
 			var n, total int
 			if err := pool.QueryRow(ctx, `SELECT count(*) FROM `+tbl).Scan(&total); err != nil {
