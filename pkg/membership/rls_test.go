@@ -307,9 +307,9 @@ func TestRLSPrivileges(t *testing.T) {
 }
 
 // TestRLSOncePerStatement: the policy computes the permission data once
-// per statement, not once per row: scanning 2,000 rows calls
-// policy_all_of_type once, and policy_ids once when the principal has no
-// type-wide access, never when it has.
+// per statement, not once per row: scanning 2,000 rows, or looking one up
+// by its key, calls policy_all_of_type once, and policy_ids once when the
+// principal has no type-wide access, never when it has.
 func TestRLSOncePerStatement(t *testing.T) {
 	t.Parallel()
 	f := setupFixture(t)
@@ -330,16 +330,18 @@ func TestRLSOncePerStatement(t *testing.T) {
 		}
 	}
 	for _, c := range []struct {
-		table              string
+		table, where       string
 		rows               int
 		allCalls, idsCalls int64
 	}{
 		// alice: inv-1, inv-2 (hers), inv-3 (accountant): the flag is
 		// false, then the list.
-		{"invoices", 3, 1, 1},
+		{"invoices", "", 3, 1, 1},
+		{"invoices", "WHERE id = 'inv-2'", 1, 1, 1},
 		// The accountant role has every customer: the flag is true and
 		// the list is never asked for.
-		{"customers", 2000, 1, 0},
+		{"customers", "", 2000, 1, 0},
+		{"customers", "WHERE id = 'c-7'", 1, 1, 0},
 	} {
 		tx, err := pool.Begin(ctx)
 		if err != nil {
@@ -367,7 +369,7 @@ func TestRLSOncePerStatement(t *testing.T) {
 			if err := SetPrincipal(ctx, tx, "acme", "alice"); err != nil {
 				return err
 			}
-			if err := tx.QueryRow(ctx, `SELECT count(*) FROM public.`+c.table).Scan(&n); err != nil {
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM public.`+c.table+` `+c.where).Scan(&n); err != nil {
 				return err
 			}
 			if _, err := tx.Exec(ctx, `RESET ROLE`); err != nil {
@@ -382,11 +384,11 @@ func TestRLSOncePerStatement(t *testing.T) {
 			t.Fatal(err)
 		}
 		if n != c.rows {
-			t.Errorf("%s: alice sees %d rows, want %d", c.table, n, c.rows)
+			t.Errorf("%s %s: alice sees %d rows, want %d", c.table, c.where, n, c.rows)
 		}
 		if allCalls != c.allCalls || idsCalls != c.idsCalls {
-			t.Errorf("%s: scanning 2000 rows called policy_all_of_type %d times and policy_ids %d times; want %d and %d",
-				c.table, allCalls, idsCalls, c.allCalls, c.idsCalls)
+			t.Errorf("%s %s: the statement called policy_all_of_type %d times and policy_ids %d times; want %d and %d",
+				c.table, c.where, allCalls, idsCalls, c.allCalls, c.idsCalls)
 		}
 	}
 }
@@ -468,6 +470,7 @@ func TestProtectTableColumnTypes(t *testing.T) {
 // id::text is granted. u1's grants include forms that are not canonical
 // ('09', '+4', ' 5', an upper-case uuid) and values out of range, so the
 // list is checked ID by ID; u2's are all canonical, checked as one list.
+// u3 may access every thing (a type-wide grant), u4 none.
 func TestProtectTableTypedIDs(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.NewPool(t)
@@ -482,7 +485,8 @@ func TestProtectTableTypedIDs(t *testing.T) {
 		"u2": {"1", "2", "-32768", "2147483647", "999999999999999999", strings.ToLower(u2)},
 	}
 	for _, sql := range []string{
-		`INSERT INTO orgperm.memberships (org_id, user_id) VALUES ('acme', 'u1'), ('acme', 'u2')`,
+		`INSERT INTO orgperm.memberships (org_id, user_id) VALUES ('acme', 'u1'), ('acme', 'u2'), ('acme', 'u3'), ('acme', 'u4')`,
+		`INSERT INTO orgperm.data_access (org_id, user_id, resource_type) VALUES ('acme', 'u3', 'thing')`,
 		`CREATE TABLE public.ids (v text PRIMARY KEY)`,
 		`INSERT INTO public.ids VALUES ('7'), ('9'), ('-3'), ('4'), ('5'), ('0'), ('1'), ('2'), ('32767'), ('32768'), ('-32768'),
 			('2147483647'), ('2147483648'), ('-2147483649'), ('9223372036854775807'), ('-9223372036854775808'),
@@ -533,6 +537,22 @@ func TestProtectTableTypedIDs(t *testing.T) {
 			}
 			if !slices.Equal(got, want) || len(want) == 0 {
 				t.Errorf("%s, %s: sees %v, want %v (the rows whose id::text is granted)", typ, user, got, want)
+			}
+		}
+		// u3's type-wide grant admits every row, whatever the column's
+		// type; u4, a member without grants, none.
+		for user, all := range map[string]bool{"u3": true, "u4": false} {
+			var n, total int
+			if err := pool.QueryRow(ctx, `SELECT count(*) FROM `+tbl).Scan(&total); err != nil {
+				t.Fatal(err)
+			}
+			if err := asRole(t, pool, reader, "acme", user, func(tx pgx.Tx) error {
+				return tx.QueryRow(ctx, `SELECT count(*) FROM `+tbl).Scan(&n)
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if want := map[bool]int{true: total, false: 0}[all]; n != want || total == 0 {
+				t.Errorf("%s, %s: sees %d of %d rows, want %d", typ, user, n, total, want)
 			}
 		}
 	}
