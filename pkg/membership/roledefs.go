@@ -1,0 +1,313 @@
+package membership
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/orgperm/orgperm/pkg/localcache"
+)
+
+// Member fills composed with cached role definitions (issue #12, item 3;
+// DECISIONS 49).
+//
+// A Client's fill reads only the member's own rows (memberSQL: the
+// membership by its primary key, the roles it holds with their expiry, the
+// grants to the user) and takes what the held roles grant from the
+// definitions of the org's roles, read once per org (roleDefsSQL) and kept
+// in a second local cache evicted by the notifications that evict the org's
+// permission sets. The two rows are put together into the rawSet loadSQL
+// would have returned, and build makes the set from it, so a composed set is
+// the set Load returns, by construction (the property test compares them).
+
+// roleDefsSQL reads the definitions of every role usable in org $1: its own
+// roles and the system roles, their permissions, and the data grants of
+// org $1 to them. Like loadSQL, one row of arrays, in one snapshot.
+const roleDefsSQL = `
+SELECT h.ids, h.names, h.system,
+    p.role_ids, p.codenames,
+    g.ids, g.role_ids, g.types, g.resource_ids
+FROM (
+    SELECT array_agg(r.id) AS ids, array_agg(r.name::text) AS names, array_agg(r.org_id IS NULL) AS system
+    FROM ONLY orgperm.roles r
+    WHERE r.org_id = $1 OR r.org_id IS NULL
+) h
+LEFT JOIN LATERAL (
+    SELECT array_agg(rp.role_id) AS role_ids, array_agg(rp.codename::text) AS codenames
+    FROM ONLY orgperm.role_permissions rp
+    WHERE rp.role_id = ANY (h.ids)
+) p ON true
+LEFT JOIN LATERAL (
+    SELECT array_agg(d.id) AS ids, array_agg(d.role_id) AS role_ids,
+           array_agg(d.resource_type::text) AS types, array_agg(d.resource_id::text) AS resource_ids
+    FROM ONLY orgperm.data_access d
+    WHERE d.role_id = ANY (h.ids) AND d.org_id = $1
+) g ON true`
+
+// memberSQL reads the member's own rows: loadSQL without the role tables.
+// The membership by its primary key; the IDs of the roles it holds (any
+// org's: the composition keeps only those its org's definitions know, and
+// falls back to loadSQL for any other) with their expiry; the grants of the
+// org to the user. Roles and grants are read only for a status-active
+// membership. Its parameters meet only primary-key and index-range
+// conditions, so its generic plan is as good as any custom one (see
+// BenchmarkFill).
+const memberSQL = `
+SELECT coalesce($3::timestamptz, statement_timestamp()),
+    m.status::text, m.valid_from, m.valid_until,
+    h.ids, h.until,
+    g.ids, g.types, g.resource_ids
+FROM (SELECT) one
+LEFT JOIN ONLY orgperm.memberships m ON m.org_id = $1 AND m.user_id = $2
+LEFT JOIN LATERAL (
+    SELECT array_agg(mr.role_id) AS ids, array_agg(mr.valid_until) AS until
+    FROM ONLY orgperm.membership_roles mr
+    WHERE mr.org_id = m.org_id AND mr.user_id = m.user_id AND m.status = 'active'
+) h ON true
+LEFT JOIN LATERAL (
+    SELECT array_agg(d.id) AS ids, array_agg(d.resource_type::text) AS types,
+           array_agg(d.resource_id::text) AS resource_ids
+    FROM ONLY orgperm.data_access d
+    WHERE d.org_id = m.org_id AND d.user_id = m.user_id AND m.status = 'active'
+) g ON true`
+
+// roleDef is one role's definition as an org sees it.
+type roleDef struct {
+	name   string
+	system bool
+	// codes are the role's codenames, the catalog's own strings where the
+	// catalog has them (shared with every set and every definition).
+	codes  []string
+	grants []roleGrant // the org's grants to the role
+}
+
+// roleGrant is a data grant to a role.
+type roleGrant struct {
+	id  int64
+	typ string
+	res *string // nil: every record of typ
+}
+
+// orgRoles is what the role cache holds for one org: the definition of
+// every role usable in it, as of one snapshot. Immutable once built.
+type orgRoles struct {
+	roles map[int64]*roleDef
+}
+
+// size is an estimate of the bytes d holds (the codename strings are the
+// catalog's and not counted).
+func (d *orgRoles) size() int {
+	n := 48 + len(d.roles)*(8+8+16) // the map and its slots, roughly
+	for _, r := range d.roles {
+		n += 64 + len(r.name) + 16*len(r.codes)
+		for _, g := range r.grants {
+			n += 40 + len(g.typ)
+			if g.res != nil {
+				n += 16 + len(*g.res)
+			}
+		}
+	}
+	return n
+}
+
+// scanRoleDefs reads one row of roleDefsSQL.
+func scanRoleDefs(row pgx.Row) (*orgRoles, error) {
+	var (
+		ids                []int64
+		names              []string
+		system             []bool
+		permRole           []int64
+		permCode           []string
+		grantID, grantRole []int64
+		grantType          []string
+		grantRes           []*string
+	)
+	if err := row.Scan(&ids, &names, &system, &permRole, &permCode, &grantID, &grantRole, &grantType, &grantRes); err != nil {
+		return nil, err
+	}
+	codes.intern(permCode)
+	d := &orgRoles{roles: make(map[int64]*roleDef, len(ids))}
+	for i, id := range ids {
+		d.roles[id] = &roleDef{name: names[i], system: system[i]}
+	}
+	for i, code := range permCode {
+		if r := d.roles[permRole[i]]; r != nil {
+			if id, ok := codes.lookup(code); ok {
+				code = codes.name(id)
+			}
+			r.codes = append(r.codes, code)
+		}
+	}
+	for i, gid := range grantID {
+		if r := d.roles[grantRole[i]]; r != nil {
+			r.grants = append(r.grants, roleGrant{id: gid, typ: grantType[i], res: grantRes[i]})
+		}
+	}
+	return d, nil
+}
+
+// memberRaw is one row of memberSQL.
+type memberRaw struct {
+	at          time.Time
+	status      *string
+	from, until pgtype.Timestamptz
+
+	roleIDs   []int64
+	roleUntil []pgtype.Timestamptz
+
+	grantID   []int64
+	grantType []string
+	grantRes  []*string
+}
+
+func (m *memberRaw) scan(row pgx.Row) error {
+	return row.Scan(&m.at, &m.status, &m.from, &m.until, &m.roleIDs, &m.roleUntil, &m.grantID, &m.grantType, &m.grantRes)
+}
+
+// compose makes the rawSet loadSQL would have returned for m's member from
+// the role definitions d, and reports false when m holds a role d does not
+// know (a role of another org, or one created after d was read: its INSERT
+// sends no notification, since it has no holder yet).
+func (d *orgRoles) compose(m *memberRaw) (*rawSet, bool) {
+	r := &rawSet{at: m.at, status: m.status, from: m.from, until: m.until}
+	if len(m.roleIDs) > 0 {
+		nPerms, nGrants := 0, len(m.grantID)
+		for _, id := range m.roleIDs {
+			def := d.roles[id]
+			if def == nil {
+				return nil, false
+			}
+			nPerms += len(def.codes)
+			nGrants += len(def.grants)
+		}
+		r.roleIDs = m.roleIDs
+		r.roleUntil = m.roleUntil
+		r.roleNames = make([]string, len(m.roleIDs))
+		r.roleSystem = make([]bool, len(m.roleIDs))
+		r.permRole = make([]int64, 0, nPerms)
+		r.permCode = make([]string, 0, nPerms)
+		r.grantID = make([]int64, 0, nGrants)
+		r.grantRole = make([]*int64, 0, nGrants)
+		r.grantType = make([]string, 0, nGrants)
+		r.grantRes = make([]*string, 0, nGrants)
+		for i, id := range m.roleIDs {
+			def := d.roles[id]
+			r.roleNames[i], r.roleSystem[i] = def.name, def.system
+			for _, c := range def.codes {
+				r.permRole = append(r.permRole, id)
+				r.permCode = append(r.permCode, c)
+			}
+			role := &m.roleIDs[i]
+			for _, g := range def.grants {
+				r.grantID = append(r.grantID, g.id)
+				r.grantRole = append(r.grantRole, role)
+				r.grantType = append(r.grantType, g.typ)
+				r.grantRes = append(r.grantRes, g.res)
+			}
+		}
+	}
+	for i, gid := range m.grantID {
+		r.grantID = append(r.grantID, gid)
+		r.grantRole = append(r.grantRole, nil)
+		r.grantType = append(r.grantType, m.grantType[i])
+		r.grantRes = append(r.grantRes, m.grantRes[i])
+	}
+	return r, true
+}
+
+// loadRoleDefs reads the role definitions of org.
+func (s *Store) loadRoleDefs(ctx context.Context, org string) (*orgRoles, error) {
+	if err := checkID("org", org); err != nil {
+		return nil, err
+	}
+	d, err := scanRoleDefs(s.db.QueryRow(ctx, roleDefsSQL, org))
+	if err != nil {
+		return nil, dbError("load role definitions", err)
+	}
+	return d, nil
+}
+
+// loadComposed returns the permission set of user in org, evaluated at the
+// instant at (zero: the database's clock), from the member's own rows, read
+// in one statement, and the role definitions d. It returns a nil set and
+// false, with no error, when the member holds a role d does not know: the
+// caller reads the set with Load instead.
+func (s *Store) loadComposed(ctx context.Context, org, user string, at time.Time, d *orgRoles) (*PermissionSet, bool, error) {
+	if err := checkMember(org, user); err != nil {
+		return nil, false, err
+	}
+	var m memberRaw
+	if err := m.scan(s.db.QueryRow(ctx, memberSQL, org, user, nullTime(at))); err != nil {
+		return nil, false, dbError("load member", err)
+	}
+	raw, ok := d.compose(&m)
+	if !ok {
+		return nil, false, nil
+	}
+	return build(org, user, raw), true, nil
+}
+
+// loadWithRoleDefs is Load and loadRoleDefs of org in one round trip (one
+// pgx batch, two statements, each its own snapshot).
+func (s *Store) loadWithRoleDefs(ctx context.Context, org, user string, at time.Time) (*PermissionSet, *orgRoles, error) {
+	if err := checkMember(org, user); err != nil {
+		return nil, nil, err
+	}
+	b := &pgx.Batch{}
+	b.Queue(loadSQL, org, user, nullTime(at))
+	b.Queue(roleDefsSQL, org)
+	br := s.db.SendBatch(ctx, b)
+	var raw rawSet
+	if err := raw.scan(br.QueryRow()); err != nil {
+		_ = br.Close()
+		return nil, nil, dbError("load", err)
+	}
+	d, err := scanRoleDefs(br.QueryRow())
+	if err != nil {
+		_ = br.Close()
+		return nil, nil, dbError("load role definitions", err)
+	}
+	if err := br.Close(); err != nil {
+		return nil, nil, dbError("load", err)
+	}
+	return build(org, user, &raw), d, nil
+}
+
+// loadFill is how the Client fills its cache from the primary: a set
+// composed from the member's own rows and the org's cached role
+// definitions when the cache is trusted and holds them, else Load (and the
+// definitions read in the same round trip, for the next fill). While the
+// cache is not trusted (unsynced, or past its lease) it is Load, as every
+// read that bypasses the cache: the definitions are never read then.
+func (c *Client) loadFill(ctx context.Context, k localcache.Key) (cached, time.Duration, error) {
+	if k.Org == "" || c.roles == nil || !c.cache.Trusted() {
+		return c.load(ctx, k)
+	}
+	rk := localcache.Key{Org: k.Org}
+	if d, ok := c.roles.Get(rk); ok {
+		s, ok, err := c.store.loadComposed(ctx, k.Org, k.User, time.Time{}, d)
+		if err != nil {
+			return cached{}, 0, err
+		}
+		if ok {
+			return cached{set: s}, timeLeft(s.ComputedAt(), s.ValidUntil()), nil
+		}
+		// A held role the definitions do not know: read it all again.
+	}
+	if _, busy := c.roleLoads.LoadOrStore(k.Org, struct{}{}); busy {
+		return c.load(ctx, k) // another fill is reading the definitions
+	}
+	defer c.roleLoads.Delete(k.Org)
+	// Registered before the read: an eviction of the org from here on
+	// keeps these definitions out (rule 1).
+	t := c.roles.Begin(rk)
+	defer t.Cancel()
+	s, d, err := c.store.loadWithRoleDefs(ctx, k.Org, k.User, time.Time{})
+	if err != nil {
+		return cached{}, 0, err
+	}
+	t.Store(d, 0)
+	return cached{set: s}, timeLeft(s.ComputedAt(), s.ValidUntil()), nil
+}
