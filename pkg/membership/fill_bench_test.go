@@ -124,3 +124,43 @@ func BenchmarkFill(b *testing.B) {
 	b.ReportMetric(float64(lg1-lg0)/n, "generic-plans/load")
 	b.ReportMetric(float64(lc1-lc0)/n, "custom-plans/load")
 }
+
+// BenchmarkFillBuild is the Go side of BenchmarkFill's fill, without the
+// database: composing the typical member's row with the org's role
+// definitions and building the set (build), against building the same set
+// from Load's row.
+func BenchmarkFillBuild(b *testing.B) {
+	traced, _, _ := tracedPool(b)
+	store := NewStore(traced)
+	seedMember(b, store, 3, 50, 20)
+	ctx := context.Background()
+	defs, err := store.loadRoleDefs(ctx, "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var m memberRaw
+	if err := m.scan(traced.QueryRow(ctx, memberSQL, "bench", "member", nil)); err != nil {
+		b.Fatal(err)
+	}
+	var raw rawSet
+	if err := raw.scan(traced.QueryRow(ctx, loadSQL, "bench", "member", nil)); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("composed", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			r, ok := defs.compose(&m)
+			if !ok {
+				b.Fatal("not composed")
+			}
+			build("bench", "member", r)
+		}
+	})
+	b.Run("load", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			r := raw
+			build("bench", "member", &r)
+		}
+	})
+}

@@ -2,6 +2,7 @@ package membership
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -91,15 +92,21 @@ type roleGrant struct {
 }
 
 // orgRoles is what the role cache holds for one org: the definition of
-// every role usable in it, as of one snapshot. Immutable once built.
+// every role usable in it, as of one snapshot (immutable once read), and
+// the role parts of the sets composed from it so far, by held roles: a
+// part depends only on the definitions and on which roles are held, so it
+// is exact for every set composed from the same definitions.
 type orgRoles struct {
 	roles map[int64]*roleDef
+
+	mu   sync.Mutex
+	memo map[string]roleParts // guarded by mu; at most maxParts
 }
 
 // size is an estimate of the bytes d holds (the codename strings are the
 // catalog's and not counted).
 func (d *orgRoles) size() int {
-	n := 48 + len(d.roles)*(8+8+16) // the map and its slots, roughly
+	n := 96 + len(d.roles)*(8+8+16) + len(d.memo)*(16+9*4+32) // the maps and their slots, roughly
 	for _, r := range d.roles {
 		n += 64 + len(r.name) + 16*len(r.codes)
 		for _, g := range r.grants {
@@ -167,54 +174,74 @@ func (m *memberRaw) scan(row pgx.Row) error {
 }
 
 // compose makes the rawSet loadSQL would have returned for m's member from
-// the role definitions d, and reports false when m holds a role d does not
-// know (a role of another org, or one created after d was read: its INSERT
-// sends no notification, since it has no holder yet).
+// the role definitions d, without the permissions and grants of the held
+// roles (buildWith takes them from d), and reports false when m holds a
+// role d does not know (a role of another org, or one created after d was
+// read: its INSERT sends no notification, since it has no holder yet).
 func (d *orgRoles) compose(m *memberRaw) (*rawSet, bool) {
-	r := &rawSet{at: m.at, status: m.status, from: m.from, until: m.until}
+	r := &rawSet{at: m.at, status: m.status, from: m.from, until: m.until,
+		roleIDs: m.roleIDs, roleUntil: m.roleUntil,
+		grantID: m.grantID, grantType: m.grantType, grantRes: m.grantRes}
 	if len(m.roleIDs) > 0 {
-		nPerms, nGrants := 0, len(m.grantID)
-		for _, id := range m.roleIDs {
+		r.roleNames = make([]string, len(m.roleIDs))
+		r.roleSystem = make([]bool, len(m.roleIDs))
+		for i, id := range m.roleIDs {
 			def := d.roles[id]
 			if def == nil {
 				return nil, false
 			}
-			nPerms += len(def.codes)
-			nGrants += len(def.grants)
-		}
-		r.roleIDs = m.roleIDs
-		r.roleUntil = m.roleUntil
-		r.roleNames = make([]string, len(m.roleIDs))
-		r.roleSystem = make([]bool, len(m.roleIDs))
-		r.permRole = make([]int64, 0, nPerms)
-		r.permCode = make([]string, 0, nPerms)
-		r.grantID = make([]int64, 0, nGrants)
-		r.grantRole = make([]*int64, 0, nGrants)
-		r.grantType = make([]string, 0, nGrants)
-		r.grantRes = make([]*string, 0, nGrants)
-		for i, id := range m.roleIDs {
-			def := d.roles[id]
 			r.roleNames[i], r.roleSystem[i] = def.name, def.system
-			for _, c := range def.codes {
-				r.permRole = append(r.permRole, id)
-				r.permCode = append(r.permCode, c)
-			}
-			role := &m.roleIDs[i]
-			for _, g := range def.grants {
-				r.grantID = append(r.grantID, g.id)
-				r.grantRole = append(r.grantRole, role)
-				r.grantType = append(r.grantType, g.typ)
-				r.grantRes = append(r.grantRes, g.res)
-			}
 		}
 	}
-	for i, gid := range m.grantID {
-		r.grantID = append(r.grantID, gid)
-		r.grantRole = append(r.grantRole, nil)
-		r.grantType = append(r.grantType, m.grantType[i])
-		r.grantRes = append(r.grantRes, m.grantRes[i])
-	}
+	r.grantRole = make([]*int64, len(m.grantID)) // all to the user
 	return r, true
+}
+
+// addRoleRows adds to r, a row made by compose, the permissions of its
+// held roles and the org's grants to them, as loadSQL reads them.
+func (d *orgRoles) addRoleRows(r *rawSet) {
+	for i, id := range r.roleIDs {
+		def := d.roles[id]
+		if def == nil {
+			continue
+		}
+		for _, c := range def.codes {
+			r.permRole = append(r.permRole, id)
+			r.permCode = append(r.permCode, c)
+		}
+		role := &r.roleIDs[i]
+		for _, g := range def.grants {
+			r.grantID = append(r.grantID, g.id)
+			r.grantRole = append(r.grantRole, role)
+			r.grantType = append(r.grantType, g.typ)
+			r.grantRes = append(r.grantRes, g.res)
+		}
+	}
+}
+
+// maxParts bounds the role parts kept per org: one per distinct
+// combination of held roles (and which of them are current) that fills
+// met. Past it, parts are made for each fill and not kept.
+const maxParts = 256
+
+// parts returns the role parts kept for the held roles key (see heldKey).
+func (d *orgRoles) parts(key string) (roleParts, bool) {
+	d.mu.Lock()
+	p, ok := d.memo[key]
+	d.mu.Unlock()
+	return p, ok
+}
+
+// keepParts keeps p as the role parts of the held roles key.
+func (d *orgRoles) keepParts(key string, p roleParts) {
+	d.mu.Lock()
+	if len(d.memo) < maxParts {
+		if d.memo == nil {
+			d.memo = make(map[string]roleParts)
+		}
+		d.memo[key] = p
+	}
+	d.mu.Unlock()
 }
 
 // loadRoleDefs reads the role definitions of org.
@@ -246,7 +273,7 @@ func (s *Store) loadComposed(ctx context.Context, org, user string, at time.Time
 	if !ok {
 		return nil, false, nil
 	}
-	return build(org, user, raw), true, nil
+	return buildWith(org, user, raw, d), true, nil
 }
 
 // loadWithRoleDefs is Load and loadRoleDefs of org in one round trip (one
