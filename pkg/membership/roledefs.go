@@ -103,22 +103,6 @@ type orgRoles struct {
 	memo map[string]roleParts // guarded by mu; at most maxParts
 }
 
-// size is an estimate of the bytes d holds (the codename strings are the
-// catalog's and not counted).
-func (d *orgRoles) size() int {
-	n := 96 + len(d.roles)*(8+8+16) + len(d.memo)*(16+9*4+32) // the maps and their slots, roughly
-	for _, r := range d.roles {
-		n += 64 + len(r.name) + 16*len(r.codes)
-		for _, g := range r.grants {
-			n += 40 + len(g.typ)
-			if g.res != nil {
-				n += 16 + len(*g.res)
-			}
-		}
-	}
-	return n
-}
-
 // scanRoleDefs reads one row of roleDefsSQL.
 func scanRoleDefs(row pgx.Row) (*orgRoles, error) {
 	var (
