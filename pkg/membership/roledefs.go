@@ -78,9 +78,10 @@ LEFT JOIN LATERAL (
 type roleDef struct {
 	name   string
 	system bool
-	// codes are the role's codenames, the catalog's own strings where the
-	// catalog has them (shared with every set and every definition).
-	codes  []string
+	// ids are the role's codenames that have a catalog ID (almost all:
+	// see maxCatalog), extra the others.
+	ids    []uint32
+	extra  []string
 	grants []roleGrant // the org's grants to the role
 }
 
@@ -126,9 +127,10 @@ func scanRoleDefs(row pgx.Row) (*orgRoles, error) {
 	for i, code := range permCode {
 		if r := d.roles[permRole[i]]; r != nil {
 			if id, ok := codes.lookup(code); ok {
-				code = codes.name(id)
+				r.ids = append(r.ids, id)
+			} else {
+				r.extra = append(r.extra, code)
 			}
-			r.codes = append(r.codes, code)
 		}
 	}
 	for i, gid := range grantID {
@@ -189,7 +191,11 @@ func (d *orgRoles) addRoleRows(r *rawSet) {
 		if def == nil {
 			continue
 		}
-		for _, c := range def.codes {
+		for _, c := range def.ids {
+			r.permRole = append(r.permRole, id)
+			r.permCode = append(r.permCode, codes.name(c))
+		}
+		for _, c := range def.extra {
 			r.permRole = append(r.permRole, id)
 			r.permCode = append(r.permCode, c)
 		}
