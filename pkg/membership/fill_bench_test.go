@@ -150,7 +150,7 @@ func BenchmarkFillBuild(b *testing.B) {
 	b.Run("composed", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			r, ok := defs.compose(&m)
+			r, ok := defs.compose(&m, false)
 			if !ok {
 				b.Fatal("not composed")
 			}
@@ -192,7 +192,7 @@ func BenchmarkRoleDefsMemory(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			r, ok := d.compose(&m)
+			r, ok := d.compose(&m, false)
 			if !ok {
 				b.Fatal("not composed")
 			}

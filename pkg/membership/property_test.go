@@ -297,6 +297,13 @@ func (d *propData) check(t *testing.T, rng *rand.Rand) {
 			case mustJSON(t, composed) != mustJSON(t, s):
 				t.Errorf("%s: the composed set differs from Load:\n%s\n%s", where, mustJSON(t, composed), mustJSON(t, s))
 			}
+			withDefs, _, err := d.store.loadWithRoleDefs(ctx, k.Org, k.User, at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if mustJSON(t, withDefs) != mustJSON(t, s) {
+				t.Errorf("%s: the set composed with the definitions read with it differs from Load:\n%s\n%s", where, mustJSON(t, withDefs), mustJSON(t, s))
+			}
 
 			var refActive bool
 			if err := d.pool.QueryRow(ctx, refActiveSQL, k.Org, k.User, at).Scan(&refActive); err != nil {

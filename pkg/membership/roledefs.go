@@ -2,6 +2,7 @@ package membership
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -17,8 +18,9 @@ import (
 // A Client's fill reads only the member's own rows (memberSQL: the
 // membership by its primary key, the roles it holds with their expiry, the
 // grants to the user) and takes what the held roles grant from the
-// definitions of the org's roles, read once per org (roleDefsSQL) and kept
-// in a second local cache evicted by the notifications that evict the org's
+// definitions of the org's roles, read with the first fill in the org
+// (memberDefsSQL: memberSQL and roleDefsSQL in one statement) and kept in a
+// second local cache evicted by the notifications that evict the org's
 // permission sets. The two rows are put together into the rawSet loadSQL
 // would have returned, and build makes the set from it, so a composed set is
 // the set Load returns, by construction (the property test compares them).
@@ -104,21 +106,41 @@ type orgRoles struct {
 	memo map[string]roleParts // guarded by mu; at most maxParts
 }
 
+// memberDefsSQL is memberSQL and roleDefsSQL in one statement (one
+// snapshot): the first fill in an org, or one whose member holds a role
+// the cached definitions do not know.
+const memberDefsSQL = `SELECT * FROM (` + memberSQL + `) ms, (` + roleDefsSQL + `) rd`
+
+// rawDefs is one row of roleDefsSQL.
+type rawDefs struct {
+	ids                []int64
+	names              []string
+	system             []bool
+	permRole           []int64
+	permCode           []string
+	grantID, grantRole []int64
+	grantType          []string
+	grantRes           []*string
+}
+
+func (r *rawDefs) targets() []any {
+	return []any{&r.ids, &r.names, &r.system, &r.permRole, &r.permCode, &r.grantID, &r.grantRole, &r.grantType, &r.grantRes}
+}
+
 // scanRoleDefs reads one row of roleDefsSQL.
 func scanRoleDefs(row pgx.Row) (*orgRoles, error) {
-	var (
-		ids                []int64
-		names              []string
-		system             []bool
-		permRole           []int64
-		permCode           []string
-		grantID, grantRole []int64
-		grantType          []string
-		grantRes           []*string
-	)
-	if err := row.Scan(&ids, &names, &system, &permRole, &permCode, &grantID, &grantRole, &grantType, &grantRes); err != nil {
+	var r rawDefs
+	if err := row.Scan(r.targets()...); err != nil {
 		return nil, err
 	}
+	return r.defs(), nil
+}
+
+// defs makes the role definitions of r.
+func (r *rawDefs) defs() *orgRoles {
+	ids, names, system := r.ids, r.names, r.system
+	permRole, permCode := r.permRole, r.permCode
+	grantID, grantRole, grantType, grantRes := r.grantID, r.grantRole, r.grantType, r.grantRes
 	codes.intern(permCode)
 	d := &orgRoles{roles: make(map[int64]*roleDef, len(ids))}
 	for i, id := range ids {
@@ -138,7 +160,7 @@ func scanRoleDefs(row pgx.Row) (*orgRoles, error) {
 			r.grants = append(r.grants, roleGrant{id: gid, typ: grantType[i], res: grantRes[i]})
 		}
 	}
-	return d, nil
+	return d
 }
 
 // memberRaw is one row of memberSQL.
@@ -155,23 +177,45 @@ type memberRaw struct {
 	grantRes  []*string
 }
 
-func (m *memberRaw) scan(row pgx.Row) error {
-	return row.Scan(&m.at, &m.status, &m.from, &m.until, &m.roleIDs, &m.roleUntil, &m.grantID, &m.grantType, &m.grantRes)
+func (m *memberRaw) targets() []any {
+	return []any{&m.at, &m.status, &m.from, &m.until, &m.roleIDs, &m.roleUntil, &m.grantID, &m.grantType, &m.grantRes}
 }
+
+func (m *memberRaw) scan(row pgx.Row) error { return row.Scan(m.targets()...) }
 
 // compose makes the rawSet loadSQL would have returned for m's member from
 // the role definitions d, without the permissions and grants of the held
 // roles (buildWith takes them from d), and reports false when m holds a
-// role d does not know (a role of another org, or one created after d was
-// read: its INSERT sends no notification, since it has no holder yet).
-func (d *orgRoles) compose(m *memberRaw) (*rawSet, bool) {
+// role d does not know: a role of another org (the guard trigger forbids
+// it, but a replica session skips the guard), or one created after d was
+// read (its INSERT sends no notification, since it has no holder yet).
+// When d was read in m's own statement (same), such a role can only be of
+// another org, and is left out, as loadSQL leaves it out.
+func (d *orgRoles) compose(m *memberRaw, same bool) (*rawSet, bool) {
 	r := &rawSet{at: m.at, status: m.status, from: m.from, until: m.until,
-		roleIDs: m.roleIDs, roleUntil: m.roleUntil,
 		grantID: m.grantID, grantType: m.grantType, grantRes: m.grantRes}
-	if len(m.roleIDs) > 0 {
-		r.roleNames = make([]string, len(m.roleIDs))
-		r.roleSystem = make([]bool, len(m.roleIDs))
-		for i, id := range m.roleIDs {
+	ids, until := m.roleIDs, m.roleUntil
+	if same {
+		known := 0
+		for _, id := range ids {
+			if d.roles[id] != nil {
+				known++
+			}
+		}
+		if known < len(ids) {
+			ids, until = make([]int64, 0, known), make([]pgtype.Timestamptz, 0, known)
+			for i, id := range m.roleIDs {
+				if d.roles[id] != nil {
+					ids, until = append(ids, id), append(until, m.roleUntil[i])
+				}
+			}
+		}
+	}
+	if len(ids) > 0 {
+		r.roleIDs, r.roleUntil = ids, until
+		r.roleNames = make([]string, len(ids))
+		r.roleSystem = make([]bool, len(ids))
+		for i, id := range ids {
 			def := d.roles[id]
 			if def == nil {
 				return nil, false
@@ -259,45 +303,44 @@ func (s *Store) loadComposed(ctx context.Context, org, user string, at time.Time
 	if err := m.scan(s.db.QueryRow(ctx, memberSQL, org, user, nullTime(at))); err != nil {
 		return nil, false, dbError("load member", err)
 	}
-	raw, ok := d.compose(&m)
+	raw, ok := d.compose(&m, false)
 	if !ok {
 		return nil, false, nil
 	}
 	return buildWith(org, user, raw, d), true, nil
 }
 
-// loadWithRoleDefs is Load and loadRoleDefs of org in one round trip (one
-// pgx batch, two statements, each its own snapshot).
+// loadWithRoleDefs returns the permission set of user in org, evaluated at
+// the instant at (zero: the database's clock), and the role definitions of
+// org, both from one statement (memberDefsSQL, one snapshot): the set is
+// composed from the member's rows and those definitions.
 func (s *Store) loadWithRoleDefs(ctx context.Context, org, user string, at time.Time) (*PermissionSet, *orgRoles, error) {
 	if err := checkMember(org, user); err != nil {
 		return nil, nil, err
 	}
-	b := &pgx.Batch{}
-	b.Queue(loadSQL, org, user, nullTime(at))
-	b.Queue(roleDefsSQL, org)
-	br := s.db.SendBatch(ctx, b)
-	var raw rawSet
-	if err := raw.scan(br.QueryRow()); err != nil {
-		_ = br.Close()
+	var (
+		m  memberRaw
+		rd rawDefs
+	)
+	if err := s.db.QueryRow(ctx, memberDefsSQL, org, user, nullTime(at)).Scan(append(m.targets(), rd.targets()...)...); err != nil {
 		return nil, nil, dbError("load", err)
 	}
-	d, err := scanRoleDefs(br.QueryRow())
-	if err != nil {
-		_ = br.Close()
-		return nil, nil, dbError("load role definitions", err)
+	d := rd.defs()
+	raw, ok := d.compose(&m, true)
+	if !ok { // cannot happen: every role is known or left out
+		return nil, nil, dbError("load", errors.New("role definitions incomplete"))
 	}
-	if err := br.Close(); err != nil {
-		return nil, nil, dbError("load", err)
-	}
-	return build(org, user, &raw), d, nil
+	return buildWith(org, user, raw, d), d, nil
 }
 
 // loadFill is how the Client fills its cache from the primary: a set
 // composed from the member's own rows and the org's cached role
-// definitions when the cache is trusted and holds them, else Load (and the
-// definitions read in the same round trip, for the next fill). While the
-// cache is not trusted (unsynced, or past its lease) it is Load, as every
-// read that bypasses the cache: the definitions are never read then.
+// definitions when the cache is trusted and holds them (one statement,
+// memberSQL), else composed from the member's rows and the definitions
+// read in the same statement (memberDefsSQL), which are kept for the next
+// fill; Load while another fill of the org reads them. While the cache is
+// not trusted (unsynced, or past its lease) it is Load, as every read that
+// bypasses the cache: definitions are neither used nor read then.
 func (c *Client) loadFill(ctx context.Context, k localcache.Key) (cached, time.Duration, error) {
 	if k.Org == "" || c.roles == nil || !c.cache.Trusted() {
 		return c.load(ctx, k)
@@ -311,7 +354,8 @@ func (c *Client) loadFill(ctx context.Context, k localcache.Key) (cached, time.D
 		if ok {
 			return cached{set: s}, timeLeft(s.ComputedAt(), s.ValidUntil()), nil
 		}
-		// A held role the definitions do not know: read it all again.
+		// A held role the definitions do not know (a second statement,
+		// rare: see compose): read them again with the member.
 	}
 	if _, busy := c.roleLoads.LoadOrStore(k.Org, struct{}{}); busy {
 		return c.load(ctx, k) // another fill is reading the definitions

@@ -193,7 +193,50 @@ func TestRoleDefinitionsNewRole(t *testing.T) {
 	}
 	d, _ := c.roles.Get(localcache.Key{Org: "acme"})
 	if d == nil || d.roles[other] == nil {
-		t.Error("the definitions were not read again for a role they did not know")
+		t.Fatal("the definitions were not read again for a role they did not know")
+	}
+
+	// A role of another org held anyway (a replica session skips the
+	// guard trigger) grants nothing, composed or not, as in Load.
+	var foreign int64
+	if err := pool.QueryRow(ctx, `INSERT INTO orgperm.roles (org_id, name) VALUES ('other', 'foreign') RETURNING id`).Scan(&foreign); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SET LOCAL session_replication_role = replica`); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`INSERT INTO orgperm.role_permissions (role_id, codename) VALUES ($1, 'app.b')`,
+		`INSERT INTO orgperm.membership_roles (org_id, user_id, role_id) VALUES ('acme', 'alice', $1)`,
+	} {
+		if _, err := tx.Exec(ctx, q, foreign); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 { // read with the definitions, then composed
+		c.EvictMember("acme", "alice")
+		s, err := c.Permissions(ctx, "acme", "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := c.Store().Load(ctx, "acme", "alice", time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if contentJSON(t, s) != contentJSON(t, want) || s.Has("app.b") {
+			t.Errorf("fill %d with a role of another org differs from Load:\n%s\n%s", i, contentJSON(t, s), contentJSON(t, want))
+		}
 	}
 }
 
