@@ -97,6 +97,17 @@ type Config struct {
 	// read the primary.
 	Replica *pgxpool.Pool
 
+	// RoleCapacity is the most organizations whose role definitions (every
+	// role usable in the org: its name, its permissions, the org's data
+	// grants to it) the Client keeps, so that a cache fill reads only the
+	// member's own rows and takes what the held roles grant from these
+	// definitions (see the package documentation, "Role definitions").
+	// They are read in one statement per org when missing and evicted by
+	// the notifications that evict the org's permission sets. A negative
+	// value turns them off: every fill reads the role tables. Defaults to
+	// 1,000.
+	RoleCapacity int
+
 	// ReplicaWait bounds how long a fill waits for a free Replica
 	// connection and for the replica to replay what it must show, before
 	// it reads the primary instead. Defaults to DefaultReplicaWait (50
@@ -121,6 +132,9 @@ func (cfg Config) resolve() (Config, error) {
 	}
 	if cfg.ReplicaWait == 0 {
 		cfg.ReplicaWait = DefaultReplicaWait
+	}
+	if cfg.RoleCapacity == 0 {
+		cfg.RoleCapacity = 1_000
 	}
 	if cfg.Capacity == 0 {
 		cfg.Capacity = 10_000
@@ -177,6 +191,14 @@ type Client struct {
 	guardMu  sync.Mutex
 	replica  *replicaReader // nil without Config.Replica
 
+	// roles holds the role definitions of orgs under Key{Org: org} (see
+	// roledefs.go); nil when Config.RoleCapacity is negative. It has no
+	// lease of its own: fills read it only while cache is trusted.
+	roles *localcache.Cache[*orgRoles]
+	// roleLoads holds the orgs whose definitions a fill is reading, so
+	// that a burst of misses in one org reads them once.
+	roleLoads sync.Map
+
 	wg      sync.WaitGroup
 	closed  chan struct{}
 	closeMu sync.Once
@@ -226,8 +248,18 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("membership: %w", err)
 	}
+	if cfg.RoleCapacity > 0 {
+		c.roles, err = localcache.New[*orgRoles](localcache.Config{
+			Capacity: cfg.RoleCapacity,
+			TTL:      cfg.TTL,
+			Now:      cacheNow,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("membership: %w", err)
+		}
+	}
 	// Unsynced until the listener has proven delivery and purged.
-	c.cache.MarkUnsynced()
+	c.markUnsynced()
 
 	if _, err := c.verify(ctx); err != nil {
 		if !cfg.AllowUncached {
@@ -277,7 +309,7 @@ func (c *Client) Close(ctx context.Context) error {
 		close(c.closed)
 		err = c.listener.Stop(ctx)
 		c.wg.Wait()
-		c.cache.MarkUnsynced()
+		c.markUnsynced()
 	})
 	return err
 }
@@ -293,14 +325,21 @@ func (c *Client) Ready() <-chan struct{} { return c.listener.Ready() }
 
 // Stats is a snapshot of a client's cache and listener counters.
 type Stats struct {
-	Cache    localcache.Stats
+	Cache localcache.Stats
+	// Roles counts the role-definition cache, one entry per org (see
+	// Config.RoleCapacity); zero when it is off.
+	Roles    localcache.Stats
 	Listener listener.Stats
 	Replica  ReplicaStats // zero without Config.Replica
 }
 
 // Stats returns the cache and listener counters.
 func (c *Client) Stats() Stats {
-	return Stats{Cache: c.cache.Stats(), Listener: c.listener.Stats(), Replica: c.replica.stats()}
+	st := Stats{Cache: c.cache.Stats(), Listener: c.listener.Stats(), Replica: c.replica.stats()}
+	if c.roles != nil {
+		st.Roles = c.roles.Stats()
+	}
+	return st
 }
 
 // FullyConsistent returns a context whose checks bypass the local cache and
@@ -564,9 +603,24 @@ func (c *Client) EvictAll() { c.apply(listener.Invalidation{Source: sourceEvict,
 // apply evicts what inv names from this instance's cache: the one eviction
 // policy, for notifications, this instance's own writes and explicit
 // evictions alike.
+//
+// The role definitions are evicted first: a fill registered after the
+// permission sets were evicted then finds no definitions read before the
+// write (a fill registered before is refused by rule 1 anyway).
 func (c *Client) apply(inv listener.Invalidation) {
 	c.replica.noteEviction() // before evicting: see replica.go
+	if c.roles != nil {
+		evictRoles(c.roles, inv)
+	}
 	evict(c.cache, inv)
+}
+
+// markUnsynced marks both caches unsynced, the role definitions first.
+func (c *Client) markUnsynced() {
+	if c.roles != nil {
+		c.roles.MarkUnsynced()
+	}
+	c.cache.MarkUnsynced()
 }
 
 // rewarm reloads the hottest keys cached before a resync purge, in one
@@ -603,7 +657,7 @@ func (t *cacheTarget) Invalidate(inv listener.Invalidation) {
 	t.c.apply(inv)
 }
 
-func (t *cacheTarget) MarkUnsynced() { t.c.cache.MarkUnsynced() }
+func (t *cacheTarget) MarkUnsynced() { t.c.markUnsynced() }
 
 func (t *cacheTarget) Prove(at time.Time) { t.c.cache.Prove(at) }
 
@@ -620,6 +674,9 @@ func (t *cacheTarget) Resync() {
 		}
 	}
 	t.c.replica.noteEviction() // the purge stands for every write before it
+	if t.c.roles != nil {
+		t.c.roles.Resync() // first: see Client.apply
+	}
 	t.c.cache.Resync()
 	if len(hot) > 0 {
 		t.c.rewarm(hot)

@@ -135,6 +135,24 @@
 // A notification from a source this version does not know evicts the
 // user-wide answers too: only sources proven harmless leave them.
 //
+// # Role definitions
+//
+// A Client's fill does not read the role tables for every member. It keeps
+// the role definitions of each org (every role usable there, its own and
+// the system roles: name, codenames, the org's data grants to it) in a
+// second local cache (Config.RoleCapacity orgs), reads them in the same
+// round trip as the first fill in the org, and then fills a set with one
+// statement over the member's own rows (the membership, the roles it holds
+// with their expiry, the grants to the user), composing what the held roles
+// grant in Go. The set is the one [Store.Load] returns. Every notification
+// of an org, and every "everything", evicts the org's definitions before
+// the sets, under the same rules (a read that began before an eviction is
+// not kept; nothing is kept or used while the cache is unsynced or past its
+// lease). A held role the definitions do not know (created after they were
+// read: a new role sends no notification) makes that fill read every table
+// and the definitions again. Fully consistent reads, replica fills and
+// batch warm-ups always read every table.
+//
 // # The same checks in SQL, and row-level security
 //
 // Migration 00004 adds SQL functions with the answers of the checks above

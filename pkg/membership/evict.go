@@ -64,3 +64,21 @@ func affectsUserWide(source string) bool {
 	}
 	return true
 }
+
+// evictRoles is the eviction policy of the role definitions, cached per
+// org under Key{Org: org}: what can change a role's definition (its name,
+// its permissions, a codename, the org's grants to it) notifies its org, or
+// everything for a system role, the catalog, TRUNCATE and DDL. So every
+// org scope and every "all" evicts them, whatever the source: member scopes
+// cannot change a definition, and an org scope that could not either (a
+// bulk membership write collapsed to its org) costs one extra read of the
+// org's definitions.
+func evictRoles(c evictor, inv listener.Invalidation) {
+	if inv.All || len(inv.Orgs) > collapseScopes {
+		c.InvalidateAll()
+		return
+	}
+	for _, o := range inv.Orgs {
+		c.InvalidateKey(localcache.Key{Org: o})
+	}
+}

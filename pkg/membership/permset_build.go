@@ -1,10 +1,22 @@
 package membership
 
-import "time"
+import (
+	"encoding/binary"
+	"time"
+	"unique"
+)
 
 // build makes the permission set of (org, user) from one row of loadSQL, at
 // the instant the row says.
 func build(org, user string, r *rawSet) *PermissionSet {
+	return buildWith(org, user, r, nil)
+}
+
+// buildWith is build for a row composed from the member's own rows and the
+// role definitions d (see roledefs.go), when d is not nil: the row then
+// carries no permission and no grant to a role, and the role parts are
+// d's for the same held roles, or made once from d's rows and kept there.
+func buildWith(org, user string, r *rawSet, d *orgRoles) *PermissionSet {
 	r.sortRoles()
 	at := r.at.UTC()
 	s := &PermissionSet{org: org, user: user, at: at}
@@ -36,10 +48,6 @@ func build(org, user string, r *rawSet) *PermissionSet {
 
 	// Roles: held when the assignment has no end or ends after at.
 	var roles, expired []Role
-	type roleRef struct {
-		current bool
-		i       int32
-	}
 	refs := make(map[int64]roleRef, len(r.roleIDs))
 	for i, id := range r.roleIDs {
 		role := Role{ID: id, Name: r.roleNames[i], System: r.roleSystem[i]}
@@ -56,6 +64,73 @@ func build(org, user string, r *rawSet) *PermissionSet {
 		}
 	}
 
+	var p roleParts
+	var key string
+	found := false
+	if d != nil {
+		key = heldKey(r.roleIDs, refs)
+		p, found = d.parts(key)
+	}
+	if !found {
+		if d != nil {
+			d.addRoleRows(r)
+		}
+		p = makeRoleParts(r, refs)
+		if d != nil {
+			d.keepParts(key, p)
+		}
+	}
+
+	// Data grants to the user: for each record (or all of a type), the
+	// grant with the lowest ID.
+	own := grantsBuilder{}
+	for i, typ := range r.grantType {
+		if r.grantRole[i] == nil {
+			own.add(typ, r.grantRes[i], grantRef{grant: r.grantID[i], role: -1})
+		}
+	}
+
+	s.roles = internRoles(roles)
+	s.perms = p.perms
+	s.access = accessParts{roles: p.grants, own: own.pack()}
+	if len(expired) > 0 {
+		s.lapsed = &lapsed{roles: internRoles(expired), perms: p.lapsedPerms, access: p.lapsedGrants}
+	}
+	return s
+}
+
+// roleRef is where a held role sits in a set: among its current roles or
+// its expired ones, at index i (roles are by ID).
+type roleRef struct {
+	current bool
+	i       int32
+}
+
+// roleParts is what a set gets from its held roles, hash-consed: it
+// depends only on which roles are held and which of them are current
+// (their order is by ID), and on their definitions.
+type roleParts struct {
+	perms, lapsedPerms   unique.Handle[permIndex]
+	grants, lapsedGrants unique.Handle[access]
+}
+
+// heldKey names the held roles of a set and which are current: what
+// roleParts depends on besides the definitions.
+func heldKey(ids []int64, refs map[int64]roleRef) string {
+	b := make([]byte, 0, 9*len(ids))
+	for _, id := range ids {
+		b = binary.LittleEndian.AppendUint64(b, uint64(id))
+		if refs[id].current {
+			b = append(b, 1)
+		} else {
+			b = append(b, 0)
+		}
+	}
+	return string(b)
+}
+
+// makeRoleParts makes the role parts of r's set from its rows.
+func makeRoleParts(r *rawSet, refs map[int64]roleRef) roleParts {
 	// Permissions: for each codename, the held role with the lowest ID
 	// (roles are by ID, so the lowest index).
 	perms := make(map[string]int32, len(r.permCode))
@@ -77,32 +152,29 @@ func build(org, user string, r *rawSet) *PermissionSet {
 		}
 	}
 
-	// Data grants: for each record (or all of a type), the grant with the
-	// lowest ID.
-	roleGrants, ownGrants, expiredGrants := grantsBuilder{}, grantsBuilder{}, grantsBuilder{}
+	// Data grants to roles: for each record (or all of a type), the grant
+	// with the lowest ID.
+	roleGrants, expiredGrants := grantsBuilder{}, grantsBuilder{}
 	for i, typ := range r.grantType {
-		ref := grantRef{grant: r.grantID[i], role: -1}
-		target := ownGrants
-		if rid := r.grantRole[i]; rid != nil {
-			rr, ok := refs[*rid]
-			if !ok {
-				continue
-			}
-			ref.role = rr.i
-			target = roleGrants
-			if !rr.current {
-				target = expiredGrants
-			}
+		rid := r.grantRole[i]
+		if rid == nil {
+			continue
 		}
-		target.add(typ, r.grantRes[i], ref)
+		rr, ok := refs[*rid]
+		if !ok {
+			continue
+		}
+		target := roleGrants
+		if !rr.current {
+			target = expiredGrants
+		}
+		target.add(typ, r.grantRes[i], grantRef{grant: r.grantID[i], role: rr.i})
 	}
 
-	s.roles = internRoles(roles)
-	s.perms, _ = makePermIndex(perms, true)
-	s.access = accessParts{roles: roleGrants.intern(), own: ownGrants.pack()}
-	if len(expired) > 0 {
-		s.lapsed = &lapsed{roles: internRoles(expired), access: expiredGrants.intern()}
-		s.lapsed.perms, _ = makePermIndex(expiredPerms, true)
-	}
-	return s
+	var p roleParts
+	p.perms, _ = makePermIndex(perms, true)
+	p.grants = roleGrants.intern()
+	p.lapsedPerms, _ = makePermIndex(expiredPerms, true)
+	p.lapsedGrants = expiredGrants.intern()
+	return p
 }

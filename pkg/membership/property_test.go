@@ -262,6 +262,18 @@ func (d *propData) check(t *testing.T, rng *rand.Rand) {
 	}
 	resourceIDs := []string{"r0", "r1", "r2", "r3", "r4", "zz"}
 	checks := 0
+	// The role definitions of each org, as a Client caches them: a set
+	// composed from them and the member's own rows must be Load's.
+	defs := map[string]*orgRoles{}
+	for _, k := range keys {
+		if defs[k.Org] == nil {
+			od, err := d.store.loadRoleDefs(ctx, k.Org)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defs[k.Org] = od
+		}
+	}
 	for _, at := range d.instants {
 		many, err := d.store.LoadMany(ctx, keys, at)
 		if err != nil {
@@ -275,6 +287,22 @@ func (d *propData) check(t *testing.T, rng *rand.Rand) {
 			where := fmt.Sprintf("(%s, %s) at %s", k.Org, k.User, at.Format(time.RFC3339Nano))
 			if a, b := mustJSON(t, s), mustJSON(t, many[ki]); a != b {
 				t.Errorf("%s: LoadMany differs from Load:\n%s\n%s", where, b, a)
+			}
+			composed, ok, err := d.store.loadComposed(ctx, k.Org, k.User, at, defs[k.Org])
+			switch {
+			case err != nil:
+				t.Fatal(err)
+			case !ok:
+				t.Errorf("%s: the org's role definitions miss a role the member holds", where)
+			case mustJSON(t, composed) != mustJSON(t, s):
+				t.Errorf("%s: the composed set differs from Load:\n%s\n%s", where, mustJSON(t, composed), mustJSON(t, s))
+			}
+			withDefs, _, err := d.store.loadWithRoleDefs(ctx, k.Org, k.User, at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if mustJSON(t, withDefs) != mustJSON(t, s) {
+				t.Errorf("%s: the set composed with the definitions read with it differs from Load:\n%s\n%s", where, mustJSON(t, withDefs), mustJSON(t, s))
 			}
 
 			var refActive bool
@@ -405,7 +433,7 @@ func queryStrings(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) []s
 	return out
 }
 
-func mustJSON(t *testing.T, s *PermissionSet) string {
+func mustJSON(t testing.TB, s *PermissionSet) string {
 	t.Helper()
 	b, err := json.Marshal(s)
 	if err != nil {
@@ -415,7 +443,7 @@ func mustJSON(t *testing.T, s *PermissionSet) string {
 }
 
 // contentJSON is the JSON of s without computed_at.
-func contentJSON(t *testing.T, s *PermissionSet) string {
+func contentJSON(t testing.TB, s *PermissionSet) string {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal([]byte(mustJSON(t, s)), &m); err != nil {

@@ -242,7 +242,7 @@ func (r *replicaReader) acquire(ctx context.Context, lsn uint64) (*pgxpool.Conn,
 func (c *Client) fill(ctx context.Context, k localcache.Key) (cached, time.Duration, error) {
 	r := c.replica
 	if r == nil {
-		return c.load(ctx, k)
+		return c.loadFill(ctx, k)
 	}
 	if !c.cache.Trusted() {
 		r.untrusted.Add(1)
