@@ -274,8 +274,8 @@ $$;
 -- snapshot sees (row locks keep two relays disjoint) and NOTIFYs them in
 -- this transaction, on commit: the invalidation payloads first, merged per
 -- source ("t") into as few as orgperm.emit sends for one statement of that
--- source touching all their scopes (collapsed and split the same way), then
--- the other rows (proofs) one by one, in queue order. Returns the number of
+-- source touching all their scopes (collapsed and split the same way), user
+-- scopes last; then the other rows (proofs) one by one, in queue order. Returns the number of
 -- rows taken. Anyone may call it: what it takes it sends, in the same
 -- transaction.
 -- +goose StatementBegin
@@ -305,24 +305,34 @@ BEGIN
         PERFORM pg_catalog.pg_notify('orgperm_invalidate', inv[1]);
     ELSIF inv IS NOT NULL THEN
         SELECT array_agg(x.p::jsonb ORDER BY x.ord) INTO js FROM pg_catalog.unnest(inv) WITH ORDINALITY AS x(p, ord);
-        FOR src IN
-            SELECT s.t FROM (SELECT coalesce(j.j ->> 't', '') AS t, min(j.ord) AS first
-                             FROM pg_catalog.unnest(js) WITH ORDINALITY AS j(j, ord) GROUP BY 1) s
-            ORDER BY s.first
-        LOOP
-            SELECT coalesce(bool_or(j.j -> 'all' = 'true'::jsonb), false) INTO everything
-              FROM pg_catalog.unnest(js) AS j(j) WHERE coalesce(j.j ->> 't', '') = src;
-            o := NULL; mo := NULL; mu := NULL; u := NULL;
-            IF NOT everything THEN
-                SELECT array_agg(e) INTO o FROM pg_catalog.unnest(js) AS j(j), pg_catalog.jsonb_array_elements_text(j.j -> 'orgs') e
-                 WHERE coalesce(j.j ->> 't', '') = src;
-                SELECT array_agg(e ->> 0), array_agg(e ->> 1) INTO mo, mu
-                  FROM pg_catalog.unnest(js) AS j(j), pg_catalog.jsonb_array_elements(j.j -> 'members') e
-                 WHERE coalesce(j.j ->> 't', '') = src;
-                SELECT array_agg(e) INTO u FROM pg_catalog.unnest(js) AS j(j), pg_catalog.jsonb_array_elements_text(j.j -> 'users') e
-                 WHERE coalesce(j.j ->> 't', '') = src;
-            END IF;
-            PERFORM orgperm.emit(src, everything, o, mo, mu, u, true);
+        -- Two passes over the sources: everything but user scopes, then
+        -- user scopes (only orgperm.evict_user sends those), so that an
+        -- evict_user payload relayed in a round comes after every other
+        -- payload of the round, as a barrier (rows of one round carry no
+        -- commit order among themselves).
+        FOR pass IN 1 .. 2 LOOP
+            FOR src IN
+                SELECT s.t FROM (SELECT coalesce(j.j ->> 't', '') AS t, min(j.ord) AS first
+                                 FROM pg_catalog.unnest(js) WITH ORDINALITY AS j(j, ord) GROUP BY 1) s
+                ORDER BY s.first
+            LOOP
+                SELECT coalesce(bool_or(j.j -> 'all' = 'true'::jsonb), false) INTO everything
+                  FROM pg_catalog.unnest(js) AS j(j) WHERE coalesce(j.j ->> 't', '') = src;
+                o := NULL; mo := NULL; mu := NULL; u := NULL;
+                IF pass = 1 AND NOT everything THEN
+                    SELECT array_agg(e) INTO o FROM pg_catalog.unnest(js) AS j(j), pg_catalog.jsonb_array_elements_text(j.j -> 'orgs') e
+                     WHERE coalesce(j.j ->> 't', '') = src;
+                    SELECT array_agg(e ->> 0), array_agg(e ->> 1) INTO mo, mu
+                      FROM pg_catalog.unnest(js) AS j(j), pg_catalog.jsonb_array_elements(j.j -> 'members') e
+                     WHERE coalesce(j.j ->> 't', '') = src;
+                ELSIF pass = 2 AND NOT everything THEN
+                    SELECT array_agg(e) INTO u FROM pg_catalog.unnest(js) AS j(j), pg_catalog.jsonb_array_elements_text(j.j -> 'users') e
+                     WHERE coalesce(j.j ->> 't', '') = src;
+                END IF;
+                IF pass = 1 AND (everything OR o IS NOT NULL OR mo IS NOT NULL) OR u IS NOT NULL THEN
+                    PERFORM orgperm.emit(src, pass = 1 AND everything, o, mo, mu, u, true);
+                END IF;
+            END LOOP;
         END LOOP;
     END IF;
     FOR i IN 1 .. coalesce(pg_catalog.cardinality(chans), 0) LOOP
