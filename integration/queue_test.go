@@ -152,3 +152,52 @@ func faultConfig(t *testing.T, w *world, g *gate, queue bool) membership.Config 
 	}
 	return cfg
 }
+
+// setTransport switches w's database to mode.
+func setTransport(t *testing.T, w *world, mode string) {
+	t.Helper()
+	var got string
+	if err := w.raw.QueryRow(context.Background(), `SELECT orgperm.set_transport($1)`, mode).Scan(&got); err != nil || got != mode {
+		t.Fatalf("set_transport(%q) = %q, %v", mode, got, err)
+	}
+}
+
+// TestQueueSwitchWhileRunning: an instance (running a relay) in service
+// sees the database switched to queue mode and back while raw writers go
+// on: each switch makes it purge, verify and prove again on the new path
+// (the switch's "ddl" payload), and after each no read is stale.
+func TestQueueSwitchWhileRunning(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	w := newWorld(t, pgtest.Shared(t))
+	in := newInstance(t, w.pool, membership.Config{Relay: true})
+	warm(t, w, in)
+	for _, mode := range []string{"queue", "notify", "queue"} {
+		l := startLoad(t, w, in)
+		setTransport(t, w, mode)
+		in.waitState(listener.Unsynced) // the switch's "ddl" payload
+		l.stop()
+		resynced(t, w, in)
+		var got string
+		if err := w.raw.QueryRow(context.Background(), `SELECT orgperm.transport()`).Scan(&got); err != nil || got != mode {
+			t.Fatalf("transport() = %q, %v; want %q", got, err, mode)
+		}
+	}
+}
+
+// TestQueueWithoutRelay: switched to queue mode while no instance runs a
+// relay, an instance in service stops trusting its cache and cannot prove
+// delivery again: every read goes to the database, and Check says why.
+func TestQueueWithoutRelay(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	w := newWorld(t, pgtest.Shared(t))
+	in := newInstance(t, w.pool, membership.Config{})
+	warm(t, w, in)
+	setTransport(t, w, "queue")
+	in.waitState(listener.Unsynced)
+	checkBypass(t, w, in)
+	if err := in.c.Check(context.Background()); !errors.Is(err, membership.ErrBypassed) {
+		t.Errorf("Check in queue mode with no relay: %v, want ErrBypassed", err)
+	}
+}
