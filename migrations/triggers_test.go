@@ -577,3 +577,35 @@ func TestReleasedMigrations(t *testing.T) {
 		t.Fatalf("%d released migrations listed, want at least 00001 and 00002", n)
 	}
 }
+
+// TestSendInlined: in notify mode, the default, orgperm.send is inlined
+// into the trigger's expression (what keeps the single-row fast paths as
+// cheap as a pg_notify written in place, docs/DECISIONS.md 51): with
+// function tracking on, the write's transaction counts no call of it,
+// while in queue mode it does.
+func TestSendInlined(t *testing.T) {
+	t.Parallel()
+	forTransports(t, func(t *testing.T, mode string) {
+		e := setupTransport(t, mode)
+		e.exec(fixture)
+		e.drain()
+		tx, err := e.pool.Begin(e.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(e.ctx)
+		var calls int64
+		if _, err := tx.Exec(e.ctx, `SET LOCAL track_functions = 'all'`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(e.ctx, `UPDATE orgperm.memberships SET status = 'suspended' WHERE org_id = 'o1' AND user_id = 'u1'`); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.QueryRow(e.ctx, `SELECT coalesce(pg_stat_get_xact_function_calls('orgperm.send(text, text)'::regprocedure), 0)`).Scan(&calls); err != nil {
+			t.Fatal(err)
+		}
+		if want := map[string]int64{"notify": 0, "queue": 1}[mode]; calls != want {
+			t.Errorf("%s mode: orgperm.send called %d times by a single-row UPDATE, want %d", mode, calls, want)
+		}
+	})
+}
