@@ -18,6 +18,7 @@ import (
 	"github.com/orgperm/orgperm/pkg/listener"
 	"github.com/orgperm/orgperm/pkg/membership"
 	"github.com/orgperm/orgperm/pkg/pgtest"
+	"github.com/orgperm/orgperm/pkg/relay"
 )
 
 // BenchmarkInstances measures, for 1, 8, 32 and 64 instances in this
@@ -65,8 +66,50 @@ func BenchmarkInstances(b *testing.B) {
 	server := pgtest.Shared(b)
 	for _, n := range counts {
 		b.Run(fmt.Sprintf("instances=%d", n), func(b *testing.B) {
-			benchInstances(b, server, n)
+			benchInstances(b, server, n, 0)
 		})
+	}
+}
+
+// BenchmarkInstancesQueue is BenchmarkInstances in queue mode
+// (orgperm.set_transport('queue')), with the relay on the first instance
+// polling every 1, 5 or 20 ms (ORGPERM_RELAY_INTERVALS=2ms,10ms picks
+// others), for 1 and 8 instances by default (ORGPERM_INSTANCES). It also
+// reports what the leading relay costs while nothing is written, over 3 s
+// before the writes: relay-idle-pg-cpu-% (its backend, Linux only) and
+// idle-app-cpu-% (this whole process).
+//
+//	go test -run '^$' -bench InstancesQueue -benchtime 300x ./integration
+func BenchmarkInstancesQueue(b *testing.B) {
+	counts := []int{1, 8}
+	if s := os.Getenv("ORGPERM_INSTANCES"); s != "" {
+		counts = nil
+		for _, f := range strings.Split(s, ",") {
+			n, err := strconv.Atoi(f)
+			if err != nil || n < 1 {
+				b.Fatalf("ORGPERM_INSTANCES=%q: want counts like 1,8,32", s)
+			}
+			counts = append(counts, n)
+		}
+	}
+	intervals := []time.Duration{time.Millisecond, 5 * time.Millisecond, 20 * time.Millisecond}
+	if s := os.Getenv("ORGPERM_RELAY_INTERVALS"); s != "" {
+		intervals = nil
+		for _, f := range strings.Split(s, ",") {
+			d, err := time.ParseDuration(f)
+			if err != nil || d <= 0 {
+				b.Fatalf("ORGPERM_RELAY_INTERVALS=%q: want durations like 2ms,10ms", s)
+			}
+			intervals = append(intervals, d)
+		}
+	}
+	server := pgtest.Shared(b)
+	for _, n := range counts {
+		for _, d := range intervals {
+			b.Run(fmt.Sprintf("instances=%d/interval=%v", n, d), func(b *testing.B) {
+				benchInstances(b, server, n, d)
+			})
+		}
 	}
 }
 
@@ -108,7 +151,9 @@ func (a *arrivals) applied(i int) {
 	}
 }
 
-func benchInstances(b *testing.B, server *pgtest.Server, n int) {
+// benchInstances runs BenchmarkInstances for n instances; with a relay
+// interval, in queue mode with the relay on the first instance.
+func benchInstances(b *testing.B, server *pgtest.Server, n int, relayInterval time.Duration) {
 	ctx := context.Background()
 	url := server.NewDatabase(b)
 	raw, err := pgxpool.New(ctx, url)
@@ -118,6 +163,11 @@ func benchInstances(b *testing.B, server *pgtest.Server, n int) {
 	b.Cleanup(raw.Close)
 	if _, err := raw.Exec(ctx, fixture); err != nil {
 		b.Fatal(err)
+	}
+	if relayInterval > 0 {
+		if _, err := raw.Exec(ctx, `SELECT orgperm.set_transport('queue'); SELECT orgperm.relay()`); err != nil {
+			b.Fatal(err)
+		}
 	}
 	a := &arrivals{}
 	clients := make([]*membership.Client, n)
@@ -136,7 +186,7 @@ func benchInstances(b *testing.B, server *pgtest.Server, n int) {
 			if err == nil && covers(inv, "o1", "u1") {
 				a.applied(i)
 			}
-		}})
+		}, Relay: relayInterval > 0 && i == 0, RelayInterval: relayInterval})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -172,6 +222,24 @@ func benchInstances(b *testing.B, server *pgtest.Server, n int) {
 	}
 	if err := rows.Err(); err != nil {
 		b.Fatal(err)
+	}
+	idleApp, idleRelay := -1.0, -1.0 // reported after the loop, which resets metrics
+	if relayInterval > 0 {
+		// The leading relay's cost while nothing is written.
+		var relayPid int
+		if err := raw.QueryRow(ctx, `SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()`,
+			relay.ApplicationName).Scan(&relayPid); err != nil {
+			b.Fatal(err)
+		}
+		app0, rel0, t0 := processCPU(), backendsCPU([]int{relayPid}), time.Now()
+		time.Sleep(3 * time.Second) // the idle window measured
+		app1, rel1, el := processCPU(), backendsCPU([]int{relayPid}), time.Since(t0)
+		if app0 >= 0 {
+			idleApp = 100 * (app1 - app0).Seconds() / el.Seconds()
+		}
+		if rel0 >= 0 {
+			idleRelay = 100 * (rel1 - rel0).Seconds() / el.Seconds()
+		}
 	}
 	goCPU0, pgCPU0 := processCPU(), backendsCPU(pids)
 
@@ -212,6 +280,12 @@ func benchInstances(b *testing.B, server *pgtest.Server, n int) {
 	b.ReportMetric(pct(exec, 50), "write-p50-µs")
 	b.ReportMetric(pct(beyond, 50), "after-write-p50-µs")
 	b.ReportMetric(pct(beyond, 99), "after-write-p99-µs")
+	if idleApp >= 0 {
+		b.ReportMetric(idleApp, "idle-app-cpu-%")
+	}
+	if idleRelay >= 0 {
+		b.ReportMetric(idleRelay, "relay-idle-pg-cpu-%")
+	}
 	b.ReportMetric(pct(inst, 50), "inst-p50-µs")
 	b.ReportMetric(pct(inst, 99), "inst-p99-µs")
 	b.ReportMetric(pct(all, 50), "all-p50-µs")

@@ -81,9 +81,17 @@ func checkSoak(t *testing.T, rep soak.Report, err error) {
 // own a server restart, every listener backend terminated. No read may be
 // stale by more than the bound, by the writers' commit timeline, nor miss
 // a write its instance had been notified of.
+//
+// It runs in both transports: in queue mode (the database switched with
+// orgperm.set_transport('queue'), a relay on every instance) the leading
+// relay's backend is terminated too.
 func TestSoak(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
+	forTransports(t, testSoak)
+}
+
+func testSoak(t *testing.T, queue bool) {
 	var cfg soak.Config
 	restartable := os.Getenv(pgtest.URLEnv) == ""
 	if restartable {
@@ -95,6 +103,11 @@ func TestSoak(t *testing.T) {
 		t.Log(pgtest.URLEnv + " is set: no server restart (only a throwaway server is restarted)")
 		cfg = shortSoak(pgtest.NewDatabase(t), 2)
 		cfg.Faults = []soak.Fault{soak.FaultTerminateOne, soak.FaultTerminateAll}
+	}
+	if queue {
+		cfg.Queue = true
+		cfg.Faults = append(cfg.Faults, soak.FaultTerminateRelay)
+		cfg.FaultRounds++
 	}
 	rep, err := soak.Run(context.Background(), cfg)
 	checkSoak(t, rep, err)

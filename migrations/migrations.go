@@ -18,7 +18,8 @@
 //	if _, err := migrations.Up(ctx, db); err != nil { ... }
 //
 // The invalidation triggers (sql/triggers.sql) ship as numbered migrations
-// too: 00002 is the first release's, 00003 the current one's, and a later
+// too: 00002 is the first release's, 00003 the second's, 00006_queue the
+// current one's (it adds the queue transport, orgperm.set_transport), and a later
 // change to the triggers is a new migration, never an edit of a released
 // one. Each triggers migration replaces every trigger and function of the
 // one before, so Up brings a database at any earlier version to the current

@@ -323,8 +323,7 @@ func TestUpgradeFromFirstRelease(t *testing.T) {
 		t.Errorf("payloads of the upgrade: %q, want 1 to %d ddl payloads", got, len(res))
 	}
 	// schema_version() is the number of the newest triggers migration.
-	names, _ := filepath.Glob("[0-9]*_triggers*.sql")
-	slices.Sort(names)
+	names := triggersMigrations(t)
 	want, _ := strconv.Atoi(strings.TrimLeft(strings.SplitN(names[len(names)-1], "_", 2)[0], "0"))
 	var version int
 	if err := pool.QueryRow(ctx, "SELECT orgperm.schema_version()").Scan(&version); err != nil || version != want || want < 3 {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/orgperm/orgperm/migrations"
 	"github.com/orgperm/orgperm/pkg/pgtest"
+	"github.com/orgperm/orgperm/pkg/relay"
 )
 
 // BenchmarkTriggerOverhead measures membership writes with the current
@@ -41,6 +42,8 @@ func BenchmarkTriggerOverhead(b *testing.B) {
 				benchDB(b, ctx, 2),           // the first release's triggers
 				benchDB(b, ctx, -1),          // no triggers
 				benchDB(b, ctx, notifyConst), // a trigger that only NOTIFYs a constant
+				benchDB(b, ctx, 3),           // the triggers before orgperm.send (issue #12)
+				benchDB(b, ctx, queueMode),   // current triggers in queue mode, relayed
 			}
 			const users = 5000
 			stmt := `UPDATE orgperm.memberships
@@ -53,7 +56,7 @@ func BenchmarkTriggerOverhead(b *testing.B) {
 				}
 				return ids
 			}
-			var took [4]time.Duration
+			var took [6]time.Duration
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				ids := batch(i)
@@ -76,6 +79,10 @@ func BenchmarkTriggerOverhead(b *testing.B) {
 			b.ReportMetric(float64(took[2])/float64(took[3]), "notify-only-ratio")
 			b.ReportMetric(float64(took[2])/float64(took[1]), "throughput-ratio-v2")
 			b.ReportMetric(float64(took[1])/float64(took[0]), "v3-over-v2")
+			b.ReportMetric(float64(took[4].Nanoseconds())/n, "ns/stmt-triggers-v3")
+			b.ReportMetric(float64(took[5].Nanoseconds())/n, "ns/stmt-queue")
+			b.ReportMetric(float64(took[4])/float64(took[0]), "v6-over-v3")
+			b.ReportMetric(float64(took[2])/float64(took[5]), "queue-ratio")
 		})
 	}
 }
@@ -84,6 +91,11 @@ func BenchmarkTriggerOverhead(b *testing.B) {
 // membership triggers replaced by one statement-level UPDATE trigger that
 // NOTIFYs a constant payload.
 const notifyConst = -2
+
+// queueMode, as benchDB's version, is the current schema in queue mode
+// (orgperm.set_transport('queue')) with a relay (package relay, default
+// interval) sending the queue to the listener.
+const queueMode = -3
 
 // benchDB returns a pool on a fresh database with 5,000 memberships of org
 // "bench": at the current schema (version 0), at an older one (version > 0),
@@ -150,6 +162,23 @@ func benchDB(b *testing.B, ctx context.Context, version int64) *pgxpool.Pool {
 				FOR EACH STATEMENT EXECUTE FUNCTION public.bench_notify_const();`); err != nil {
 			b.Fatal(err)
 		}
+	}
+	if version == queueMode {
+		if _, err := pool.Exec(ctx, `SELECT orgperm.set_transport('queue')`); err != nil {
+			b.Fatal(err)
+		}
+		r, err := relay.New(relay.Config{Connect: func(ctx context.Context) (*pgx.Conn, error) { return pgx.Connect(ctx, url) }})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := r.Start(ctx); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() {
+			if err := r.Stop(context.Background()); err != nil {
+				b.Error(err)
+			}
+		})
 	}
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {

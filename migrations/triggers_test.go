@@ -30,9 +30,34 @@ type env struct {
 	pool   *pgxpool.Pool
 	listen *pgx.Conn
 	seq    int
+	// queue: the database is in queue mode (orgperm.set_transport('queue')),
+	// and drain relays the queue (orgperm.relay()) before its sentinel.
+	queue bool
 }
 
-func setup(t *testing.T) *env {
+// transports are the modes the trigger tests run in.
+var transports = []string{"notify", "queue"}
+
+func setup(t *testing.T) *env { t.Helper(); return setupTransport(t, "notify") }
+
+// setupTransport is setup with the database in transport mode (notify or
+// queue), its switch's own payloads drained.
+func setupTransport(t *testing.T, mode string) *env {
+	t.Helper()
+	e := setupNotify(t)
+	if mode == "queue" {
+		var got string
+		if err := e.pool.QueryRow(e.ctx, `SELECT orgperm.set_transport('queue')`).Scan(&got); err != nil || got != "queue" {
+			t.Fatalf("set_transport('queue') = %q, %v", got, err)
+		}
+		e.drain() // the switch notifies directly too
+		e.queue = true
+		e.drain()
+	}
+	return e
+}
+
+func setupNotify(t *testing.T) *env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
@@ -65,10 +90,21 @@ func (e *env) exec(sql string, args ...any) {
 // sentinel NOTIFY after the writes: notifications arrive in commit order, so
 // everything before the sentinel is what the earlier statements sent, and
 // nothing is waited for by time.
+//
+// In queue mode nothing may have been NOTIFYed by the writes themselves
+// (a first sentinel shows it); then the queue is relayed, and what the relay
+// sent is returned.
 func (e *env) drain() []string {
 	e.t.Helper()
 	e.seq++
 	sentinel := fmt.Sprintf("sentinel-%d", e.seq)
+	if e.queue {
+		e.exec("SELECT pg_notify($1, $2)", channel, sentinel+"-direct")
+		if got := e.until(sentinel + "-direct"); len(got) != 0 {
+			e.t.Errorf("queue mode: the writes notified directly: %q", got)
+		}
+		e.exec("SELECT orgperm.relay()")
+	}
 	e.exec("SELECT pg_notify($1, $2)", channel, sentinel)
 	return e.until(sentinel)
 }
@@ -251,14 +287,16 @@ func TestTriggerNotifications(t *testing.T) {
 		{"evict user", `SELECT orgperm.evict_user('u\1')`, []string{payload("evict", `"users":["u\\1"]`)}},
 		{"evict all", `SELECT orgperm.evict_all()`, []string{all("evict")}},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			e := setup(t)
-			e.exec(fixture)
-			e.drain()
-			e.expect(tc.sql, tc.want...)
-		})
+	for _, mode := range transports {
+		for _, tc := range cases {
+			t.Run(mode+"/"+tc.name, func(t *testing.T) {
+				t.Parallel()
+				e := setupTransport(t, mode)
+				e.exec(fixture)
+				e.drain()
+				e.expect(tc.sql, tc.want...)
+			})
+		}
 	}
 }
 
@@ -266,59 +304,63 @@ func TestTriggerNotifications(t *testing.T) {
 // is one notification.
 func TestBulkUpdateOneOrg(t *testing.T) {
 	t.Parallel()
-	e := setup(t)
-	n := 50_000
-	if testing.Short() {
-		n = 5_000 // still far past the collapse thresholds
-	}
-	e.expect(fmt.Sprintf(`INSERT INTO orgperm.memberships (org_id, user_id) SELECT 'big', 'user-' || g FROM generate_series(1, %d) g`, n),
-		payload("memberships", `"orgs":["big"]`))
-	e.expect(`UPDATE orgperm.memberships SET status = 'suspended' WHERE org_id = 'big'`,
-		payload("memberships", `"orgs":["big"]`))
-	e.expect(`DELETE FROM orgperm.memberships WHERE org_id = 'big'`,
-		payload("memberships", `"orgs":["big"]`))
+	forTransports(t, func(t *testing.T, mode string) {
+		e := setupTransport(t, mode)
+		n := 50_000
+		if testing.Short() {
+			n = 5_000 // still far past the collapse thresholds
+		}
+		e.expect(fmt.Sprintf(`INSERT INTO orgperm.memberships (org_id, user_id) SELECT 'big', 'user-' || g FROM generate_series(1, %d) g`, n),
+			payload("memberships", `"orgs":["big"]`))
+		e.expect(`UPDATE orgperm.memberships SET status = 'suspended' WHERE org_id = 'big'`,
+			payload("memberships", `"orgs":["big"]`))
+		e.expect(`DELETE FROM orgperm.memberships WHERE org_id = 'big'`,
+			payload("memberships", `"orgs":["big"]`))
+	})
 }
 
 // TestUpdateAcrossManyOrgs: an update spread over 1,000 orgs sends a handful
 // of notifications, each under 8000 bytes, that together cover every org.
 func TestUpdateAcrossManyOrgs(t *testing.T) {
 	t.Parallel()
-	e := setup(t)
-	e.exec(`INSERT INTO orgperm.memberships (org_id, user_id)
+	forTransports(t, func(t *testing.T, mode string) {
+		e := setupTransport(t, mode)
+		e.exec(`INSERT INTO orgperm.memberships (org_id, user_id)
 		SELECT 'org-' || g, 'user-' || u FROM generate_series(1, 1000) g, generate_series(1, 3) u`)
-	e.drain()
+		e.drain()
 
-	// By default more than 100 orgs in one statement collapse to everything.
-	e.expect(`UPDATE orgperm.memberships SET status = 'suspended'`, payload("memberships", `"all":true`))
+		// By default more than 100 orgs in one statement collapse to everything.
+		e.expect(`UPDATE orgperm.memberships SET status = 'suspended'`, payload("memberships", `"all":true`))
 
-	// With the org limit raised, the 3,000 pairs are too many for a handful
-	// of payloads and collapse to their orgs, split under 8000 bytes.
-	e.exec(`ALTER DATABASE ` + currentDB(e) + ` SET orgperm.notify_max_orgs = 5000`)
-	e.pool.Reset() // new connections pick up the setting
-	e.exec(`UPDATE orgperm.memberships SET status = 'active'`)
-	got := e.drain()
-	if len(got) < 2 || len(got) > 4 {
-		t.Fatalf("got %d notifications, want a handful (2..4)", len(got))
-	}
-	seen := map[string]bool{}
-	for _, p := range got {
-		if len(p) >= 8000 {
-			t.Errorf("payload of %d bytes, want < 8000", len(p))
+		// With the org limit raised, the 3,000 pairs are too many for a handful
+		// of payloads and collapse to their orgs, split under 8000 bytes.
+		e.exec(`ALTER DATABASE ` + currentDB(e) + ` SET orgperm.notify_max_orgs = 5000`)
+		e.pool.Reset() // new connections pick up the setting
+		e.exec(`UPDATE orgperm.memberships SET status = 'active'`)
+		got := e.drain()
+		if len(got) < 2 || len(got) > 4 {
+			t.Fatalf("got %d notifications, want a handful (2..4)", len(got))
 		}
-		var msg struct {
-			V    int      `json:"v"`
-			Orgs []string `json:"orgs"`
+		seen := map[string]bool{}
+		for _, p := range got {
+			if len(p) >= 8000 {
+				t.Errorf("payload of %d bytes, want < 8000", len(p))
+			}
+			var msg struct {
+				V    int      `json:"v"`
+				Orgs []string `json:"orgs"`
+			}
+			if err := json.Unmarshal([]byte(p), &msg); err != nil || msg.V != 1 {
+				t.Fatalf("bad payload %q: %v", p, err)
+			}
+			for _, o := range msg.Orgs {
+				seen[o] = true
+			}
 		}
-		if err := json.Unmarshal([]byte(p), &msg); err != nil || msg.V != 1 {
-			t.Fatalf("bad payload %q: %v", p, err)
+		if len(seen) != 1000 {
+			t.Errorf("payloads cover %d orgs, want 1000", len(seen))
 		}
-		for _, o := range msg.Orgs {
-			seen[o] = true
-		}
-	}
-	if len(seen) != 1000 {
-		t.Errorf("payloads cover %d orgs, want 1000", len(seen))
-	}
+	})
 }
 
 // TestBulkFastPaths: the statement-level shortcuts of issue #12 send what
@@ -327,87 +369,104 @@ func TestUpdateAcrossManyOrgs(t *testing.T) {
 // everything); two such orgs are both listed.
 func TestBulkFastPaths(t *testing.T) {
 	t.Parallel()
-	e := setup(t)
-	e.expect(`INSERT INTO orgperm.memberships (org_id, user_id)
+	forTransports(t, func(t *testing.T, mode string) {
+		e := setupTransport(t, mode)
+		e.expect(`INSERT INTO orgperm.memberships (org_id, user_id)
 		SELECT 'o' || o, 'u' || g FROM generate_series(1, 2) o, generate_series(1, 60) g`,
-		payload("memberships", `"orgs":["o1","o2"]`))
-	e.expect(`UPDATE orgperm.memberships SET status = 'invited' WHERE org_id = 'o1'`, payload("memberships", `"orgs":["o1"]`))
-	e.expect(`INSERT INTO orgperm.membership_roles (org_id, user_id, role_id)
+			payload("memberships", `"orgs":["o1","o2"]`))
+		e.expect(`UPDATE orgperm.memberships SET status = 'invited' WHERE org_id = 'o1'`, payload("memberships", `"orgs":["o1"]`))
+		e.expect(`INSERT INTO orgperm.membership_roles (org_id, user_id, role_id)
 		SELECT 'o2', 'u' || g, r.id FROM generate_series(1, 60) g, orgperm.roles r`) // no roles: nothing inserted
-	e.expect(`UPDATE orgperm.memberships SET updated_at = now() WHERE org_id = 'o1'`)
-	e.expect(`DELETE FROM orgperm.memberships WHERE org_id = 'o2' AND user_id <> 'u1'`, payload("memberships", `"orgs":["o2"]`))
-	// The planner setting the bulk path makes is undone when the trigger
-	// returns: the writer's transaction keeps its own.
-	tx, err := e.pool.Begin(e.ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mergejoin string
-	if _, err := tx.Exec(e.ctx, `UPDATE orgperm.memberships SET status = 'suspended' WHERE org_id = 'o1'`); err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.QueryRow(e.ctx, `SHOW enable_mergejoin`).Scan(&mergejoin); err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Commit(e.ctx); err != nil {
-		t.Fatal(err)
-	}
-	if mergejoin != "on" {
-		t.Errorf("enable_mergejoin after a bulk UPDATE = %q, want on", mergejoin)
-	}
-	if got := e.drain(); !slices.Equal(got, []string{payload("memberships", `"orgs":["o1"]`)}) {
-		t.Errorf("bulk UPDATE in a transaction sent %q", got)
-	}
+		e.expect(`UPDATE orgperm.memberships SET updated_at = now() WHERE org_id = 'o1'`)
+		e.expect(`DELETE FROM orgperm.memberships WHERE org_id = 'o2' AND user_id <> 'u1'`, payload("memberships", `"orgs":["o2"]`))
+		// The planner setting the bulk path makes is undone when the trigger
+		// returns: the writer's transaction keeps its own.
+		tx, err := e.pool.Begin(e.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mergejoin string
+		if _, err := tx.Exec(e.ctx, `UPDATE orgperm.memberships SET status = 'suspended' WHERE org_id = 'o1'`); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.QueryRow(e.ctx, `SHOW enable_mergejoin`).Scan(&mergejoin); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(e.ctx); err != nil {
+			t.Fatal(err)
+		}
+		if mergejoin != "on" {
+			t.Errorf("enable_mergejoin after a bulk UPDATE = %q, want on", mergejoin)
+		}
+		if got := e.drain(); !slices.Equal(got, []string{payload("memberships", `"orgs":["o1"]`)}) {
+			t.Errorf("bulk UPDATE in a transaction sent %q", got)
+		}
 
-	e.exec(`ALTER DATABASE ` + currentDB(e) + ` SET orgperm.notify_max_orgs = 0`)
-	e.pool.Reset()
-	e.expect(`UPDATE orgperm.memberships SET status = 'active' WHERE org_id = 'o1'`, payload("memberships", `"all":true`))
-	e.expect(`UPDATE orgperm.memberships SET status = 'revoked' WHERE org_id = 'o1' AND user_id = 'u1'`,
-		payload("memberships", `"members":[["o1","u1"]]`))
+		e.exec(`ALTER DATABASE ` + currentDB(e) + ` SET orgperm.notify_max_orgs = 0`)
+		e.pool.Reset()
+		e.expect(`UPDATE orgperm.memberships SET status = 'active' WHERE org_id = 'o1'`, payload("memberships", `"all":true`))
+		e.expect(`UPDATE orgperm.memberships SET status = 'revoked' WHERE org_id = 'o1' AND user_id = 'u1'`,
+			payload("memberships", `"members":[["o1","u1"]]`))
+	})
 }
 
 // TestManyUsersCollapseToOrg: more than notify_max_users users of one org in
 // a statement collapse to the org; up to it, they are listed.
 func TestManyUsersCollapseToOrg(t *testing.T) {
 	t.Parallel()
-	e := setup(t)
-	e.exec(`INSERT INTO orgperm.memberships (org_id, user_id) SELECT 'o1', 'u' || lpad(g::text, 3, '0') FROM generate_series(1, 51) g`)
-	e.drain()
-	var members []string
-	for i := 1; i <= 50; i++ {
-		members = append(members, fmt.Sprintf(`["o1","u%03d"]`, i))
-	}
-	e.expect(`UPDATE orgperm.memberships SET status = 'invited' WHERE user_id <> 'u051'`,
-		payload("memberships", `"members":[`+strings.Join(members, ",")+`]`))
-	e.expect(`UPDATE orgperm.memberships SET status = 'suspended'`, payload("memberships", `"orgs":["o1"]`))
+	forTransports(t, func(t *testing.T, mode string) {
+		e := setupTransport(t, mode)
+		e.exec(`INSERT INTO orgperm.memberships (org_id, user_id) SELECT 'o1', 'u' || lpad(g::text, 3, '0') FROM generate_series(1, 51) g`)
+		e.drain()
+		var members []string
+		for i := 1; i <= 50; i++ {
+			members = append(members, fmt.Sprintf(`["o1","u%03d"]`, i))
+		}
+		e.expect(`UPDATE orgperm.memberships SET status = 'invited' WHERE user_id <> 'u051'`,
+			payload("memberships", `"members":[`+strings.Join(members, ",")+`]`))
+		e.expect(`UPDATE orgperm.memberships SET status = 'suspended'`, payload("memberships", `"orgs":["o1"]`))
+	})
 }
 
 // TestPayloadSplitAtMaxSizeIDs: with the largest IDs the schema allows and
 // the user limit raised, member lists are split under 8000 bytes.
 func TestPayloadSplitAtMaxSizeIDs(t *testing.T) {
 	t.Parallel()
-	e := setup(t)
-	e.exec(`ALTER DATABASE ` + currentDB(e) + ` SET orgperm.notify_max_users = 1000`)
-	e.pool.Reset()
-	// 128-byte IDs made of '"', which JSON doubles.
-	e.exec(`INSERT INTO orgperm.memberships (org_id, user_id)
+	forTransports(t, func(t *testing.T, mode string) {
+		e := setupTransport(t, mode)
+		e.exec(`ALTER DATABASE ` + currentDB(e) + ` SET orgperm.notify_max_users = 1000`)
+		e.pool.Reset()
+		// 128-byte IDs made of '"', which JSON doubles.
+		e.exec(`INSERT INTO orgperm.memberships (org_id, user_id)
 		SELECT repeat('"', 127) || 'o', lpad(g::text, 128, '"') FROM generate_series(1, 40) g`)
-	got := e.drain()
-	pairs := 0
-	for _, p := range got {
-		if len(p) >= 8000 {
-			t.Errorf("payload of %d bytes, want < 8000", len(p))
+		got := e.drain()
+		pairs := 0
+		for _, p := range got {
+			if len(p) >= 8000 {
+				t.Errorf("payload of %d bytes, want < 8000", len(p))
+			}
+			var msg struct {
+				Members [][2]string `json:"members"`
+			}
+			if err := json.Unmarshal([]byte(p), &msg); err != nil {
+				t.Fatalf("bad payload: %v", err)
+			}
+			pairs += len(msg.Members)
 		}
-		var msg struct {
-			Members [][2]string `json:"members"`
+		if pairs != 40 || len(got) < 2 {
+			t.Errorf("got %d pairs in %d payloads, want 40 in several", pairs, len(got))
 		}
-		if err := json.Unmarshal([]byte(p), &msg); err != nil {
-			t.Fatalf("bad payload: %v", err)
-		}
-		pairs += len(msg.Members)
-	}
-	if pairs != 40 || len(got) < 2 {
-		t.Errorf("got %d pairs in %d payloads, want 40 in several", pairs, len(got))
+	})
+}
+
+// forTransports runs f as a parallel subtest per transport mode.
+func forTransports(t *testing.T, f func(t *testing.T, mode string)) {
+	t.Helper()
+	for _, mode := range transports {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			f(t, mode)
+		})
 	}
 }
 
@@ -429,11 +488,10 @@ func TestTriggersMatchMigration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	names, err := filepath.Glob("[0-9]*_triggers*.sql")
-	if err != nil || len(names) < 2 {
-		t.Fatalf("triggers migrations: %v, %v", names, err)
+	names := triggersMigrations(t)
+	if len(names) < 2 {
+		t.Fatalf("triggers migrations: %v", names)
 	}
-	sort.Strings(names)
 	newest, prev := names[len(names)-1], names[len(names)-2]
 	up, down := gooseSections(t, newest)
 	if strings.TrimSpace(up) != strings.TrimSpace(string(src)) {
@@ -448,6 +506,33 @@ func TestTriggersMatchMigration(t *testing.T) {
 	if !strings.Contains(down, teardown) || !strings.Contains(down, strings.TrimSpace(prevUp)) {
 		t.Fatalf("migrations/%s: Down is not the teardown followed by %s's Up: run `make generate`", newest, prev)
 	}
+}
+
+// generatedHeader is the first line of every triggers migration, written by
+// scripts/gen-triggers-migration.sh.
+const generatedHeader = "-- Code generated by scripts/gen-triggers-migration.sh from sql/triggers.sql. DO NOT EDIT.\n"
+
+// triggersMigrations lists the triggers migrations, oldest first: the
+// numbered migrations whose first line is generatedHeader (00002_triggers.sql,
+// 00003_triggers_v2.sql, 00006_queue.sql).
+func triggersMigrations(t *testing.T) []string {
+	t.Helper()
+	all, err := filepath.Glob("[0-9]*_*.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, name := range all {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(string(b), generatedHeader) {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	return names
 }
 
 // gooseSections returns the Up and Down sections of a migration file.
@@ -491,4 +576,36 @@ func TestReleasedMigrations(t *testing.T) {
 	if n < 2 {
 		t.Fatalf("%d released migrations listed, want at least 00001 and 00002", n)
 	}
+}
+
+// TestSendInlined: in notify mode, the default, orgperm.send is inlined
+// into the trigger's expression (what keeps the single-row fast paths as
+// cheap as a pg_notify written in place, docs/DECISIONS.md 53): with
+// function tracking on, the write's transaction counts no call of it,
+// while in queue mode it does.
+func TestSendInlined(t *testing.T) {
+	t.Parallel()
+	forTransports(t, func(t *testing.T, mode string) {
+		e := setupTransport(t, mode)
+		e.exec(fixture)
+		e.drain()
+		tx, err := e.pool.Begin(e.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(e.ctx)
+		var calls int64
+		if _, err := tx.Exec(e.ctx, `SET LOCAL track_functions = 'all'`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(e.ctx, `UPDATE orgperm.memberships SET status = 'suspended' WHERE org_id = 'o1' AND user_id = 'u1'`); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.QueryRow(e.ctx, `SELECT coalesce(pg_stat_get_xact_function_calls('orgperm.send(text, text)'::regprocedure), 0)`).Scan(&calls); err != nil {
+			t.Fatal(err)
+		}
+		if want := map[string]int64{"notify": 0, "queue": 1}[mode]; calls != want {
+			t.Errorf("%s mode: orgperm.send called %d times by a single-row UPDATE, want %d", mode, calls, want)
+		}
+	})
 }

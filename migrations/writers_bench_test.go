@@ -14,9 +14,10 @@ import (
 // BenchmarkConcurrentWriters measures single-row membership writes
 // (autocommit UPDATEs, each writer on its own connection and its own
 // users) by 1, 8 and 32 concurrent writers, with the invalidation triggers
-// and with them disabled, in alternating 1 s phases over 3 rounds of one
-// run, while a listener drains the notifications. It reports writes/s of
-// each and their ratio (with over without): every notifying commit takes
+// (notify mode, the default), with them disabled, and with them in queue
+// mode (relayed by package relay), in rotating 1 s phases over 3 rounds of
+// one run, while a listener drains the notifications. It reports writes/s
+// of each and their ratios to no triggers: every notifying commit takes
 // PostgreSQL's database-wide notify lock, held through its commit's WAL
 // flush, so notifying writers commit one at a time.
 //
@@ -33,16 +34,16 @@ func BenchmarkConcurrentWriters(b *testing.B) {
 		b.Cleanup(w.Close)
 		return w
 	}
-	on, off := wide(benchDB(b, ctx, 0)), wide(benchDB(b, ctx, -1))
+	on, off, queue := wide(benchDB(b, ctx, 0)), wide(benchDB(b, ctx, -1)), wide(benchDB(b, ctx, queueMode))
 	for _, writers := range []int{1, 8, 32} {
 		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
-			var took [2]time.Duration
-			var done [2]int64
+			var took [3]time.Duration
+			var done [3]int64
 			for b.Loop() {
 				for round := range 3 {
-					for k := range 2 {
-						p := (round + k) % 2
-						pool := []*pgxpool.Pool{on, off}[p]
+					for k := range 3 {
+						p := (round + k) % 3
+						pool := []*pgxpool.Pool{on, off, queue}[p]
 						n, d := writeFor(b, ctx, pool, writers, time.Second)
 						done[p] += n
 						took[p] += d
@@ -54,6 +55,9 @@ func BenchmarkConcurrentWriters(b *testing.B) {
 			b.ReportMetric(withT, "writes/s-triggers")
 			b.ReportMetric(without, "writes/s-no-triggers")
 			b.ReportMetric(withT/without, "ratio")
+			queued := float64(done[2]) / took[2].Seconds()
+			b.ReportMetric(queued, "writes/s-queue")
+			b.ReportMetric(queued/without, "ratio-queue")
 		})
 	}
 }

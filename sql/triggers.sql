@@ -1,5 +1,5 @@
 -- orgperm invalidation triggers: the one readable source of truth for what
--- emits NOTIFY. The newest triggers migration (migrations/NNNNN_triggers*.sql)
+-- emits NOTIFY. The newest triggers migration (migrations/NNNNN_*.sql)
 -- installs exactly this file; TestTriggersMatchMigration fails if the two
 -- drift apart. After editing it, run `make generate`: it rewrites the
 -- unreleased triggers migration, or writes the next numbered one when the
@@ -73,6 +73,18 @@
 -- (event triggers first, so that dropping the rest is not itself notified;
 -- dropping a trigger function drops its triggers). A down migration runs this
 -- part, then the previous version's file.
+-- An upgrade keeps the transport (orgperm.set_transport): remembered here,
+-- for this transaction, and set again at the end of this file.
+-- +goose StatementBegin
+DO $$
+BEGIN
+    IF pg_catalog.to_regprocedure('orgperm.transport()') IS NOT NULL THEN
+        PERFORM pg_catalog.set_config('orgperm.upgrade_transport', coalesce(orgperm.transport(), 'notify'), true);
+    END IF;
+END
+$$;
+-- +goose StatementEnd
+
 -- teardown begin
 DROP EVENT TRIGGER IF EXISTS orgperm_ddl_notify;
 DROP EVENT TRIGGER IF EXISTS orgperm_ddl_notify_drop;
@@ -96,7 +108,16 @@ DROP FUNCTION IF EXISTS orgperm.evict_user(text);
 DROP FUNCTION IF EXISTS orgperm.evict_all();
 DROP FUNCTION IF EXISTS orgperm.emit_roles(text, bigint[]);
 DROP FUNCTION IF EXISTS orgperm.emit(text, boolean, text[], text[], text[], text[]);
+DROP FUNCTION IF EXISTS orgperm.emit(text, boolean, text[], text[], text[], text[], boolean);
 DROP FUNCTION IF EXISTS orgperm.emit_chunks(text, text[]);
+DROP FUNCTION IF EXISTS orgperm.emit_chunks(text, text[], boolean);
+DROP FUNCTION IF EXISTS orgperm.relay();
+DROP FUNCTION IF EXISTS orgperm.prove(text, text);
+DROP FUNCTION IF EXISTS orgperm.set_transport(text);
+DROP FUNCTION IF EXISTS orgperm.transport();
+DROP FUNCTION IF EXISTS orgperm.transport_source(text);
+DROP FUNCTION IF EXISTS orgperm.send(text, text);
+DROP TABLE IF EXISTS orgperm.queue;
 DROP FUNCTION IF EXISTS orgperm.list_bytes(text[]);
 DROP FUNCTION IF EXISTS orgperm.setting_int(text, integer);
 DROP FUNCTION IF EXISTS orgperm.fingerprint();
@@ -115,7 +136,210 @@ DROP FUNCTION IF EXISTS orgperm.expected_triggers();
 -- +goose StatementBegin
 CREATE FUNCTION orgperm.schema_version() RETURNS integer
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT 3;
+    SELECT 6;
+$$;
+-- +goose StatementEnd
+
+-- The transport (issue #15, docs/DECISIONS.md 53). Every payload leaves
+-- through orgperm.send(channel, payload), whose body is one of two, swapped
+-- by the owner-only orgperm.set_transport:
+--
+--   * 'notify' (the default): pg_notify in the writer's own transaction. A
+--     SQL function of one SELECT, without SECURITY DEFINER or SET clause, so
+--     PostgreSQL inlines it into the calling expression: the fast paths cost
+--     what a pg_notify written in place costs. Every notifying commit takes
+--     PostgreSQL's database-wide notify lock through its WAL flush, which
+--     caps writers with triggers (README "Scaling").
+--   * 'queue': an INSERT of the payload into orgperm.queue, in the writer's
+--     transaction, without the notify lock. One app instance at a time (the
+--     relay leader) calls orgperm.relay(), which deletes every committed row
+--     its snapshot sees and NOTIFYs them, merged, in its own transaction:
+--     every relayed write committed before its notification, and a row
+--     committed after the relay's snapshot goes in the next round. Proofs of
+--     delivery (orgperm.prove) travel the same way, after the payloads
+--     relayed with them, so a relay that stopped stops the proofs and every
+--     instance bypasses its cache.
+--
+-- The mode is the function's body: a writer's session cannot change it (no
+-- setting is read), and a missing or altered send makes writes fail, never
+-- go silent; orgperm.inspect() reports a body set_transport did not install.
+
+-- orgperm.queue holds payloads until the relay sends them. UNLOGGED: no WAL
+-- per write; crash recovery and a promoted standby start it empty, and
+-- every listener reconnects after either and purges (docs/DECISIONS.md 53).
+-- Only the schema owner (through the functions below) writes it.
+CREATE UNLOGGED TABLE orgperm.queue (
+    id      bigint GENERATED ALWAYS AS IDENTITY,
+    channel text NOT NULL,
+    payload text NOT NULL
+) WITH (autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_scale_factor = 0);
+REVOKE ALL ON orgperm.queue FROM PUBLIC;
+
+-- orgperm.transport_source: the language and body of orgperm.send for a
+-- mode, NULL for an unknown one.
+-- +goose StatementBegin
+CREATE FUNCTION orgperm.transport_source(mode text, OUT language text, OUT body text)
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE mode WHEN 'notify' THEN 'sql' WHEN 'queue' THEN 'plpgsql' END,
+           CASE mode
+               WHEN 'notify' THEN E'\n    SELECT pg_catalog.pg_notify(channel, payload);\n'
+               WHEN 'queue' THEN E'\nBEGIN\n    INSERT INTO orgperm.queue (channel, payload) VALUES ($1, $2);\nEND\n'
+           END;
+$$;
+-- +goose StatementEnd
+
+-- orgperm.send: see above. Created here with the 'notify' body;
+-- orgperm.set_transport replaces it. Keep the body equal to
+-- transport_source('notify').
+-- +goose StatementBegin
+CREATE FUNCTION orgperm.send(channel text, payload text) RETURNS void
+LANGUAGE sql VOLATILE AS $$
+    SELECT pg_catalog.pg_notify(channel, payload);
+$$;
+-- +goose StatementEnd
+
+-- orgperm.transport: 'notify' or 'queue', what orgperm.send does; NULL when
+-- its body is neither (orgperm.inspect() reports it).
+-- +goose StatementBegin
+CREATE FUNCTION orgperm.transport() RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT m.mode
+    FROM (VALUES ('notify'), ('queue')) m(mode),
+         orgperm.transport_source(m.mode) src,
+         pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+    WHERE p.oid = pg_catalog.to_regprocedure('orgperm.send(text, text)')
+      AND NOT p.prosecdef AND p.proconfig IS NULL AND p.provolatile = 'v'
+      AND l.lanname = src.language AND p.prosrc = src.body
+      AND (SELECT count(*) FROM pg_catalog.pg_proc o
+           WHERE o.proname = 'send' AND o.pronamespace = p.pronamespace) = 1;
+$$;
+-- +goose StatementEnd
+
+-- orgperm.set_transport('queue' | 'notify') switches every writer of the
+-- database at once, and returns the mode it set. Only the schema owner (or a
+-- superuser) may: it replaces orgperm.send. Before switching to 'queue', run
+-- a relay (membership.Config.Relay on the app instances); otherwise every
+-- instance's cache bypasses itself (its proofs never come back), loudly.
+-- The switch sends a "ddl" payload on both paths, so every instance purges,
+-- verifies the schema and proves delivery again on the new path; the relay
+-- keeps draining the queue after a switch back to 'notify', and proofs go
+-- through the queue as long as it holds rows.
+-- +goose StatementBegin
+CREATE FUNCTION orgperm.set_transport(mode text) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    src record;
+BEGIN
+    SELECT * INTO src FROM orgperm.transport_source(mode);
+    IF src.body IS NULL THEN
+        RAISE EXCEPTION 'orgperm.set_transport: unknown transport %; want ''notify'' or ''queue''', mode
+            USING ERRCODE = '22023';
+    END IF;
+    IF orgperm.transport() IS DISTINCT FROM mode THEN
+        EXECUTE pg_catalog.format(
+            'CREATE OR REPLACE FUNCTION orgperm.send(channel text, payload text) RETURNS void LANGUAGE %s VOLATILE AS %L',
+            src.language, src.body);
+    END IF;
+    PERFORM pg_catalog.pg_notify('orgperm_invalidate', '{"v":1,"t":"ddl","all":true}');
+    INSERT INTO orgperm.queue (channel, payload) VALUES ('orgperm_invalidate', '{"v":1,"t":"ddl","all":true}');
+    RETURN mode;
+END
+$$;
+-- +goose StatementEnd
+
+-- orgperm.prove sends a proof of delivery (pkg/listener/proof.go) on
+-- proof_channel: "p1 <wal insert lsn> <clock, µs> <fingerprint> <tag>", all
+-- read here, before the proof leaves. It takes the path writes take (send),
+-- and the queue whenever the queue holds a committed row, whatever the mode:
+-- a proof then comes back only after everything committed before its clock
+-- was read has been relayed.
+-- +goose StatementBegin
+CREATE FUNCTION orgperm.prove(proof_channel text, tag text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    p constant text := 'p1 ' || pg_catalog.pg_current_wal_insert_lsn()::text || ' '
+        || (extract(epoch FROM pg_catalog.clock_timestamp()) * 1000000)::bigint::text || ' '
+        || orgperm.fingerprint() || ' ' || tag;
+BEGIN
+    IF EXISTS (SELECT FROM orgperm.queue) THEN
+        INSERT INTO orgperm.queue (channel, payload) VALUES (proof_channel, p);
+    ELSE
+        PERFORM orgperm.send(proof_channel, p);
+    END IF;
+END
+$$;
+-- +goose StatementEnd
+
+-- orgperm.relay sends what the queue holds: it deletes every row its
+-- snapshot sees (row locks keep two relays disjoint) and NOTIFYs them in
+-- this transaction, on commit: the invalidation payloads first, merged per
+-- source ("t") into as few as orgperm.emit sends for one statement of that
+-- source touching all their scopes (collapsed and split the same way), user
+-- scopes last; then the other rows (proofs) one by one, in queue order. Returns the number of
+-- rows taken. Anyone may call it: what it takes it sends, in the same
+-- transaction.
+-- +goose StatementBegin
+CREATE FUNCTION orgperm.relay() RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    n          integer;
+    inv        text[];
+    chans      text[];
+    others     text[];
+    js         jsonb[];
+    src        text;
+    everything boolean;
+    o          text[];
+    mo         text[];
+    mu         text[];
+    u          text[];
+BEGIN
+    WITH taken AS (DELETE FROM orgperm.queue q RETURNING q.id, q.channel, q.payload)
+    SELECT count(*)::integer,
+           array_agg(t.payload ORDER BY t.id) FILTER (WHERE t.channel = 'orgperm_invalidate'),
+           array_agg(t.channel ORDER BY t.id) FILTER (WHERE t.channel <> 'orgperm_invalidate'),
+           array_agg(t.payload ORDER BY t.id) FILTER (WHERE t.channel <> 'orgperm_invalidate')
+      INTO n, inv, chans, others FROM taken t;
+    IF inv IS NOT NULL AND inv[1] = ALL (inv) THEN
+        -- One payload (or one repeated): as it is.
+        PERFORM pg_catalog.pg_notify('orgperm_invalidate', inv[1]);
+    ELSIF inv IS NOT NULL THEN
+        SELECT array_agg(x.p::jsonb ORDER BY x.ord) INTO js FROM pg_catalog.unnest(inv) WITH ORDINALITY AS x(p, ord);
+        -- Two passes over the sources: everything but user scopes, then
+        -- user scopes (only orgperm.evict_user sends those), so that an
+        -- evict_user payload relayed in a round comes after every other
+        -- payload of the round, as a barrier (rows of one round carry no
+        -- commit order among themselves).
+        FOR pass IN 1 .. 2 LOOP
+            FOR src IN
+                SELECT s.t FROM (SELECT coalesce(j.j ->> 't', '') AS t, min(j.ord) AS first
+                                 FROM pg_catalog.unnest(js) WITH ORDINALITY AS j(j, ord) GROUP BY 1) s
+                ORDER BY s.first
+            LOOP
+                SELECT coalesce(bool_or(j.j -> 'all' = 'true'::jsonb), false) INTO everything
+                  FROM pg_catalog.unnest(js) AS j(j) WHERE coalesce(j.j ->> 't', '') = src;
+                o := NULL; mo := NULL; mu := NULL; u := NULL;
+                IF pass = 1 AND NOT everything THEN
+                    SELECT array_agg(e) INTO o FROM pg_catalog.unnest(js) AS j(j), pg_catalog.jsonb_array_elements_text(j.j -> 'orgs') e
+                     WHERE coalesce(j.j ->> 't', '') = src;
+                    SELECT array_agg(e ->> 0), array_agg(e ->> 1) INTO mo, mu
+                      FROM pg_catalog.unnest(js) AS j(j), pg_catalog.jsonb_array_elements(j.j -> 'members') e
+                     WHERE coalesce(j.j ->> 't', '') = src;
+                ELSIF pass = 2 AND NOT everything THEN
+                    SELECT array_agg(e) INTO u FROM pg_catalog.unnest(js) AS j(j), pg_catalog.jsonb_array_elements_text(j.j -> 'users') e
+                     WHERE coalesce(j.j ->> 't', '') = src;
+                END IF;
+                IF pass = 1 AND (everything OR o IS NOT NULL OR mo IS NOT NULL) OR u IS NOT NULL THEN
+                    PERFORM orgperm.emit(src, pass = 1 AND everything, o, mo, mu, u, true);
+                END IF;
+            END LOOP;
+        END LOOP;
+    END IF;
+    FOR i IN 1 .. coalesce(pg_catalog.cardinality(chans), 0) LOOP
+        PERFORM pg_catalog.pg_notify(chans[i], others[i]);
+    END LOOP;
+    RETURN n;
+END
 $$;
 -- +goose StatementEnd
 
@@ -146,7 +370,8 @@ CREATE FUNCTION orgperm.emit(
     orgs text[] DEFAULT NULL,
     member_orgs text[] DEFAULT NULL,
     member_users text[] DEFAULT NULL,
-    users text[] DEFAULT NULL
+    users text[] DEFAULT NULL,
+    direct boolean DEFAULT false
 ) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -158,14 +383,19 @@ DECLARE
     org_list  text[];
     pair_list text[];
     user_list text[];
+    payload   text;
 BEGIN
     IF NOT everything AND orgs IS NULL AND users IS NULL AND pg_catalog.cardinality(member_orgs) >= 1
        AND member_orgs[1] = ALL (member_orgs) AND member_users[1] = ALL (member_users) THEN
         -- Fast path for the common single-row write: one pair (an UPDATE
         -- lists it twice, old and new). Simple expressions, no query.
-        PERFORM pg_catalog.pg_notify('orgperm_invalidate',
-            head || ',"members":[[' || pg_catalog.to_json(member_orgs[1])::text || ','
-                 || pg_catalog.to_json(member_users[1])::text || ']]}');
+        payload := head || ',"members":[[' || pg_catalog.to_json(member_orgs[1])::text || ','
+                 || pg_catalog.to_json(member_users[1])::text || ']]}';
+        IF direct THEN
+            PERFORM pg_catalog.pg_notify('orgperm_invalidate', payload);
+        ELSE
+            PERFORM orgperm.send('orgperm_invalidate', payload);
+        END IF;
         RETURN;
     END IF;
     IF NOT everything THEN
@@ -213,14 +443,17 @@ BEGIN
         END IF;
     END IF;
 
-    IF everything THEN
+    IF everything AND direct THEN
         PERFORM pg_catalog.pg_notify('orgperm_invalidate', head || ',"all":true}');
+        RETURN;
+    ELSIF everything THEN
+        PERFORM orgperm.send('orgperm_invalidate', head || ',"all":true}');
         RETURN;
     END IF;
 
-    PERFORM orgperm.emit_chunks(head || ',"orgs":[', org_list);
-    PERFORM orgperm.emit_chunks(head || ',"members":[', pair_list);
-    PERFORM orgperm.emit_chunks(head || ',"users":[', user_list);
+    PERFORM orgperm.emit_chunks(head || ',"orgs":[', org_list, direct);
+    PERFORM orgperm.emit_chunks(head || ',"members":[', pair_list, direct);
+    PERFORM orgperm.emit_chunks(head || ',"users":[', user_list, direct);
 END
 $$;
 -- +goose StatementEnd
@@ -237,7 +470,7 @@ $$;
 -- takes to keep every payload under 8000 bytes. An element is at most ~520
 -- bytes (two 128-byte IDs, JSON-escaped), so every payload holds at least one.
 -- +goose StatementBegin
-CREATE FUNCTION orgperm.emit_chunks(prefix text, elements text[]) RETURNS void
+CREATE FUNCTION orgperm.emit_chunks(prefix text, elements text[], direct boolean) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     max_bytes constant integer := 7900;
@@ -249,13 +482,19 @@ BEGIN
     END IF;
     FOREACH elem IN ARRAY elements LOOP
         IF buf <> '' AND pg_catalog.octet_length(prefix) + pg_catalog.octet_length(buf) + pg_catalog.octet_length(elem) + 3 > max_bytes THEN
-            PERFORM pg_catalog.pg_notify('orgperm_invalidate', prefix || buf || ']}');
+            IF direct THEN
+                PERFORM pg_catalog.pg_notify('orgperm_invalidate', prefix || buf || ']}');
+            ELSE
+                PERFORM orgperm.send('orgperm_invalidate', prefix || buf || ']}');
+            END IF;
             buf := '';
         END IF;
         buf := CASE WHEN buf = '' THEN elem ELSE buf || ',' || elem END;
     END LOOP;
-    IF buf <> '' THEN
+    IF buf <> '' AND direct THEN
         PERFORM pg_catalog.pg_notify('orgperm_invalidate', prefix || buf || ']}');
+    ELSIF buf <> '' THEN
+        PERFORM orgperm.send('orgperm_invalidate', prefix || buf || ']}');
     END IF;
 END
 $$;
@@ -410,7 +649,7 @@ BEGIN
         IF n = 1 AND n_new = 1 AND o1 = o2 AND u1 = u2 THEN
             -- One row, its key unchanged: compared in hand.
             IF NOT same THEN
-                PERFORM pg_catalog.pg_notify('orgperm_invalidate', '{"v":1,"t":"' || TG_TABLE_NAME || '","members":[["'
+                PERFORM orgperm.send('orgperm_invalidate', '{"v":1,"t":"' || TG_TABLE_NAME || '","members":[["'
                     || pg_catalog.replace(pg_catalog.replace(o1, E'\\', E'\\\\'), '"', E'\\"') || '","'
                     || pg_catalog.replace(pg_catalog.replace(u1, E'\\', E'\\\\'), '"', E'\\"') || '"]]}');
             END IF;
@@ -442,7 +681,7 @@ BEGIN
               INTO n, o1, o2, u1 FROM old_rows r;
         END IF;
         IF n = 1 THEN
-            PERFORM pg_catalog.pg_notify('orgperm_invalidate', '{"v":1,"t":"' || TG_TABLE_NAME || '","members":[["'
+            PERFORM orgperm.send('orgperm_invalidate', '{"v":1,"t":"' || TG_TABLE_NAME || '","members":[["'
                 || pg_catalog.replace(pg_catalog.replace(o1, E'\\', E'\\\\'), '"', E'\\"') || '","'
                 || pg_catalog.replace(pg_catalog.replace(u1, E'\\', E'\\\\'), '"', E'\\"') || '"]]}');
             RETURN NULL;
@@ -455,7 +694,7 @@ BEGIN
     ELSIF one_org AND n > orgperm.setting_int('orgperm.notify_max_users', 50)
           AND orgperm.setting_int('orgperm.notify_max_orgs', 100) >= 1 THEN
         -- Too many users of one org to list: the org (what emit would send).
-        PERFORM pg_catalog.pg_notify('orgperm_invalidate', '{"v":1,"t":"' || TG_TABLE_NAME || '","orgs":["'
+        PERFORM orgperm.send('orgperm_invalidate', '{"v":1,"t":"' || TG_TABLE_NAME || '","orgs":["'
             || pg_catalog.replace(pg_catalog.replace(o1, E'\\', E'\\\\'), '"', E'\\"') || '"]}');
         RETURN NULL;
     END IF;
@@ -505,7 +744,7 @@ BEGIN
                min(r.user_id COLLATE "C"), max(r.user_id COLLATE "C")
           INTO n, o1, o2, u1, u2 FROM new_rows r;
         IF n >= 1 AND o1 = o2 AND u1 = u2 THEN
-            PERFORM pg_catalog.pg_notify('orgperm_invalidate', '{"v":1,"t":"' || TG_TABLE_NAME || '","members":[["'
+            PERFORM orgperm.send('orgperm_invalidate', '{"v":1,"t":"' || TG_TABLE_NAME || '","members":[["'
                 || pg_catalog.replace(pg_catalog.replace(o1, E'\\', E'\\\\'), '"', E'\\"') || '","'
                 || pg_catalog.replace(pg_catalog.replace(u1, E'\\', E'\\\\'), '"', E'\\"') || '"]]}');
             RETURN NULL;
@@ -530,7 +769,7 @@ BEGIN
         END IF;
         IF n = 1 AND n_new = 1 AND o1 = o2 AND u1 = u2 AND r1 = r2 THEN
             IF NOT same THEN
-                PERFORM pg_catalog.pg_notify('orgperm_invalidate', '{"v":1,"t":"' || TG_TABLE_NAME || '","members":[["'
+                PERFORM orgperm.send('orgperm_invalidate', '{"v":1,"t":"' || TG_TABLE_NAME || '","members":[["'
                     || pg_catalog.replace(pg_catalog.replace(o1, E'\\', E'\\\\'), '"', E'\\"') || '","'
                     || pg_catalog.replace(pg_catalog.replace(u1, E'\\', E'\\\\'), '"', E'\\"') || '"]]}');
             END IF;
@@ -547,7 +786,7 @@ BEGIN
     IF o IS NULL THEN
         RETURN NULL;
     ELSIF o[1] = ALL (o) AND u[1] = ALL (u) THEN
-        PERFORM pg_catalog.pg_notify('orgperm_invalidate', '{"v":1,"t":"' || TG_TABLE_NAME || '","members":[["'
+        PERFORM orgperm.send('orgperm_invalidate', '{"v":1,"t":"' || TG_TABLE_NAME || '","members":[["'
             || pg_catalog.replace(pg_catalog.replace(o[1], E'\\', E'\\\\'), '"', E'\\"') || '","'
             || pg_catalog.replace(pg_catalog.replace(u[1], E'\\', E'\\\\'), '"', E'\\"') || '"]]}');
     ELSE
@@ -595,7 +834,7 @@ BEGIN
     IF role_orgs IS NULL AND o[1] = ALL (o) AND u[1] = ALL (u) THEN
         -- Grants to one user only (one grant written, the usual case): its
         -- payload directly, as emit would send it, without calling emit.
-        PERFORM pg_catalog.pg_notify('orgperm_invalidate', '{"v":1,"t":"' || TG_TABLE_NAME || '","members":[["'
+        PERFORM orgperm.send('orgperm_invalidate', '{"v":1,"t":"' || TG_TABLE_NAME || '","members":[["'
             || pg_catalog.replace(pg_catalog.replace(o[1], E'\\', E'\\\\'), '"', E'\\"') || '","'
             || pg_catalog.replace(pg_catalog.replace(u[1], E'\\', E'\\\\'), '"', E'\\"') || '"]]}');
     ELSIF role_orgs IS NOT NULL OR o IS NOT NULL THEN
@@ -911,7 +1150,7 @@ $$;
 CREATE FUNCTION orgperm.expected_functions() RETURNS SETOF name
 LANGUAGE sql IMMUTABLE AS $$
     SELECT pg_catalog.unnest(ARRAY[
-        'setting_int', 'emit', 'list_bytes', 'emit_chunks', 'emit_roles', 'notify_truncate',
+        'setting_int', 'emit', 'list_bytes', 'emit_chunks', 'emit_roles', 'notify_truncate', 'prove', 'relay',
         'notify_permissions', 'notify_roles', 'notify_role_permissions', 'notify_memberships',
         'notify_membership_roles', 'notify_data_access', 'notify_permissions_row', 'notify_roles_row',
         'notify_role_permissions_row', 'notify_memberships_row', 'notify_membership_roles_row',
@@ -1011,6 +1250,10 @@ BEGIN
         FROM funcs f
         WHERE NOT f.prosecdef OR NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (f.proconfig), false)
         UNION ALL
+        SELECT 'error', 'function orgperm.send(text, text)',
+               'missing, overloaded or not a body orgperm.set_transport installs (run SELECT orgperm.set_transport(''notify''))', 4
+        WHERE orgperm.transport() IS NULL
+        UNION ALL
         SELECT 'warning', 'event trigger ' || w.name,
                CASE WHEN e.oid IS NULL THEN 'DDL event trigger missing: DDL on orgperm''s tables notifies nothing (only orgperm.fingerprint() changes)'
                     ELSE pg_catalog.format('DDL event trigger enabled in mode %s, expected A (always)', e.evtenabled) END, 5
@@ -1043,9 +1286,11 @@ $$;
 -- schema_version stay callable by everyone, as before.
 REVOKE EXECUTE ON FUNCTION
     orgperm.setting_int(text, integer),
-    orgperm.emit(text, boolean, text[], text[], text[], text[]),
+    orgperm.emit(text, boolean, text[], text[], text[], text[], boolean),
     orgperm.list_bytes(text[]),
-    orgperm.emit_chunks(text, text[]),
+    orgperm.emit_chunks(text, text[], boolean),
+    orgperm.send(text, text),
+    orgperm.set_transport(text),
     orgperm.emit_roles(text, bigint[]),
     orgperm.notify_truncate(),
     orgperm.notify_permissions(),
@@ -1196,6 +1441,17 @@ BEGIN
         'CREATE FUNCTION orgperm.installed_digests() RETURNS TABLE (object text, digest text) '
         'LANGUAGE sql IMMUTABLE AS %L', 'VALUES ' || installed);
     PERFORM pg_catalog.set_config('search_path', saved_path, true);
+END
+$$;
+-- +goose StatementEnd
+
+-- The transport the database had before this file ran (see its top).
+-- +goose StatementBegin
+DO $$
+BEGIN
+    IF pg_catalog.current_setting('orgperm.upgrade_transport', true) = 'queue' THEN
+        PERFORM orgperm.set_transport('queue');
+    END IF;
 END
 $$;
 -- +goose StatementEnd

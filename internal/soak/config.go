@@ -86,6 +86,13 @@ type Config struct {
 	// state. Defaults to "": the instances use DatabaseURL.
 	PoolerURL string
 
+	// Queue puts the database in queue mode (orgperm.set_transport('queue'),
+	// README "Scaling") before the instances start, and runs the relay on
+	// every instance (membership.Config.Relay): the writers' payloads and
+	// the proofs then reach the listeners through orgperm.queue. Defaults to
+	// false: the transport the database has.
+	Queue bool
+
 	// StormRate is the number of 8 KB spoofed payloads per second the
 	// NOTIFY storm sends. Defaults to 50.
 	StormRate int
@@ -189,6 +196,9 @@ func (cfg Config) resolve() (Config, error) {
 		if !f.valid() {
 			return cfg, configError("Faults", fmt.Sprintf("holds %q, which is not a fault (%s)", f, faultNames()))
 		}
+		if f == FaultTerminateRelay && !cfg.Queue {
+			return cfg, configError("Faults", "holds terminate-relay, but Queue is false: no relay runs")
+		}
 		if f == FaultRestart && cfg.Restart == nil {
 			return cfg, configError("Faults", "holds restart, but Restart is nil: only a throwaway server can be restarted")
 		}
@@ -232,9 +242,13 @@ const (
 	// connections together for FaultHold. The writers, on a connection of
 	// their own, go on writing.
 	FaultBlackholeAll Fault = "blackhole-all"
+	// FaultTerminateRelay terminates the leading queue relay's backend
+	// (Config.Queue only): until another instance's relay takes the lead,
+	// nothing is relayed, proofs included, and every cache bypasses itself.
+	FaultTerminateRelay Fault = "terminate-relay"
 )
 
-var allFaults = []Fault{FaultTerminateOne, FaultRestart, FaultTerminateAll, FaultStorm, FaultBlackholeListener, FaultBlackholeAll}
+var allFaults = []Fault{FaultTerminateOne, FaultRestart, FaultTerminateAll, FaultStorm, FaultBlackholeListener, FaultBlackholeAll, FaultTerminateRelay}
 
 func (f Fault) valid() bool {
 	for _, g := range allFaults {

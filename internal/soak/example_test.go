@@ -19,5 +19,5 @@ func ExampleParseFaults() {
 	fmt.Println(err)
 	// Output:
 	// [terminate-one terminate-all storm blackhole-listener]
-	// soak: invalid config: unknown fault "unplug" (want default, silent, all, or of terminate-one, restart, terminate-all, storm, blackhole-listener, blackhole-all)
+	// soak: invalid config: unknown fault "unplug" (want default, silent, all, or of terminate-one, restart, terminate-all, storm, blackhole-listener, blackhole-all, terminate-relay)
 }

@@ -82,6 +82,8 @@ type route struct {
 	// waitReady: wait for the listener's first sync before the load starts
 	// (not through a pooler, where it may never sync).
 	waitReady bool
+	// relay: run the queue relay on the instance (Config.Queue).
+	relay bool
 }
 
 // newInstance starts instance idx as rt says. The watermark starts at
@@ -112,14 +114,19 @@ func newInstance(ctx context.Context, idx int, rt route, h *hub, clk *clock, zer
 	mcfg := membership.Config{
 		Logger: logger.With("instance", idx),
 		OnInvalidate: func(inv listener.Invalidation, err error) {
-			if err != nil || inv.Source != "evict" || len(inv.Users) != 1 {
+			if err != nil || inv.Source != "evict" {
 				return
 			}
-			if s := clk.lookup(inv.Users[0]); s != nil {
-				in.advance(s)
+			// One clock sentinel per payload, or several merged by the
+			// queue relay (Config.Queue).
+			for _, u := range inv.Users {
+				if s := clk.lookup(u); s != nil {
+					in.advance(s)
+				}
 			}
 		},
 		OnStateChange: in.setState,
+		Relay:         rt.relay,
 	}
 	if rt.listenerAddr != "" {
 		// As the default listener connection: the pool's settings, and the

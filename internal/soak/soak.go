@@ -20,6 +20,7 @@ import (
 	"github.com/orgperm/orgperm/internal/faultproxy"
 	"github.com/orgperm/orgperm/pkg/listener"
 	"github.com/orgperm/orgperm/pkg/membership"
+	"github.com/orgperm/orgperm/pkg/relay"
 )
 
 // Bounds of the soak's own waits; reaching one is an error, never a way to
@@ -111,7 +112,18 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	s.tl = newTimeline(s.l.components()) // after the seed: version 0 committed before every instant
 	s.clk = newClock(s.raw, s.vs)
 
-	rt := route{url: cfg.DatabaseURL, waitReady: cfg.PoolerURL == ""}
+	if cfg.Queue {
+		var mode string
+		if err := s.raw.QueryRow(ctx, `SELECT orgperm.set_transport('queue')`).Scan(&mode); err != nil {
+			return Report{}, fmt.Errorf("soak: queue mode: %w", err)
+		}
+		// The switch's own "ddl" payload, relayed now, before any instance
+		// listens.
+		if _, err := s.raw.Exec(ctx, `SELECT orgperm.relay()`); err != nil {
+			return Report{}, fmt.Errorf("soak: queue mode: %w", err)
+		}
+	}
+	rt := route{url: cfg.DatabaseURL, waitReady: cfg.PoolerURL == "", relay: cfg.Queue}
 	if cfg.PoolerURL != "" {
 		rt.url = cfg.PoolerURL
 	}
@@ -528,6 +540,21 @@ func (s *soak) inject(ctx context.Context, f Fault) error {
 		}
 		s.terminations.Add(uint64(n))
 		all = f == FaultTerminateAll && n > 0
+	case FaultTerminateRelay:
+		// The leader: the relay backend holding the advisory lock (a
+		// bigint key is classid, objid = its high and low halves).
+		var cut int
+		if err := retry(ctx, func() error {
+			return s.raw.QueryRow(ctx, `SELECT count(pg_terminate_backend(a.pid)) FROM pg_stat_activity a
+				JOIN pg_locks l ON l.pid = a.pid AND l.locktype = 'advisory' AND l.granted
+				 AND l.classid::bigint = ($2::bigint >> 32) AND l.objid::bigint = ($2::bigint & 4294967295) AND l.objsubid = 1
+				WHERE a.application_name = $1 AND a.datname = current_database()`, relay.ApplicationName, relay.LockID).Scan(&cut)
+		}); err != nil {
+			return fmt.Errorf("soak: %s: %w", f, err)
+		}
+		s.terminations.Add(uint64(cut))
+		s.cfg.Logger.Info("soak: fault injected", "fault", f, "relays cut", cut)
+		return nil
 	case FaultRestart:
 		if err := s.cfg.Restart(); err != nil {
 			return fmt.Errorf("soak: %s: %w", f, err)

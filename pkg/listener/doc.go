@@ -69,8 +69,9 @@
 // reads just never return. The Target's freshness lease bounds what that can
 // cost (DESIGN.md rule 3): the cache answers only while its newest proof is
 // younger than the lease, and asks (RequestProof) for a new one while
-// lookups arrive. A proof is pg_notify on the shared channel
-// "orgperm_proof", sent through the pool, carrying the database's WAL
+// lookups arrive. A proof is a notification on the shared channel
+// "orgperm_proof", sent through the pool by orgperm.prove (NOTIFY, or
+// through the queue and its relay in queue mode), carrying the database's WAL
 // insert position and clock and orgperm.fingerprint(); see proof.go for
 // what each instance concludes from its own proofs and from the proofs of
 // others (one proof serves every instance, so proof traffic is

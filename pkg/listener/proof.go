@@ -46,9 +46,13 @@ import (
 // cause a purge (a foreign fingerprint).
 
 // proofSQL sends one proof; $1 is the channel, $2 "<instance>:<seq>".
-const proofSQL = `SELECT pg_catalog.pg_notify($1, 'p1 ' || pg_catalog.pg_current_wal_insert_lsn()::text || ' '
-    || (extract(epoch FROM pg_catalog.clock_timestamp()) * 1000000)::bigint::text || ' '
-    || orgperm.fingerprint() || ' ' || $2)`
+// orgperm.prove (sql/triggers.sql) builds the payload above in its
+// statement and sends it the way writes' payloads go: NOTIFY in the default
+// transport, through orgperm.queue and the relay in queue mode (and
+// whenever the queue holds rows), so that a proof comes back only once
+// everything committed before it has been delivered on the path that
+// carries it.
+const proofSQL = `SELECT orgperm.prove($1, $2)`
 
 // calibrationMaxAge bounds the age of the calibration pair used to map a
 // foreign proof's database clock to the local one: clocks drift apart by

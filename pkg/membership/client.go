@@ -14,6 +14,7 @@ import (
 	"github.com/orgperm/orgperm/internal/hooks"
 	"github.com/orgperm/orgperm/pkg/listener"
 	"github.com/orgperm/orgperm/pkg/localcache"
+	"github.com/orgperm/orgperm/pkg/relay"
 )
 
 // DefaultLease is the default of Config.Lease: no answer is served from the
@@ -113,6 +114,26 @@ type Config struct {
 	// it reads the primary instead. Defaults to DefaultReplicaWait (50
 	// ms).
 	ReplicaWait time.Duration
+
+	// Relay runs the queue relay on this instance (package relay): needed
+	// once the database is in queue mode (orgperm.set_transport('queue'),
+	// README "Scaling"), where writers' payloads wait in orgperm.queue
+	// until a relay sends them. Run it on several instances: one leads at a
+	// time, the others take over when it dies. Without a leading relay, a
+	// queue-mode cache bypasses itself (its proofs never come back).
+	// Defaults to false.
+	Relay bool
+
+	// RelayInterval is the leading relay's pause between rounds; an
+	// invalidation waits about half of it more in queue mode. Defaults to
+	// relay.DefaultInterval (5 ms).
+	RelayInterval time.Duration
+
+	// RelayConnect opens the relay's dedicated connection (direct or
+	// session-mode: it holds a session-level advisory lock). Defaults to a
+	// new connection with the pool's configuration, application_name
+	// orgperm_relay.
+	RelayConnect func(ctx context.Context) (*pgx.Conn, error)
 }
 
 func (cfg Config) resolve() (Config, error) {
@@ -129,6 +150,8 @@ func (cfg Config) resolve() (Config, error) {
 		return cfg, &ConfigError{Field: "RewarmKeys", Reason: "must not be negative"}
 	case cfg.ReplicaWait < 0:
 		return cfg, &ConfigError{Field: "ReplicaWait", Reason: "must not be negative"}
+	case cfg.RelayInterval < 0:
+		return cfg, &ConfigError{Field: "RelayInterval", Reason: "must not be negative"}
 	}
 	if cfg.ReplicaWait == 0 {
 		cfg.ReplicaWait = DefaultReplicaWait
@@ -190,6 +213,7 @@ type Client struct {
 	guardErr error // the last verification's error; guarded by guardMu
 	guardMu  sync.Mutex
 	replica  *replicaReader // nil without Config.Replica
+	relay    *relay.Relay   // nil without Config.Relay
 
 	// roles holds the role definitions of orgs under Key{Org: org} (see
 	// roledefs.go); nil when Config.RoleCapacity is negative. It has no
@@ -288,7 +312,11 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("membership: %w", err)
 	}
 	c.listener = l
+	if err := c.startRelay(ctx); err != nil {
+		return nil, err
+	}
 	if err := l.Start(ctx); err != nil {
+		c.stopRelay(ctx)
 		return nil, fmt.Errorf("membership: start listener: %w", err)
 	}
 	return c, nil
@@ -308,6 +336,9 @@ func (c *Client) Close(ctx context.Context) error {
 	c.closeMu.Do(func() {
 		close(c.closed)
 		err = c.listener.Stop(ctx)
+		if rerr := c.stopRelay(ctx); err == nil {
+			err = rerr
+		}
 		c.wg.Wait()
 		c.markUnsynced()
 	})
@@ -331,6 +362,7 @@ type Stats struct {
 	Roles    localcache.Stats
 	Listener listener.Stats
 	Replica  ReplicaStats // zero without Config.Replica
+	Relay    relay.Stats  // zero without Config.Relay
 }
 
 // Stats returns the cache and listener counters.
@@ -338,6 +370,9 @@ func (c *Client) Stats() Stats {
 	st := Stats{Cache: c.cache.Stats(), Listener: c.listener.Stats(), Replica: c.replica.stats()}
 	if c.roles != nil {
 		st.Roles = c.roles.Stats()
+	}
+	if c.relay != nil {
+		st.Relay = c.relay.Stats()
 	}
 	return st
 }

@@ -10,9 +10,9 @@ import (
 )
 
 // RequiredSchemaVersion is the lowest orgperm.schema_version() this package
-// works with: the migration that added the guard functions and the
-// hardened triggers.
-const RequiredSchemaVersion = 3
+// works with: the migration that added orgperm.prove, through which proofs
+// of delivery follow the transport (migrations/00006_queue.sql).
+const RequiredSchemaVersion = 6
 
 // ErrSchema is matched (errors.Is) by every [SchemaError].
 var ErrSchema = errors.New("membership: orgperm's invalidation side is not whole")

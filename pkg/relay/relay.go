@@ -1,0 +1,274 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// LockID is the advisory lock (pg_try_advisory_lock(bigint)) the leading
+// relay holds on its connection. It differs from the migrations' lock.
+const LockID int64 = 0x6f72677072656c // "orgprel"
+
+// ApplicationName is the application_name the membership package gives the
+// relay's connection.
+const ApplicationName = "orgperm_relay"
+
+const (
+	// DefaultInterval is the default of Config.Interval.
+	DefaultInterval = 5 * time.Millisecond
+	// DefaultLeaderRetry is the default of Config.LeaderRetry.
+	DefaultLeaderRetry = time.Second
+	// DefaultReconnectDelay is the default of Config.ReconnectDelay.
+	DefaultReconnectDelay = 50 * time.Millisecond
+	// DefaultMaxReconnectDelay is the default of Config.MaxReconnectDelay.
+	DefaultMaxReconnectDelay = 5 * time.Second
+)
+
+// ErrStopped is returned by Start after Stop.
+var ErrStopped = errors.New("relay: stopped")
+
+// Config configures a Relay. Its zero value means defaults, except Connect.
+type Config struct {
+	// Connect opens the relay's dedicated connection (a direct or
+	// session-mode one: the advisory lock is a session's). Required.
+	Connect func(ctx context.Context) (*pgx.Conn, error)
+
+	// Interval is the pause between two rounds of the leader; a write's
+	// invalidation waits about half of it in the queue, on average. Defaults
+	// to DefaultInterval (5 ms).
+	Interval time.Duration
+
+	// LeaderRetry is how often a relay that does not lead tries the lock
+	// again (the wait is drawn from [LeaderRetry/2, LeaderRetry]). Defaults
+	// to DefaultLeaderRetry (1 second).
+	LeaderRetry time.Duration
+
+	// ReconnectDelay is the first wait after a lost connection, doubled per
+	// failed attempt up to MaxReconnectDelay. Defaults to 50 ms and 5 s.
+	ReconnectDelay, MaxReconnectDelay time.Duration
+
+	// Logger receives leadership changes and errors. Defaults to a logger
+	// that discards everything.
+	Logger *slog.Logger
+
+	// OnLead, when set, is called with true when this relay takes the lock
+	// and false when it loses it (its connection ended). Defaults to nil.
+	OnLead func(leading bool)
+}
+
+// ConfigError names the field of a Config that is not valid.
+type ConfigError struct{ Field, Reason string }
+
+func (e *ConfigError) Error() string { return "relay: Config." + e.Field + " " + e.Reason }
+
+func (cfg Config) resolve() (Config, error) {
+	switch {
+	case cfg.Connect == nil:
+		return cfg, &ConfigError{"Connect", "is required"}
+	case cfg.Interval < 0:
+		return cfg, &ConfigError{"Interval", "must not be negative"}
+	case cfg.LeaderRetry < 0:
+		return cfg, &ConfigError{"LeaderRetry", "must not be negative"}
+	case cfg.ReconnectDelay < 0 || cfg.MaxReconnectDelay < 0:
+		return cfg, &ConfigError{"ReconnectDelay", "must not be negative"}
+	}
+	if cfg.Interval == 0 {
+		cfg.Interval = DefaultInterval
+	}
+	if cfg.LeaderRetry == 0 {
+		cfg.LeaderRetry = DefaultLeaderRetry
+	}
+	if cfg.ReconnectDelay == 0 {
+		cfg.ReconnectDelay = DefaultReconnectDelay
+	}
+	if cfg.MaxReconnectDelay == 0 {
+		cfg.MaxReconnectDelay = DefaultMaxReconnectDelay
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return cfg, nil
+}
+
+// Stats are a relay's counters since Start.
+type Stats struct {
+	// Leading: this relay holds the lock now.
+	Leading bool
+	// Rounds is the number of orgperm.relay() calls; Relayed the rows they
+	// took (payloads and proofs).
+	Rounds, Relayed uint64
+	// Errors counts failed connections and rounds.
+	Errors uint64
+}
+
+// Relay is one instance's relay. Start it once; Stop it once.
+type Relay struct {
+	cfg Config
+
+	mu      sync.Mutex
+	started bool
+	stopped bool
+	cancel  context.CancelFunc
+	done    chan struct{}
+
+	leading                 atomic.Bool
+	rounds, relayed, errors atomic.Uint64
+}
+
+// New validates cfg and returns a Relay; nothing is connected before Start.
+func New(cfg Config) (*Relay, error) {
+	cfg, err := cfg.resolve()
+	if err != nil {
+		return nil, err
+	}
+	return &Relay{cfg: cfg}, nil
+}
+
+// Stats returns the relay's counters.
+func (r *Relay) Stats() Stats {
+	return Stats{Leading: r.leading.Load(), Rounds: r.rounds.Load(), Relayed: r.relayed.Load(), Errors: r.errors.Load()}
+}
+
+// Start runs the relay in the background until Stop. It does not wait for
+// a connection: a relay that cannot connect retries with backoff, and while
+// no relay leads, queue-mode caches bypass themselves (the listener says
+// so). Start after Stop returns ErrStopped; a second Start is a no-op.
+func (r *Relay) Start(context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped {
+		return ErrStopped
+	}
+	if r.started {
+		return nil
+	}
+	r.started = true
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	r.done = make(chan struct{})
+	go r.run(ctx)
+	return nil
+}
+
+// Stop stops the relay and waits (within ctx) for its goroutine; its
+// connection closes, which releases the lock for another relay. It is
+// idempotent and safe before Start.
+func (r *Relay) Stop(ctx context.Context) error {
+	r.mu.Lock()
+	r.stopped = true
+	cancel, done := r.cancel, r.done
+	r.mu.Unlock()
+	if cancel == nil {
+		return nil
+	}
+	cancel()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (r *Relay) run(ctx context.Context) {
+	defer close(r.done)
+	delay := r.cfg.ReconnectDelay
+	for ctx.Err() == nil {
+		led, err := r.session(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		r.errors.Add(1)
+		r.cfg.Logger.Warn("relay: connection lost", "err", err)
+		if led {
+			delay = r.cfg.ReconnectDelay
+		}
+		if !wait(ctx, jitter(delay)) {
+			return
+		}
+		delay = min(2*delay, r.cfg.MaxReconnectDelay)
+	}
+}
+
+// session runs one connection: it tries the lock until it holds it, then
+// relays until an error. led says whether it ever led.
+func (r *Relay) session(ctx context.Context) (led bool, err error) {
+	conn, err := r.cfg.Connect(ctx)
+	if err == nil && conn == nil {
+		err = errors.New("Config.Connect returned no connection")
+	}
+	if err != nil {
+		return false, fmt.Errorf("relay: connect: %w", err)
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		conn.Close(cctx)
+		if r.leading.Swap(false) {
+			r.cfg.Logger.Warn("relay: no longer leading")
+			if r.cfg.OnLead != nil {
+				r.cfg.OnLead(false)
+			}
+		}
+	}()
+	for {
+		var got bool
+		if err := conn.QueryRow(ctx, `SELECT pg_catalog.pg_try_advisory_lock($1)`, LockID).Scan(&got); err != nil {
+			return false, fmt.Errorf("relay: try the lock: %w", err)
+		}
+		if got {
+			break
+		}
+		if !wait(ctx, jitter(r.cfg.LeaderRetry)) {
+			return false, ctx.Err()
+		}
+	}
+	r.leading.Store(true)
+	r.cfg.Logger.Info("relay: leading")
+	if r.cfg.OnLead != nil {
+		r.cfg.OnLead(true)
+	}
+	t := time.NewTicker(r.cfg.Interval)
+	defer t.Stop()
+	for {
+		var n int64
+		if err := conn.QueryRow(ctx, `SELECT orgperm.relay()`).Scan(&n); err != nil {
+			return true, fmt.Errorf("relay: orgperm.relay(): %w", err)
+		}
+		r.rounds.Add(1)
+		r.relayed.Add(uint64(n))
+		select {
+		case <-ctx.Done():
+			return true, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// jitter draws a wait from [d/2, d].
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// wait waits d or until ctx ends; it reports whether d passed.
+func wait(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
