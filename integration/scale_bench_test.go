@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/orgperm/orgperm/internal/proccpu"
 	"github.com/orgperm/orgperm/pkg/listener"
 	"github.com/orgperm/orgperm/pkg/membership"
 	"github.com/orgperm/orgperm/pkg/pgtest"
@@ -231,17 +232,22 @@ func benchInstances(b *testing.B, server *pgtest.Server, n int, relayInterval ti
 			relay.ApplicationName).Scan(&relayPid); err != nil {
 			b.Fatal(err)
 		}
-		app0, rel0, t0 := processCPU(), backendsCPU([]int{relayPid}), time.Now()
+		app0, appOK := proccpu.Self()
+		rel0, relOK := proccpu.Sum([]int{relayPid})
+		t0 := time.Now()
 		time.Sleep(3 * time.Second) // the idle window measured
-		app1, rel1, el := processCPU(), backendsCPU([]int{relayPid}), time.Since(t0)
-		if app0 >= 0 {
+		app1, _ := proccpu.Self()
+		rel1, _ := proccpu.Sum([]int{relayPid})
+		el := time.Since(t0)
+		if appOK {
 			idleApp = 100 * (app1 - app0).Seconds() / el.Seconds()
 		}
-		if rel0 >= 0 {
+		if relOK {
 			idleRelay = 100 * (rel1 - rel0).Seconds() / el.Seconds()
 		}
 	}
-	goCPU0, pgCPU0 := processCPU(), backendsCPU(pids)
+	goCPU0, goOK := proccpu.Self()
+	pgCPU0, pgOK := proccpu.Sum(pids)
 
 	var inst, all, exec, beyond []time.Duration
 	status := []string{"active", "suspended"} // i = 1 suspends: a write that changes nothing notifies nothing
@@ -269,8 +275,10 @@ func benchInstances(b *testing.B, server *pgtest.Server, n int, relayInterval ti
 		a.mu.Unlock()
 	}
 	b.StopTimer()
-	goCPU, pgCPU := processCPU()-goCPU0, backendsCPU(pids)-pgCPU0
-	if goCPU0 >= 0 && pgCPU0 >= 0 && len(pids) == n {
+	goCPU1, goOK1 := proccpu.Self()
+	pgCPU1, pgOK1 := proccpu.Sum(pids)
+	goCPU, pgCPU := goCPU1-goCPU0, pgCPU1-pgCPU0
+	if goOK && goOK1 && pgOK && pgOK1 && len(pids) == n {
 		// Per write and per instance: what one more instance costs the
 		// machine for each write, in this process and in its backend.
 		per := float64(i) * float64(n)
@@ -322,29 +330,6 @@ func benchInstances(b *testing.B, server *pgtest.Server, n int, relayInterval ti
 	rate := float64(s1-s0) / t1.Sub(t0).Seconds()
 	b.ReportMetric(rate, "proofs/s")
 	b.ReportMetric(rate*float64(n), "wakeups/s")
-}
-
-// backendsCPU returns the CPU time the server processes pids have run,
-// from Linux's /proc/<pid>/schedstat (nanoseconds on a CPU), or -1 where
-// it cannot be read.
-func backendsCPU(pids []int) time.Duration {
-	var sum time.Duration
-	for _, pid := range pids {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/schedstat", pid))
-		if err != nil {
-			return -1
-		}
-		f := strings.Fields(string(b))
-		if len(f) == 0 {
-			return -1
-		}
-		ns, err := strconv.ParseInt(f[0], 10, 64)
-		if err != nil {
-			return -1
-		}
-		sum += time.Duration(ns)
-	}
-	return sum
 }
 
 // pct returns the p-th percentile of ds in µs.

@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
-	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/orgperm/orgperm/internal/proccpu"
 	"github.com/orgperm/orgperm/pkg/pgtest"
 )
 
@@ -122,7 +121,8 @@ func BenchmarkRLS(b *testing.B) {
 	// cpu is the CPU time the side's server process has used, where the
 	// server is local and the platform tells (Linux); 0 otherwise.
 	cpu := func(sd side) time.Duration {
-		return backendCPU(sd.conn.Conn().PgConn().PID())
+		d, _ := proccpu.Of(int(sd.conn.Conn().PgConn().PID()))
+		return d
 	}
 	const scanSQL = `SELECT count(*), sum(amount) FROM public.invoices`
 	const pkSQL = `SELECT id, amount, note FROM public.invoices WHERE id = $1`
@@ -342,21 +342,3 @@ func BenchmarkRLSPerRowTrap(b *testing.B) {
 		medianD(tPlain).Round(time.Microsecond), medianD(tStmt).Round(time.Microsecond), medianD(tRow).Round(time.Microsecond))
 }
 
-// backendCPU is the CPU time the process pid has used, from
-// /proc/<pid>/schedstat (Linux; the server must be on this machine); 0
-// where that cannot be read.
-func backendCPU(pid uint32) time.Duration {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/schedstat", pid))
-	if err != nil {
-		return 0
-	}
-	fields := strings.Fields(string(data))
-	if len(fields) == 0 {
-		return 0
-	}
-	ns, err := strconv.ParseInt(fields[0], 10, 64)
-	if err != nil {
-		return 0
-	}
-	return time.Duration(ns)
-}
