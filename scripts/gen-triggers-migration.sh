@@ -31,6 +31,11 @@ triggers_migrations() {
 }
 newest=$(triggers_migrations | tail -n 1)
 if grep -q " $(basename "$newest")\$" "$released"; then
+  # Released, and sql/triggers.sql is what it installs: nothing to write.
+  if sed -n '/^-- +goose Up$/,/^-- +goose Down$/p' "$newest" | sed '1d;$d' | sed '$d' | cmp -s - sql/triggers.sql; then
+    echo "sql/triggers.sql is what the released $(basename "$newest") installs: nothing to write"
+    exit 0
+  fi
   # Released: write the next one.
   prev=$newest
   last=$(ls migrations/[0-9]*_*.sql | sed 's|^migrations/0*\([0-9][0-9]*\)_.*|\1|' | sort -n | tail -n 1)
