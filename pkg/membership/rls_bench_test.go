@@ -341,4 +341,3 @@ func BenchmarkRLSPerRowTrap(b *testing.B) {
 	b.Logf("median times: no RLS %v, per statement %v, per row %v",
 		medianD(tPlain).Round(time.Microsecond), medianD(tStmt).Round(time.Microsecond), medianD(tRow).Round(time.Microsecond))
 }
-
