@@ -205,21 +205,8 @@ func TestTimelineDetectorSeesLostNotifications(t *testing.T) {
 func TestPgBouncerTransactionMode(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	if _, err := pgbouncer.Find(); err != nil {
-		t.Skip(err) // CI installs it
-	}
-	server := pgtest.Shared(t)
-	w := newWorld(t, server)
-	cfg, err := pgx.ParseConfig(w.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := pgbouncer.Start(context.Background(), pgbouncer.Config{ServerHost: cfg.Host, ServerPort: int(cfg.Port), Users: []string{cfg.User}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
-	url := b.ConnString(cfg.User, cfg.Database) + "&default_query_exec_mode=exec"
+	w := newWorld(t, pgtest.Shared(t))
+	url := bouncerURL(t, w, "transaction") + "&default_query_exec_mode=exec"
 	pool := newPool(t, url)
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
@@ -256,6 +243,26 @@ func TestPgBouncerTransactionMode(t *testing.T) {
 	t.Logf("PgBouncer transaction mode: %d reads, %d failed closed, 0 stale; Check: %v", st.reads, st.failed, ins[0].Check(context.Background()))
 }
 
+// bouncerURL starts a PgBouncer in pool mode mode in front of w's database,
+// stopped at cleanup, and returns its connection string; it skips the test
+// where PgBouncer is not installed.
+func bouncerURL(t *testing.T, w *world, mode string) string {
+	t.Helper()
+	if _, err := pgbouncer.Find(); err != nil {
+		t.Skip(err) // CI installs it
+	}
+	cfg, err := pgx.ParseConfig(w.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := pgbouncer.Start(context.Background(), pgbouncer.Config{ServerHost: cfg.Host, ServerPort: int(cfg.Port), Users: []string{cfg.User}, PoolMode: mode})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b.ConnString(cfg.User, cfg.Database)
+}
+
 // TestPgBouncerSessionMode: behind PgBouncer in session mode (a pooler
 // that makes up its own backend process IDs, as in transaction mode) the
 // listener is not refused: it syncs, the cache answers, and no read is
@@ -264,21 +271,8 @@ func TestPgBouncerTransactionMode(t *testing.T) {
 func TestPgBouncerSessionMode(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	if _, err := pgbouncer.Find(); err != nil {
-		t.Skip(err) // CI installs it
-	}
-	server := pgtest.Shared(t)
-	w := newWorld(t, server)
-	cfg, err := pgx.ParseConfig(w.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := pgbouncer.Start(context.Background(), pgbouncer.Config{ServerHost: cfg.Host, ServerPort: int(cfg.Port), Users: []string{cfg.User}, PoolMode: "session"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
-	url := b.ConnString(cfg.User, cfg.Database)
+	w := newWorld(t, pgtest.Shared(t))
+	url := bouncerURL(t, w, "session")
 	in := newInstance(t, newPool(t, url), membership.Config{})
 	in.waitState(listener.Synced)
 	bound := membership.DefaultLease + 50*time.Millisecond
