@@ -162,7 +162,7 @@ func Start() (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "orgperm-pg-")
+	dir, err := os.MkdirTemp(scratchDir(), "orgperm-pg-")
 	if err != nil {
 		return nil, err
 	}
