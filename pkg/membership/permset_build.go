@@ -83,7 +83,7 @@ func buildWith(org, user string, r *rawSet, d *orgRoles) *PermissionSet {
 
 	// Data grants to the user: for each record (or all of a type), the
 	// grant with the lowest ID.
-	own := grantsBuilder{}
+	own := make(grantsBuilder, 0, len(r.grantType))
 	for i, typ := range r.grantType {
 		if r.grantRole[i] == nil {
 			own.add(typ, r.grantRes[i], grantRef{grant: r.grantID[i], role: -1})
@@ -154,7 +154,7 @@ func makeRoleParts(r *rawSet, refs map[int64]roleRef) roleParts {
 
 	// Data grants to roles: for each record (or all of a type), the grant
 	// with the lowest ID.
-	roleGrants, expiredGrants := grantsBuilder{}, grantsBuilder{}
+	var roleGrants, expiredGrants grantsBuilder
 	for i, typ := range r.grantType {
 		rid := r.grantRole[i]
 		if rid == nil {
@@ -164,9 +164,9 @@ func makeRoleParts(r *rawSet, refs map[int64]roleRef) roleParts {
 		if !ok {
 			continue
 		}
-		target := roleGrants
+		target := &roleGrants
 		if !rr.current {
-			target = expiredGrants
+			target = &expiredGrants
 		}
 		target.add(typ, r.grantRes[i], grantRef{grant: r.grantID[i], role: rr.i})
 	}

@@ -3,7 +3,6 @@ package membership
 import (
 	"cmp"
 	"encoding/binary"
-	"maps"
 	"math/bits"
 	"slices"
 	"strings"
@@ -363,43 +362,70 @@ func (a *access) grant(typ, id string) (grantRef, bool) {
 	return grantRef{}, false
 }
 
-// grantsBuilder collects grants while a set is built: key -> the grant
-// with the lowest ID.
-type grantsBuilder map[string]grantRef
+// grantsBuilder collects grants while a set is built; pack keeps, for
+// each key (a record of a type, or all records of it), the grant with the
+// lowest ID. It is a slice sorted once, not a map: a fill adds a few
+// dozen grants and packs them once.
+type grantsBuilder []grantEntry
 
-// add records ref as a grant of record id of typ (nil: all records).
-func (b grantsBuilder) add(typ string, id *string, ref grantRef) {
-	k := typ + "\x00"
-	if id != nil {
-		k += *id
-	}
-	if cur, seen := b[k]; !seen || ref.grant < cur.grant {
-		b[k] = ref
-	}
+type grantEntry struct {
+	typ string
+	id  string // "" for all records (an ext_id is never empty)
+	ref grantRef
 }
 
-// pack packs the grants of b.
+// add records ref as a grant of record id of typ ("": all records).
+func (b *grantsBuilder) add(typ, id string, ref grantRef) {
+	*b = append(*b, grantEntry{typ: typ, id: id, ref: ref})
+}
+
+// pack packs the grants of b (and sorts b).
 func (b grantsBuilder) pack() access {
 	if len(b) == 0 {
 		return access{}
 	}
-	keys := slices.Sorted(maps.Keys(b))
-	roles := false
-	for _, r := range b {
-		roles = roles || r.role >= 0
-	}
-	var blob strings.Builder
-	ends := make([]byte, 0, 4*len(keys))
-	refs := make([]byte, 0, refBytes*len(keys))
-	for _, k := range keys {
-		blob.WriteString(k)
-		ends = binary.LittleEndian.AppendUint32(ends, uint32(blob.Len()))
-		refs = binary.LittleEndian.AppendUint64(refs, uint64(b[k].grant))
-		if roles {
-			refs = putRole(refs, b[k].role)
+	// By key, then by grant ID: the first of each key is the one kept.
+	slices.SortFunc(b, func(x, y grantEntry) int {
+		if c := strings.Compare(x.typ, y.typ); c != 0 {
+			return c
+		}
+		if c := strings.Compare(x.id, y.id); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.ref.grant, y.ref.grant)
+	})
+	roles, size, n := false, 0, 0
+	for i, e := range b {
+		roles = roles || e.ref.role >= 0
+		if i == 0 || e.typ != b[i-1].typ || e.id != b[i-1].id {
+			size += len(e.typ) + 1 + len(e.id)
+			n++
 		}
 	}
-	return access{keys: blob.String(), ends: string(ends), refs: string(refs)}
+	perRef := 8
+	if roles {
+		perRef = refBytes
+	}
+	blob := make([]byte, 0, size)
+	meta := make([]byte, 0, 4*n+perRef*n) // ends, then refs: one allocation
+	for i, e := range b {
+		if i > 0 && e.typ == b[i-1].typ && e.id == b[i-1].id {
+			continue
+		}
+		blob = append(append(append(blob, e.typ...), 0), e.id...)
+		meta = binary.LittleEndian.AppendUint32(meta, uint32(len(blob)))
+	}
+	for i, e := range b {
+		if i > 0 && e.typ == b[i-1].typ && e.id == b[i-1].id {
+			continue
+		}
+		meta = binary.LittleEndian.AppendUint64(meta, uint64(e.ref.grant))
+		if roles {
+			meta = putRole(meta, e.ref.role)
+		}
+	}
+	m := string(meta)
+	return access{keys: string(blob), ends: m[:4*n], refs: m[4*n:]}
 }
 
 // intern packs the grants of b, hash-consed (a zero handle if none).

@@ -30,7 +30,7 @@ func memberRow(roleIDs []int64, perms map[int64][]string, grantRole []*int64, gr
 		r.grantID = append(r.grantID, int64(100+i))
 		r.grantRole = append(r.grantRole, grantRole[i])
 		r.grantType = append(r.grantType, "doc")
-		r.grantRes = append(r.grantRes, ptr(res))
+		r.grantRes = append(r.grantRes, res)
 	}
 	return r
 }

@@ -181,19 +181,19 @@ func (s *PermissionSet) UnmarshalJSON(data []byte) error {
 	for _, c := range j.Permissions {
 		perms[c] = -1
 	}
-	access := grantsBuilder{}
+	var access grantsBuilder
 	for typ, a := range j.DataAccess {
 		if !ValidResourceType(typ) {
 			return invalid("resource_type", typ, ErrInvalidResourceType)
 		}
 		if a.All {
-			access.add(typ, nil, grantRef{role: -1})
+			access.add(typ, "", grantRef{role: -1})
 		}
 		for _, id := range a.IDs {
 			if err := checkID("resource_id", id); err != nil {
 				return err
 			}
-			access.add(typ, &id, grantRef{role: -1})
+			access.add(typ, id, grantRef{role: -1})
 		}
 	}
 	// Decoded codenames are looked up in the catalog, never added to it:

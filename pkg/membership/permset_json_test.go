@@ -37,7 +37,7 @@ func goldenSet() *PermissionSet {
 		grantID:    []int64{30, 31, 32, 33, 34},
 		grantRole:  []*int64{nil, ptr[int64](7), nil, ptr[int64](9), ptr[int64](12)},
 		grantType:  []string{"invoice", "invoice", "invoice", "report", "customer"},
-		grantRes:   []*string{ptr("inv-2"), ptr("inv-10"), ptr("inv-2"), nil, nil},
+		grantRes:   []string{"inv-2", "inv-10", "inv-2", "", ""},
 	})
 }
 

@@ -44,7 +44,7 @@ LEFT JOIN LATERAL (
 ) p ON true
 LEFT JOIN LATERAL (
     SELECT array_agg(d.id) AS ids, array_agg(d.role_id) AS role_ids,
-           array_agg(d.resource_type::text) AS types, array_agg(d.resource_id::text) AS resource_ids
+           array_agg(d.resource_type::text) AS types, array_agg(coalesce(d.resource_id::text, '')) AS resource_ids
     FROM ONLY orgperm.data_access d
     WHERE d.role_id = ANY (h.ids) AND d.org_id = $1
 ) g ON true`
@@ -71,7 +71,7 @@ LEFT JOIN LATERAL (
 ) h ON true
 LEFT JOIN LATERAL (
     SELECT array_agg(d.id) AS ids, array_agg(d.resource_type::text) AS types,
-           array_agg(d.resource_id::text) AS resource_ids
+           array_agg(coalesce(d.resource_id::text, '')) AS resource_ids
     FROM ONLY orgperm.data_access d
     WHERE d.org_id = m.org_id AND d.user_id = m.user_id AND m.status = 'active'
 ) g ON true`
@@ -91,7 +91,7 @@ type roleDef struct {
 type roleGrant struct {
 	id  int64
 	typ string
-	res *string // nil: every record of typ
+	res string // "": every record of typ
 }
 
 // orgRoles is what the role cache holds for one org: the definition of
@@ -120,7 +120,7 @@ type rawDefs struct {
 	permCode           []string
 	grantID, grantRole []int64
 	grantType          []string
-	grantRes           []*string
+	grantRes           []string
 }
 
 func (r *rawDefs) targets() []any {
@@ -174,11 +174,11 @@ type memberRaw struct {
 
 	grantID   []int64
 	grantType []string
-	grantRes  []*string
+	grantRes  []string
 }
 
 func (m *memberRaw) targets() []any {
-	return []any{&m.at, &m.status, &m.from, &m.until, &m.roleIDs, &m.roleUntil, &m.grantID, &m.grantType, &m.grantRes}
+	return []any{&m.at, &m.status, &m.from, &m.until, &m.roleIDs, flat(&m.roleUntil), &m.grantID, &m.grantType, &m.grantRes}
 }
 
 func (m *memberRaw) scan(row pgx.Row) error { return row.Scan(m.targets()...) }
