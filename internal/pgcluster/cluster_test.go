@@ -245,3 +245,36 @@ func TestCopyTree(t *testing.T) {
 		t.Error("copyTree onto an existing directory succeeded")
 	}
 }
+
+// TestScratchEnv: a cluster goes where ORGPERM_PG_SCRATCH says, and Close
+// removes its directory there.
+func TestScratchEnv(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster of its own (-short)")
+	}
+	if _, err := FindBinDir(); err != nil {
+		t.Skip(err)
+	}
+	dir := t.TempDir()
+	// As root the server runs as another user, who must reach the directory.
+	for d := dir; d != filepath.Dir(d) && strings.HasPrefix(d, os.TempDir()) && d != os.TempDir(); d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv(ScratchEnv, dir)
+	c, err := Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filepath.Dir(c.baseDir) != dir {
+		c.Close()
+		t.Fatalf("cluster in %s, want it in %s", c.baseDir, dir)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Fatalf("Close left %d entries in %s", len(left), dir)
+	}
+}

@@ -3,7 +3,9 @@ package pgcluster
 import "os"
 
 // ScratchEnv names the environment variable that, when set, is the
-// directory throwaway clusters are made in.
+// directory throwaway clusters are made in. As root the server runs as
+// another user (see the package documentation), who must be able to reach
+// it.
 const ScratchEnv = "ORGPERM_PG_SCRATCH"
 
 // minScratchFree is the free space a memory-backed directory needs to be

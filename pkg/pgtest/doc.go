@@ -12,8 +12,11 @@
 // The server: when TEST_DATABASE_URL is set, tests use the server it names
 // (its user needs the right to create databases). Otherwise the first test
 // to ask starts a throwaway cluster from the local PostgreSQL binaries, one
-// per test binary, stopped by [Run]: in a temp directory, on a free
-// 127.0.0.1 port, with durability off for speed. The binaries are taken from
+// per test binary, stopped by [Run]: in memory (/dev/shm on Linux, when it
+// is a tmpfs with 2 GiB free; else the temp directory; $ORGPERM_PG_SCRATCH
+// names another place), on a free 127.0.0.1 port, with durability off for
+// speed: copying the template into a fresh database takes about 20 ms in
+// memory and about 340 ms on a disk. The binaries are taken from
 // $ORGPERM_PG_BIN when it is set, else from initdb on PATH, else from
 // /usr/lib/postgresql/*/bin (Debian, Ubuntu), /usr/pgsql-*/bin (RHEL) or
 // /usr/local/pgsql/bin, newest version first. The first cluster's initdb
