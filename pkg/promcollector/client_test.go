@@ -116,6 +116,11 @@ func TestValuesMoveWithAClient(t *testing.T) {
 	if _, ok := m["orgperm_listener_seconds_since_sync"]; !ok {
 		t.Error("synced: orgperm_listener_seconds_since_sync absent")
 	}
+	for name := range m {
+		if strings.HasPrefix(name, "orgperm_relay_") {
+			t.Errorf("a client without a relay exports %s", name)
+		}
+	}
 
 	check := func(want bool) {
 		t.Helper()
