@@ -68,8 +68,8 @@ func (c *cli) transport(ctx context.Context, d *doctorJSON, add func(sev, obj, f
 		return nil
 	}
 
-	// Only the schema owner may read the queue (as the migrations' own
-	// version table): like the rest of doctor, this wants the owner.
+	// Only the schema owner (or a superuser) may read the queue; doctor
+	// already needs one to read the migrations' version table.
 	var rows int64
 	if err := c.pool.QueryRow(ctx, `SELECT count(*) FROM orgperm.queue`).Scan(&rows); err != nil {
 		return fmt.Errorf("doctor: orgperm.queue: %w", err)
@@ -109,7 +109,7 @@ func (c *cli) transport(ctx context.Context, d *doctorJSON, add func(sev, obj, f
 		add(sevError, "orgperm.queue", "%s waiting and no relay holds the relay lock: invalidations are not delivered, proofs of delivery do not come back and every instance's cache bypasses itself (run an app instance with membership.Config{Relay: true})",
 			plural(*tr.QueueRows, "row"))
 	case tr.Mode == modeQueue:
-		add(sevWarning, "relay", "queue mode and no relay holds the relay lock: the next write's invalidation will wait in orgperm.queue and every cache bypass itself (run an app instance with membership.Config{Relay: true})")
+		add(sevWarning, "relay", "queue mode and no relay holds the relay lock: the next write's invalidation will wait in orgperm.queue and every cache will bypass itself (run an app instance with membership.Config{Relay: true})")
 	}
 	return nil
 }
