@@ -73,6 +73,7 @@ type doctorJSON struct {
 	SchemaFunction *string        `json:"schema_version_function"`
 	Triggers       []triggerJSON  `json:"triggers"`
 	Listeners      []listenerJSON `json:"listeners"`
+	Transport      *transportJSON `json:"transport"`
 	QueueUsage     float64        `json:"notify_queue_usage"`
 	InspectUsed    bool           `json:"inspect_used"`
 	Findings       []finding      `json:"findings"`
@@ -106,6 +107,9 @@ func setupDoctor(c *cli, fs *flag.FlagSet) func(context.Context, []string) error
 					since = *l.Since
 				}
 				fmt.Fprintf(w, "\tpid %d from %s since %s\n", l.PID, l.Client, since)
+			}
+			if d.Transport != nil {
+				printTransport(w, d.Transport)
 			}
 			fmt.Fprintf(w, "notify queue:\t%.1f%% used\n", 100*d.QueueUsage)
 			source := "own catalog checks"
@@ -259,6 +263,11 @@ func (c *cli) diagnose(ctx context.Context) (*doctorJSON, error) {
 	}
 	if len(d.Listeners) == 0 {
 		add(sevWarning, "listeners", "no orgperm listener is connected to this database (no app instance running, or one that does not set application_name orgperm_listener)")
+	}
+
+	// The transport, and in queue mode whether a relay empties the queue.
+	if err := c.transport(ctx, d, add); err != nil {
+		return nil, err
 	}
 
 	d.OK = !slices.ContainsFunc(d.Findings, func(f finding) bool { return f.Severity == sevError })

@@ -16,7 +16,8 @@
 //	                                     evict a scope on every instance
 //	orgperm audit org ORG|member ORG USER|actor ACTOR
 //	                                     the audit trail, newest first
-//	orgperm doctor                       schema version, triggers, listeners
+//	orgperm doctor                       schema version, triggers, listeners,
+//	                                     transport, relay queue and leader
 //
 // Every command prints a human-readable table; --json prints one JSON
 // document instead, for scripts. Flags may come before or after the

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/orgperm/orgperm/pkg/membership"
 	"github.com/orgperm/orgperm/pkg/pgtest"
+	"github.com/orgperm/orgperm/pkg/relay"
 )
 
 func TestMain(m *testing.M) {
@@ -427,26 +429,65 @@ func TestEvict(t *testing.T) {
 	want(t, url, exitError, []string{"evict", "org", "bad\x01id"})
 }
 
+// doctorDoc is the part of doctor's JSON the tests read.
+type doctorDoc struct {
+	OK            bool  `json:"ok"`
+	SchemaVersion int64 `json:"schema_version"`
+	Triggers      []struct {
+		Name    string `json:"name"`
+		Enabled string `json:"enabled"`
+	} `json:"triggers"`
+	Transport *struct {
+		Mode        string `json:"mode"`
+		QueueRows   *int64 `json:"queue_rows"`
+		RelayLeader *struct {
+			PID         int32  `json:"pid"`
+			Application string `json:"application_name"`
+		} `json:"relay_leader"`
+	} `json:"transport"`
+	Findings []struct {
+		Severity string `json:"severity"`
+		Object   string `json:"object"`
+		Problem  string `json:"problem"`
+	} `json:"findings"`
+}
+
+// finding reports whether doc holds a finding of severity sev whose object
+// and problem contain every one of words.
+func (doc *doctorDoc) finding(sev string, words ...string) bool {
+	for _, f := range doc.Findings {
+		text := f.Object + " " + f.Problem
+		if f.Severity != sev {
+			continue
+		}
+		all := true
+		for _, w := range words {
+			all = all && strings.Contains(text, w)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}
+
 func TestDoctor(t *testing.T) {
 	t.Parallel()
+	t.Run("queue", testDoctorQueue)
 	url := pgtest.NewDatabase(t)
-	want(t, url, exitOK, []string{"doctor"}, "schema version:", "listeners:\t0", "warning")
-	var doc struct {
-		OK            bool  `json:"ok"`
-		SchemaVersion int64 `json:"schema_version"`
-		Triggers      []struct {
-			Name    string `json:"name"`
-			Enabled string `json:"enabled"`
-		} `json:"triggers"`
-		Findings []struct {
-			Severity string `json:"severity"`
-			Object   string `json:"object"`
-			Problem  string `json:"problem"`
-		} `json:"findings"`
-	}
+	want(t, url, exitOK, []string{"doctor"}, "schema version:", "listeners:\t0", "warning",
+		"transport:\tnotify", "orgperm.queue:\t0 rows waiting", "relay:\tnone")
+	var doc doctorDoc
 	wantJSON(t, url, exitOK, &doc, "doctor")
 	if !doc.OK || doc.SchemaVersion < 2 || len(doc.Triggers) < 23 {
 		t.Errorf("doctor --json: %+v", doc)
+	}
+	// Notify mode, nothing queued, no relay: no finding about them.
+	if tr := doc.Transport; tr == nil || tr.Mode != "notify" || tr.QueueRows == nil || *tr.QueueRows != 0 || tr.RelayLeader != nil {
+		t.Errorf("doctor --json: transport %+v, want notify, 0 rows waiting, no leader", tr)
+	}
+	if doc.finding("warning", "relay") || doc.finding("error", "orgperm.queue") {
+		t.Errorf("doctor --json in notify mode: %+v", doc.Findings)
 	}
 
 	// A listener connected under its application_name is counted.
@@ -468,13 +509,7 @@ func TestDoctor(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantJSON(t, url, exitDeny, &doc, "doctor")
-	found := false
-	for _, f := range doc.Findings {
-		if f.Severity == "error" && strings.Contains(f.Object+" "+f.Problem, "memberships_notify_update") {
-			found = true
-		}
-	}
-	if doc.OK || !found {
+	if doc.OK || !doc.finding("error", "memberships_notify_update") {
 		t.Errorf("doctor with a disabled trigger: %+v", doc)
 	}
 	want(t, url, exitDeny, []string{"doctor"}, "memberships_notify_update")
@@ -497,4 +532,148 @@ func TestDoctor(t *testing.T) {
 		t.Fatal(err)
 	}
 	want(t, url2, exitDeny, []string{"doctor"}, "data_access_audit_truncate", "audit trail")
+}
+
+// testDoctorQueue: in queue mode doctor reports the transport, the rows
+// waiting and the relay holding the lock; rows waiting with no relay
+// leading is an error (exit 1), in queue mode and after a switch back to
+// notify, and queue mode with an empty queue and no relay a warning.
+func testDoctorQueue(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	exec := func(sql string) {
+		t.Helper()
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	var doc doctorDoc
+	// check runs doctor, with and without --json, while nothing relays or
+	// while the queue is empty: the rows it reports are those the queue
+	// holds (the switches' payloads included, one per switch and one from
+	// the DDL event trigger when the cluster has it).
+	check := func(step string, code int, mode string, leader bool, text ...string) (rows string) {
+		t.Helper()
+		var n int64
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM orgperm.queue`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		rows = fmt.Sprintf("%d rows waiting", n)
+		if n == 1 {
+			rows = "1 row waiting"
+		}
+		wantJSON(t, url, code, &doc, "doctor")
+		switch tr := doc.Transport; {
+		case tr == nil:
+			t.Fatalf("%s: no transport in %+v", step, doc)
+		case tr.QueueRows == nil:
+			t.Errorf("%s: transport %+v without queue_rows", step, tr)
+		case tr.Mode != mode || *tr.QueueRows != n || (tr.RelayLeader != nil) != leader:
+			t.Errorf("%s: transport %+v, %d rows; want mode %s, %d rows, leader %t", step, tr, *tr.QueueRows, mode, n, leader)
+		}
+		want(t, url, code, []string{"doctor"}, append(text, "transport:\t"+mode, "orgperm.queue:\t"+rows)...)
+		return rows
+	}
+	const noRelay = "no relay holds the relay lock"
+
+	// The switch queues its own "ddl" payload: one row waits, no relay.
+	exec(`SELECT orgperm.set_transport('queue')`)
+	rows := check("queue mode, no relay", exitDeny, "queue", false, "relay:\tnone", noRelay)
+	if doc.OK || !doc.finding("error", "orgperm.queue", rows, noRelay) {
+		t.Errorf("queue mode, rows waiting, no relay: ok %t, findings %+v; want an error on orgperm.queue", doc.OK, doc.Findings)
+	}
+
+	// A relay leads and empties the queue.
+	leading := make(chan bool, 4)
+	r, err := relay.New(relay.Config{
+		Connect: func(ctx context.Context) (*pgx.Conn, error) {
+			cfg, err := pgx.ParseConfig(url)
+			if err != nil {
+				return nil, err
+			}
+			cfg.RuntimeParams["application_name"] = relay.ApplicationName
+			return pgx.ConnectConfig(ctx, cfg)
+		},
+		OnLead: func(l bool) { leading <- l },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop(ctx)
+	select {
+	case <-leading:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the relay does not lead")
+	}
+	waitFor(t, conn, "the queue emptied", `SELECT NOT EXISTS (SELECT FROM orgperm.queue)`)
+	var pid int32
+	if err := conn.QueryRow(ctx, `SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()`,
+		relay.ApplicationName).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	if rows := check("queue mode, a relay leads", exitOK, "queue", true, fmt.Sprintf("relay:\tpid %d (orgperm_relay)", pid)); rows != "0 rows waiting" {
+		t.Errorf("queue mode, a relay leads: %s, want 0", rows)
+	}
+	if l := doc.Transport.RelayLeader; l == nil || l.PID != pid || l.Application != relay.ApplicationName {
+		t.Errorf("relay_leader %+v, want pid %d, %s", l, pid, relay.ApplicationName)
+	}
+	if doc.finding("error", "orgperm.queue") || doc.finding("warning", "relay") {
+		t.Errorf("queue mode, a relay leads: findings %+v", doc.Findings)
+	}
+
+	// The relay stops: nothing waits yet, a warning; a write waits, an error.
+	if err := r.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, conn, "the relay lock released", `SELECT NOT EXISTS (SELECT FROM pg_locks
+		WHERE locktype = 'advisory' AND pid = `+fmt.Sprint(pid)+`)`)
+	check("queue mode, no relay, empty queue", exitOK, "queue", false, "relay:\tnone", noRelay)
+	if !doc.finding("warning", "relay", noRelay) {
+		t.Errorf("queue mode, no relay, empty queue: findings %+v, want a warning", doc.Findings)
+	}
+	exec(`SELECT orgperm.evict_user('u1')`)
+	rows = check("queue mode, a write waits, no relay", exitDeny, "queue", false, noRelay)
+	if rows != "1 row waiting" || !doc.finding("error", "orgperm.queue", rows, noRelay) {
+		t.Errorf("queue mode, a write waits, no relay: findings %+v, want an error", doc.Findings)
+	}
+
+	// Back to notify mode: the rows left still wait for a relay (the switch
+	// queues its payload too), and proofs go through the queue meanwhile.
+	exec(`SELECT orgperm.set_transport('notify')`)
+	rows = check("notify mode, rows left, no relay", exitDeny, "notify", false, noRelay)
+	if !doc.finding("error", "orgperm.queue", rows, noRelay) {
+		t.Errorf("notify mode, rows left, no relay: findings %+v, want an error", doc.Findings)
+	}
+}
+
+// waitFor polls query, which returns one boolean, on conn until it is
+// true, and fails the test when it is not within two minutes.
+func waitFor(t *testing.T, conn *pgx.Conn, what, query string) {
+	t.Helper()
+	deadline := time.After(2 * time.Minute)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var ok bool
+		if err := conn.QueryRow(context.Background(), query).Scan(&ok); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if ok {
+			return
+		}
+		select {
+		case <-deadline:
+			t.Fatalf("%s: not within two minutes", what)
+		case <-tick.C:
+		}
+	}
 }

@@ -140,6 +140,37 @@ func (c *Collector) build() {
 			t := st.Listener.LastSync
 			return max(now.Sub(t).Seconds(), 0), !t.IsZero()
 		})
+
+	// The queue relay (membership.Config.Relay): reported only while the
+	// client runs one.
+	relayCounter := func(f func(st *membership.Stats) uint64) func(*membership.Stats, time.Time) (float64, bool) {
+		return func(st *membership.Stats, _ time.Time) (float64, bool) { return float64(f(st)), st.Relay.Running }
+	}
+	add("relay", "leading", "1 while this instance's queue relay holds the relay lock and relays orgperm.queue, 0 while another instance's relay leads (or none can be reached). Across instances, the sum is 1 when exactly one leads.",
+		gauge, func(st *membership.Stats, _ time.Time) (float64, bool) {
+			if st.Relay.Leading {
+				return 1, st.Relay.Running
+			}
+			return 0, st.Relay.Running
+		})
+	add("relay", "leaderships_total", "Times this instance's relay took the relay lock and began to lead.",
+		cnt, relayCounter(func(st *membership.Stats) uint64 { return st.Relay.Leaderships }))
+	add("relay", "rounds_total", "Rounds of this instance's relay: calls of orgperm.relay() that returned.",
+		cnt, relayCounter(func(st *membership.Stats) uint64 { return st.Relay.Rounds }))
+	add("relay", "rows_total", "Rows of orgperm.queue this instance's relay took and sent: invalidation payloads and proofs of delivery.",
+		cnt, relayCounter(func(st *membership.Stats) uint64 { return st.Relay.Relayed }))
+	add("relay", "errors_total", "Relay connections that failed or were lost, and rounds that failed; each is retried with backoff.",
+		cnt, relayCounter(func(st *membership.Stats) uint64 { return st.Relay.Errors }))
+	add("relay", "last_round_timestamp_seconds", "Unix time at which this instance's relay last finished a round. Absent until its first.",
+		gauge, func(st *membership.Stats, _ time.Time) (float64, bool) {
+			t := st.Relay.LastRound
+			return float64(t.UnixNano()) / 1e9, st.Relay.Running && !t.IsZero()
+		})
+	add("relay", "seconds_since_round", "Seconds since this instance's relay last finished a round. While it leads, more than a few relay intervals means its rounds are stuck and every cache bypasses itself; while it does not lead it is the time since it last led. Absent until its first round.",
+		gauge, func(st *membership.Stats, now time.Time) (float64, bool) {
+			t := st.Relay.LastRound
+			return max(now.Sub(t).Seconds(), 0), st.Relay.Running && !t.IsZero()
+		})
 }
 
 // Describe sends the descriptors of every metric the collector may report.

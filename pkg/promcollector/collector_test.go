@@ -11,6 +11,7 @@ import (
 	"github.com/orgperm/orgperm/pkg/listener"
 	"github.com/orgperm/orgperm/pkg/localcache"
 	"github.com/orgperm/orgperm/pkg/membership"
+	"github.com/orgperm/orgperm/pkg/relay"
 )
 
 // fixedSource returns the same Stats on every call. It is a fake of this
@@ -33,6 +34,10 @@ var everyField = fixedSource{
 		Notifications: 16, Malformed: 17, Reconnects: 18, ProofsSent: 19,
 		ProofFailures: 20, PoolerRefusals: 2, LastProofRTT: 1500 * time.Microsecond,
 		LastSync: lastSync, State: listener.Synced,
+	},
+	Relay: relay.Stats{
+		Running: true, Leading: true, Leaderships: 21, Rounds: 22, Relayed: 23, Errors: 24,
+		LastRound: lastSync.Add(60 * time.Second),
 	},
 }
 
@@ -112,6 +117,27 @@ orgperm_listener_seconds_since_sync 90
 # HELP orgperm_listener_synced 1 while the listener is synced and the local cache answers, 0 while lookups bypass it (connecting, or the connection is in doubt).
 # TYPE orgperm_listener_synced gauge
 orgperm_listener_synced 1
+# HELP orgperm_relay_errors_total Relay connections that failed or were lost, and rounds that failed; each is retried with backoff.
+# TYPE orgperm_relay_errors_total counter
+orgperm_relay_errors_total 24
+# HELP orgperm_relay_last_round_timestamp_seconds Unix time at which this instance's relay last finished a round. Absent until its first.
+# TYPE orgperm_relay_last_round_timestamp_seconds gauge
+orgperm_relay_last_round_timestamp_seconds 1.70000006e+09
+# HELP orgperm_relay_leaderships_total Times this instance's relay took the relay lock and began to lead.
+# TYPE orgperm_relay_leaderships_total counter
+orgperm_relay_leaderships_total 21
+# HELP orgperm_relay_leading 1 while this instance's queue relay holds the relay lock and relays orgperm.queue, 0 while another instance's relay leads (or none can be reached). Across instances, the sum is 1 when exactly one leads.
+# TYPE orgperm_relay_leading gauge
+orgperm_relay_leading 1
+# HELP orgperm_relay_rounds_total Rounds of this instance's relay: calls of orgperm.relay() that returned.
+# TYPE orgperm_relay_rounds_total counter
+orgperm_relay_rounds_total 22
+# HELP orgperm_relay_rows_total Rows of orgperm.queue this instance's relay took and sent: invalidation payloads and proofs of delivery.
+# TYPE orgperm_relay_rows_total counter
+orgperm_relay_rows_total 23
+# HELP orgperm_relay_seconds_since_round Seconds since this instance's relay last finished a round. While it leads, more than a few relay intervals means its rounds are stuck and every cache bypasses itself; while it does not lead it is the time since it last led. Absent until its first round.
+# TYPE orgperm_relay_seconds_since_round gauge
+orgperm_relay_seconds_since_round 30
 `
 
 func TestCollectEveryField(t *testing.T) {
@@ -144,9 +170,58 @@ orgperm_listener_synced 0
 		}
 	}
 	// Every other metric is there, at 0: the 20 metrics with no variable
-	// label less those 3, and the 5 eviction reasons.
+	// label less those 3, and the 5 eviction reasons; none of the relay's
+	// (the client runs none).
 	if n := testutil.CollectAndCount(c); n != 17+5 {
 		t.Errorf("collected %d series, want %d", n, 17+5)
+	}
+}
+
+// relayMetrics are the relay's metrics, reported only while a relay runs.
+var relayMetrics = []string{
+	"orgperm_relay_leading",
+	"orgperm_relay_leaderships_total",
+	"orgperm_relay_rounds_total",
+	"orgperm_relay_rows_total",
+	"orgperm_relay_errors_total",
+	"orgperm_relay_last_round_timestamp_seconds",
+	"orgperm_relay_seconds_since_round",
+}
+
+func TestCollectRelay(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name  string
+		relay relay.Stats
+		want  map[string]int // series per metric; absent from the map: 1
+	}{
+		{"no relay", relay.Stats{}, map[string]int{
+			"orgperm_relay_leading": 0, "orgperm_relay_leaderships_total": 0, "orgperm_relay_rounds_total": 0,
+			"orgperm_relay_rows_total": 0, "orgperm_relay_errors_total": 0,
+			"orgperm_relay_last_round_timestamp_seconds": 0, "orgperm_relay_seconds_since_round": 0,
+		}},
+		{"stopped", relay.Stats{Leaderships: 1, Rounds: 5, LastRound: lastSync}, map[string]int{
+			"orgperm_relay_leading": 0, "orgperm_relay_leaderships_total": 0, "orgperm_relay_rounds_total": 0,
+			"orgperm_relay_rows_total": 0, "orgperm_relay_errors_total": 0,
+			"orgperm_relay_last_round_timestamp_seconds": 0, "orgperm_relay_seconds_since_round": 0,
+		}},
+		{"running, no round yet", relay.Stats{Running: true}, map[string]int{
+			"orgperm_relay_last_round_timestamp_seconds": 0, "orgperm_relay_seconds_since_round": 0,
+		}},
+		{"leading", relay.Stats{Running: true, Leading: true, Rounds: 1, LastRound: lastSync}, nil},
+	} {
+		src := everyField
+		src.Relay = tt.relay
+		c := newFixed(src)
+		for _, name := range relayMetrics {
+			want, ok := tt.want[name]
+			if !ok {
+				want = 1
+			}
+			if n := testutil.CollectAndCount(c, name); n != want {
+				t.Errorf("%s: %s has %d series, want %d", tt.name, name, n, want)
+			}
+		}
 	}
 }
 

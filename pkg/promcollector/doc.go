@@ -1,6 +1,7 @@
-// Package promcollector exports the counters of a membership.Client to
-// Prometheus: the seed design's "monitor cache hit ratios". It is a package
-// of its own so that an app that does not use Prometheus imports nothing of
+// Package promcollector exports the counters of a membership.Client (its
+// cache, its listener and its queue relay) to Prometheus: the seed
+// design's "monitor cache hit ratios". It is a package of its own so that
+// an app that does not use Prometheus imports nothing of
 // client_golang.
 //
 //	client, err := membership.New(ctx, pool, membership.Config{})
@@ -41,13 +42,32 @@
 //	orgperm_listener_last_sync_timestamp_seconds   gauge    Unix time of the last resync
 //	orgperm_listener_seconds_since_sync            gauge    seconds since the last resync
 //
+// The queue relay (membership.Config.Relay, docs/DECISIONS.md 53), only
+// while the client runs one; a client without a relay reports none of these:
+//
+//	orgperm_relay_leading                        gauge    1 while this instance's relay holds the relay lock
+//	orgperm_relay_leaderships_total              counter  times it took the lock
+//	orgperm_relay_rounds_total                   counter  orgperm.relay() calls that returned
+//	orgperm_relay_rows_total                     counter  queue rows relayed (payloads and proofs)
+//	orgperm_relay_errors_total                   counter  relay connections lost or failed, rounds failed
+//	orgperm_relay_last_round_timestamp_seconds   gauge    Unix time the last round finished
+//	orgperm_relay_seconds_since_round            gauge    seconds since the last round finished
+//
+// In queue mode, sum(orgperm_relay_leading) over the instances is 1 while
+// a relay leads; at 0, or with orgperm_relay_seconds_since_round of the
+// leader above a few relay intervals, invalidations wait in orgperm.queue,
+// proofs stop and every cache bypasses itself (orgperm_listener_synced
+// falls to 0). `orgperm doctor` shows the queue's backlog and the leader
+// from the database's side.
+//
 // The hit ratio is rate(orgperm_cache_hits_total[5m]) divided by the rate of
 // hits + misses + bypassed. A bypassed rate above zero for long, or
 // orgperm_listener_synced at 0, means every check goes to the database.
 //
-// proof_rtt_seconds, last_sync_timestamp_seconds and seconds_since_sync
-// are absent until what they report has happened once (a proof, a
-// resync), rather than reporting a misleading 0. The
+// proof_rtt_seconds, last_sync_timestamp_seconds, seconds_since_sync and
+// the relay's last_round_timestamp_seconds and seconds_since_round are
+// absent until what they report has happened once (a proof, a resync, a
+// round), rather than reporting a misleading 0. The
 // time since the last resync is the age of the listening connection while
 // synced, not a staleness: the cache is exact while synced, and bypassed
 // while not.

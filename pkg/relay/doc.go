@@ -13,6 +13,14 @@
 // takes over. Proofs of delivery travel the same queue, so while no relay
 // runs, every instance's cache bypasses itself.
 //
+// Watching it: Relay.Stats (membership.Client.Stats().Relay) counts rounds,
+// rows relayed, leaderships and errors, says whether the relay leads and
+// when its last round finished; package promcollector exports them as the
+// orgperm_relay_* metrics. From the database's side, `orgperm doctor`
+// reports the transport, the rows waiting in orgperm.queue and which
+// session holds LockID (pg_locks), and fails when rows wait while no relay
+// leads.
+//
 // The package knows nothing of permissions and nothing of the payloads: the
 // merging is orgperm.relay()'s, in SQL.
 package relay

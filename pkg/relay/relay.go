@@ -100,13 +100,22 @@ func (cfg Config) resolve() (Config, error) {
 
 // Stats are a relay's counters since Start.
 type Stats struct {
+	// Running: Start was called and Stop was not. The zero Stats (no
+	// relay) has it false.
+	Running bool
 	// Leading: this relay holds the lock now.
 	Leading bool
+	// Leaderships counts the times this relay took the lock.
+	Leaderships uint64
 	// Rounds is the number of orgperm.relay() calls; Relayed the rows they
 	// took (payloads and proofs).
 	Rounds, Relayed uint64
 	// Errors counts failed connections and rounds.
 	Errors uint64
+	// LastRound is when the last round returned; zero before the first.
+	// While this relay leads it is at most an Interval and a round trip
+	// old; an older one means its rounds are stuck.
+	LastRound time.Time
 }
 
 // Relay is one instance's relay. Start it once; Stop it once.
@@ -119,8 +128,9 @@ type Relay struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 
-	leading                 atomic.Bool
-	rounds, relayed, errors atomic.Uint64
+	running, leading                     atomic.Bool
+	leaderships, rounds, relayed, errors atomic.Uint64
+	lastRound                            atomic.Int64 // Unix ns; 0 before the first round
 }
 
 // New validates cfg and returns a Relay; nothing is connected before Start.
@@ -134,7 +144,14 @@ func New(cfg Config) (*Relay, error) {
 
 // Stats returns the relay's counters.
 func (r *Relay) Stats() Stats {
-	return Stats{Leading: r.leading.Load(), Rounds: r.rounds.Load(), Relayed: r.relayed.Load(), Errors: r.errors.Load()}
+	st := Stats{
+		Running: r.running.Load(), Leading: r.leading.Load(), Leaderships: r.leaderships.Load(),
+		Rounds: r.rounds.Load(), Relayed: r.relayed.Load(), Errors: r.errors.Load(),
+	}
+	if ns := r.lastRound.Load(); ns != 0 {
+		st.LastRound = time.Unix(0, ns)
+	}
+	return st
 }
 
 // Start runs the relay in the background until Stop. It does not wait for
@@ -151,6 +168,7 @@ func (r *Relay) Start(context.Context) error {
 		return nil
 	}
 	r.started = true
+	r.running.Store(true)
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	r.done = make(chan struct{})
@@ -164,6 +182,7 @@ func (r *Relay) Start(context.Context) error {
 func (r *Relay) Stop(ctx context.Context) error {
 	r.mu.Lock()
 	r.stopped = true
+	r.running.Store(false)
 	cancel, done := r.cancel, r.done
 	r.mu.Unlock()
 	if cancel == nil {
@@ -232,6 +251,7 @@ func (r *Relay) session(ctx context.Context) (led bool, err error) {
 		}
 	}
 	r.leading.Store(true)
+	r.leaderships.Add(1)
 	r.cfg.Logger.Info("relay: leading")
 	if r.cfg.OnLead != nil {
 		r.cfg.OnLead(true)
@@ -243,8 +263,9 @@ func (r *Relay) session(ctx context.Context) (led bool, err error) {
 		if err := conn.QueryRow(ctx, `SELECT orgperm.relay()`).Scan(&n); err != nil {
 			return true, fmt.Errorf("relay: orgperm.relay(): %w", err)
 		}
-		r.rounds.Add(1)
 		r.relayed.Add(uint64(n))
+		r.lastRound.Store(time.Now().UnixNano())
+		r.rounds.Add(1)
 		select {
 		case <-ctx.Done():
 			return true, ctx.Err()

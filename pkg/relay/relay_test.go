@@ -142,6 +142,11 @@ func TestOneLeaderRelays(t *testing.T) {
 	if sa, sb := a.Stats(), b.Stats(); sa.Relayed == 0 || sb.Relayed == 0 || sb.Rounds == 0 {
 		t.Errorf("stats: a %+v, b %+v; want rows relayed by each", sa, sb)
 	}
+	for name, st := range map[string]relay.Stats{"a": a.Stats(), "b": b.Stats()} {
+		if st.Running || st.Leading || st.Leaderships != 1 || st.LastRound.IsZero() || st.Errors != 0 {
+			t.Errorf("stats of %s after Stop: %+v; want stopped, led once, a last round, no error", name, st)
+		}
+	}
 }
 
 // TestRelayTerminated: the leader's backend is terminated; it reconnects,
@@ -151,6 +156,9 @@ func TestRelayTerminated(t *testing.T) {
 	url, listen := setup(t)
 	r, ch := leads(t, url)
 	wait(t, ch, true)
+	if st := r.Stats(); !st.Running || !st.Leading || st.Leaderships != 1 {
+		t.Errorf("stats once leading: %+v; want running, leading, led once", st)
+	}
 	conn, err := pgx.Connect(context.Background(), url)
 	if err != nil {
 		t.Fatal(err)
@@ -164,8 +172,8 @@ func TestRelayTerminated(t *testing.T) {
 	wait(t, ch, false)
 	wait(t, ch, true)
 	evict(t, url, listen, "u1")
-	if st := r.Stats(); st.Errors == 0 {
-		t.Errorf("stats %+v: want the lost connection counted", st)
+	if st := r.Stats(); st.Errors == 0 || st.Leaderships != 2 || !st.Running || !st.Leading {
+		t.Errorf("stats %+v: want the lost connection counted, the lock taken twice, leading", st)
 	}
 }
 
