@@ -87,6 +87,9 @@ type writer struct {
 	writes, errors *atomic.Uint64
 }
 
+// writeTimeout bounds one write, which the end of the load does not cancel.
+const writeTimeout = 30 * time.Second
+
 // run writes every interval until ctx is done.
 func (w *writer) run(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
@@ -97,9 +100,16 @@ func (w *writer) run(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 		}
+		// A write runs to its end even when the load stops. Cancelled
+		// mid-flight, it may still commit after the final verification
+		// read the database, which then judged a correct cache against an
+		// older truth (seen: the database read at version 40, an instance
+		// at 41 a moment later) or a lagging one against a newer.
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 		w.pause.RLock()
-		err := w.writeOne(ctx)
+		err := w.writeOne(wctx)
 		w.pause.RUnlock()
+		cancel()
 		switch {
 		case err == nil:
 			w.writes.Add(1)
