@@ -230,9 +230,17 @@ func TestPgBouncerTransactionMode(t *testing.T) {
 		if !errors.Is(err, membership.ErrBypassed) || !errors.Is(err, listener.ErrNoProof) {
 			t.Fatalf("Check through a transaction pooler = %v; want ErrBypassed and ErrNoProof", err)
 		}
-		// The pooler was recognized before any LISTEN went through it (a
-		// LISTEN left on a pooled server connection crashes some
-		// PgBouncer versions when a notification reaches it).
+		// The pooler is recognized before a LISTEN goes through it (a
+		// LISTEN left on a pooled server connection crashes some PgBouncer
+		// versions when a notification reaches it). A probe that finds no
+		// proof lets the connection LISTEN, and its proof fails (ErrNoProof
+		// alone) until the next attempt, so Check is watched until an
+		// attempt is refused.
+		deadline := time.Now().Add(waitTimeout)
+		for !errors.Is(err, listener.ErrTransactionPooler) && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+			err = c.Check(context.Background())
+		}
 		if !errors.Is(err, listener.ErrTransactionPooler) || c.Stats().Listener.PoolerRefusals == 0 {
 			t.Fatalf("Check through a transaction pooler = %v, %d refusals; want ErrTransactionPooler", err, c.Stats().Listener.PoolerRefusals)
 		}

@@ -23,15 +23,18 @@ const poolerProbes = 3
 //
 // A direct connection reports its backend's process ID in BackendKeyData;
 // a pooler makes up its own (it must route cancel requests), so when the
-// two agree there is nothing to look for. When they differ, a second
-// client asks for its backend's process ID right after this one: a pooler
-// that pins a server connection to each client (session mode) gives the
-// second client another backend, while one that hands server connections
-// out per transaction gives it the backend this client just released
-// (PgBouncer reuses the most recently released one first). Seeing the same
-// backend from two clients is proof; not seeing it proves nothing (the
-// app's own traffic may have taken that backend meanwhile), and the proof
-// of delivery remains the judge, as for any other connection.
+// two agree there is nothing to look for. When they differ, the listener
+// looks for one of two proofs, poolerProbes times over. A pooler that pins
+// a server connection to each client (session mode) keeps a client on one
+// backend and gives another client another backend. One that hands server
+// connections out per transaction gives a second client, asking right
+// after this one, the backend this client just released (PgBouncer reuses
+// the most recently released one first); and when other clients take that
+// backend first, as an application's traffic does, it moves this client
+// (or the second) to another backend between two transactions. So the
+// same backend seen by two clients, or one client's backend changing, is
+// proof. Seeing neither proves nothing, and the proof of delivery remains
+// the judge, as for any other connection.
 func (l *Listener) checkPooler(ctx context.Context, conn *pgx.Conn) error {
 	var pid uint32
 	if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
@@ -50,10 +53,15 @@ func (l *Listener) checkPooler(ctx context.Context, conn *pgx.Conn) error {
 		return nil
 	}
 	defer other.Close(context.WithoutCancel(ctx))
+	var otherPID uint32
 	for i := range poolerProbes {
 		if i > 0 {
+			prev := pid
 			if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
 				return fmt.Errorf("listener: reading the listening backend's process ID: %w", err)
+			}
+			if pid != prev {
+				return &PoolerError{Backend: pid, Previous: prev}
 			}
 		}
 		var seen uint32
@@ -64,6 +72,10 @@ func (l *Listener) checkPooler(ctx context.Context, conn *pgx.Conn) error {
 		if seen == pid {
 			return &PoolerError{Backend: pid}
 		}
+		if otherPID != 0 && seen != otherPID {
+			return &PoolerError{Backend: seen, Previous: otherPID}
+		}
+		otherPID = seen
 	}
 	return nil
 }
@@ -74,13 +86,22 @@ func (l *Listener) checkPooler(ctx context.Context, conn *pgx.Conn) error {
 // ErrTransactionPooler and ErrNoProof.
 type PoolerError struct {
 	// Backend is the process ID of the PostgreSQL backend that two of the
-	// listener's connections were both handed.
+	// listener's connections were both handed, or, when Previous is not
+	// zero, the one a connection was handed after Previous.
 	Backend uint32
+	// Previous, when not zero, is the backend one of the listener's
+	// connections had in its previous transaction: it moved, which a
+	// direct or session-mode connection never does.
+	Previous uint32
 }
 
 // Error implements error.
 func (e *PoolerError) Error() string {
-	return fmt.Sprintf("%v: two of its connections were handed the same server backend (pid %d); give the listener a direct or session-mode connection (listener.Config.Connect, membership.Config.ListenerConnect)", ErrTransactionPooler, e.Backend)
+	const fix = "give the listener a direct or session-mode connection (listener.Config.Connect, membership.Config.ListenerConnect)"
+	if e.Previous != 0 {
+		return fmt.Sprintf("%v: one of its connections moved from server backend pid %d to pid %d between two transactions; %s", ErrTransactionPooler, e.Previous, e.Backend, fix)
+	}
+	return fmt.Sprintf("%v: two of its connections were handed the same server backend (pid %d); %s", ErrTransactionPooler, e.Backend, fix)
 }
 
 // Unwrap returns ErrTransactionPooler, which matches ErrNoProof.
