@@ -123,7 +123,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			return Report{}, fmt.Errorf("soak: queue mode: %w", err)
 		}
 	}
-	rt := route{url: cfg.DatabaseURL, waitReady: cfg.PoolerURL == "", relay: cfg.Queue}
+	rt := route{url: cfg.DatabaseURL, waitReady: cfg.PoolerURL == "", relays: cfg.Relays}
 	if cfg.PoolerURL != "" {
 		rt.url = cfg.PoolerURL
 	}
@@ -822,6 +822,14 @@ func (s *soak) report() Report {
 		r.Bypassed += st.Cache.Bypassed
 		r.Hits += st.Cache.Hits
 		r.Misses += st.Cache.Misses
+		if in.idx < s.cfg.Relays {
+			r.Relays++
+			if st.Relay.Leading {
+				r.RelaysLeading++
+			}
+			r.RelayRounds += st.Relay.Rounds
+			r.RelayErrors += st.Relay.Errors
+		}
 	}
 	s.samplesMu.Lock()
 	r.Samples = append([]string(nil), s.samples...)
