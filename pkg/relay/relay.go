@@ -198,6 +198,15 @@ func (r *Relay) run(ctx context.Context) {
 	}
 }
 
+// statementTimeout bounds each statement on the relay's connection. On a
+// connection gone silent (half-open TCP, a network that drops every byte)
+// a statement would otherwise wait forever, the relay still counting
+// itself the leader: nothing relayed, no proof back, every cache bypassed
+// until the process restarts. On a timeout pgx closes the connection, and
+// the relay connects again. A round that takes this long has failed its
+// purpose anyway (every lease is far shorter).
+const statementTimeout = 5 * time.Second
+
 // session runs one connection: it tries the lock until it holds it, then
 // relays until an error. led says whether it ever led.
 func (r *Relay) session(ctx context.Context) (led bool, err error) {
@@ -221,7 +230,10 @@ func (r *Relay) session(ctx context.Context) (led bool, err error) {
 	}()
 	for {
 		var got bool
-		if err := conn.QueryRow(ctx, `SELECT pg_catalog.pg_try_advisory_lock($1)`, LockID).Scan(&got); err != nil {
+		qctx, cancel := context.WithTimeout(ctx, statementTimeout)
+		err := conn.QueryRow(qctx, `SELECT pg_catalog.pg_try_advisory_lock($1)`, LockID).Scan(&got)
+		cancel()
+		if err != nil {
 			return false, fmt.Errorf("relay: try the lock: %w", err)
 		}
 		if got {
@@ -240,7 +252,10 @@ func (r *Relay) session(ctx context.Context) (led bool, err error) {
 	defer t.Stop()
 	for {
 		var n int64
-		if err := conn.QueryRow(ctx, `SELECT orgperm.relay()`).Scan(&n); err != nil {
+		qctx, cancel := context.WithTimeout(ctx, statementTimeout)
+		err := conn.QueryRow(qctx, `SELECT orgperm.relay()`).Scan(&n)
+		cancel()
+		if err != nil {
 			return true, fmt.Errorf("relay: orgperm.relay(): %w", err)
 		}
 		r.rounds.Add(1)
