@@ -221,6 +221,12 @@ func (r *Relay) session(ctx context.Context) (led bool, err error) {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 		defer cancel()
 		conn.Close(cctx)
+		// After a deadline pgx closes the connection in the background,
+		// first spending up to 15 s on a cancel request and on waiting for
+		// the server to hang up: on a silent network the socket, and with
+		// it the server's session and the lock, would outlive this session
+		// by that long. Close it now.
+		_ = conn.PgConn().Conn().Close()
 		if r.leading.Swap(false) {
 			r.cfg.Logger.Warn("relay: no longer leading")
 			if r.cfg.OnLead != nil {
