@@ -87,6 +87,9 @@ type writer struct {
 	writes, errors *atomic.Uint64
 }
 
+// writeTimeout bounds one write (the server may be down: a restart).
+const writeTimeout = 30 * time.Second
+
 // run writes every interval until ctx is done.
 func (w *writer) run(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
@@ -97,9 +100,16 @@ func (w *writer) run(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 		}
+		// A write is never cancelled halfway: pgx gives up on a COMMIT in
+		// flight when ctx ends, and the server may still commit it after
+		// the writer let go of pause, in the middle of the final
+		// verification (a cache then shows a version its reference read
+		// just before did not: a false MISMATCH, seen in TestRunStorm).
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 		w.pause.RLock()
-		err := w.writeOne(ctx)
+		err := w.writeOne(wctx)
 		w.pause.RUnlock()
+		cancel()
 		switch {
 		case err == nil:
 			w.writes.Add(1)
