@@ -13,6 +13,7 @@ import (
 	"github.com/orgperm/orgperm/internal/pgbouncer"
 	"github.com/orgperm/orgperm/internal/pgcluster"
 	"github.com/orgperm/orgperm/internal/soak"
+	"github.com/orgperm/orgperm/pkg/listener"
 	"github.com/orgperm/orgperm/pkg/membership"
 	"github.com/orgperm/orgperm/pkg/pgtest"
 )
@@ -144,16 +145,33 @@ func TestSoakStorm(t *testing.T) {
 // listeners' connections black-holed (a TCP proxy drops every byte and
 // closes nothing), then the listeners' and the pools' together, each for
 // two seconds, while the writers go on.
+//
+// It runs in both transports: in queue mode one instance runs the relay,
+// and its connection goes through the listeners' proxy, so that both
+// black holes cut it too and nothing is relayed, proofs included, until it
+// has replaced its connection.
 func TestSoakBlackholes(t *testing.T) {
 	skipShort(t)
 	requireSilentFaults(t)
 	t.Parallel()
+	forTransports(t, testSoakBlackholes)
+}
+
+func testSoakBlackholes(t *testing.T, queue bool) {
 	cfg := shortSoak(pgtest.NewDatabase(t), 2)
 	cfg.Faults = soak.SilentFaults()
+	if queue {
+		cfg.Queue, cfg.Relays = true, 1
+	}
 	rep, err := soak.Run(context.Background(), cfg)
 	checkSoak(t, rep, err)
 	if rep.Blackholes < 2 {
 		t.Errorf("%d black holes, want both kinds", rep.Blackholes)
+	}
+	for i, err := range rep.Health {
+		if err != nil {
+			t.Errorf("instance %d after the black holes: Check() = %v, want the cache in service", i, err)
+		}
 	}
 }
 
@@ -161,10 +179,21 @@ func TestSoakBlackholes(t *testing.T) {
 // in transaction mode, pool and listener (the writers connect directly).
 // It needs the pgbouncer binary (apt package
 // pgbouncer) and skips without it.
+//
+// It runs in both transports. In queue mode one instance runs the relay,
+// on its default connection (the pool's configuration: through the
+// pooler too). The listener refuses the pooler before it LISTENs
+// (DECISIONS 49) whatever the transport, or when its check cannot tell
+// gets no proof back, so the designed outcome is the same: every cache
+// bypassed, loudly, and no read stale.
 func TestSoakPgBouncer(t *testing.T) {
 	skipShort(t)
 	requireSilentFaults(t)
 	t.Parallel()
+	forTransports(t, testSoakPgBouncer)
+}
+
+func testSoakPgBouncer(t *testing.T, queue bool) {
 	if _, err := pgbouncer.Find(); err != nil {
 		t.Skip(err)
 	}
@@ -189,6 +218,9 @@ func TestSoakPgBouncer(t *testing.T) {
 	cfg.Duration = 6 * time.Second
 	cfg.PoolerURL = b.ConnString(cc.User, cc.Database)
 	cfg.FaultEvery = -1
+	if queue {
+		cfg.Queue, cfg.Relays = true, 1
+	}
 	rep, err := soak.Run(context.Background(), cfg)
 	if cerr := b.Close(); cerr != nil {
 		// PgBouncer 1.18 (Debian 12's) dies now and then with "got packet
@@ -207,9 +239,12 @@ func TestSoakPgBouncer(t *testing.T) {
 	checkSoak(t, rep, err)
 	// No proof of delivery comes back through a transaction pooler: the
 	// health check must say the cache is bypassed.
+	// Why: the pooler refused (ErrTransactionPooler), or, when the
+	// listener's check could not tell (DECISIONS 49), no proof came back;
+	// both match ErrNoProof.
 	for i, err := range rep.Health {
-		if !errors.Is(err, membership.ErrBypassed) {
-			t.Errorf("instance %d: Check() = %v, want ErrBypassed", i, err)
+		if !errors.Is(err, membership.ErrBypassed) || !errors.Is(err, listener.ErrNoProof) {
+			t.Errorf("instance %d: Check() = %v, want ErrBypassed and ErrNoProof", i, err)
 		}
 	}
 }

@@ -17,11 +17,11 @@ import (
 // Every connection accepted is forwarded by two goroutines, one per
 // direction; all of them exit when the proxy is closed.
 type Proxy struct {
-	target string
-	ln     net.Listener
-	wg     sync.WaitGroup
+	ln net.Listener
+	wg sync.WaitGroup
 
 	mu         sync.Mutex
+	target     string // where new connections go; Retarget moves it
 	blackholed bool
 	closed     bool
 	conns      map[*proxyConn]struct{}
@@ -105,6 +105,15 @@ func (p *Proxy) Restore() {
 	p.blackholed = false
 }
 
+// Retarget sends new connections to target (host:port) from now on,
+// as a virtual IP or a DNS name moved to another server after a failover:
+// connections already made keep their server.
+func (p *Proxy) Retarget(target string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.target = target
+}
+
 // CutAll closes every current connection, on both sides. New connections
 // are forwarded as before.
 func (p *Proxy) CutAll() {
@@ -146,10 +155,10 @@ func (p *Proxy) serve(client net.Conn) {
 	defer p.wg.Done()
 	c := &proxyConn{client: client}
 	p.mu.Lock()
-	blackholed := p.blackholed
+	blackholed, target := p.blackholed, p.target
 	p.mu.Unlock()
 	if !blackholed {
-		server, err := net.DialTimeout("tcp", p.target, 10*time.Second)
+		server, err := net.DialTimeout("tcp", target, 10*time.Second)
 		if err != nil {
 			client.Close()
 			return

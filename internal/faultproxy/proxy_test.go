@@ -185,3 +185,38 @@ func TestProxyCutAll(t *testing.T) {
 	c2, r2 := dial(t, p)
 	wantEcho(t, c2, r2, "again")
 }
+
+// TestProxyRetarget: after Retarget, new connections reach the new server
+// and connections made before still reach the old one.
+func TestProxyRetarget(t *testing.T) {
+	p, oldLines := setupProxy(t)
+	newAddr, newLines := echoServer(t)
+	before, beforeR := dial(t, p)
+	wantEcho(t, before, beforeR, "to the old")
+	if got := recv(t, oldLines); got != "to the old\n" {
+		t.Fatalf("old server got %q", got)
+	}
+
+	p.Retarget(newAddr)
+	after, afterR := dial(t, p)
+	wantEcho(t, after, afterR, "to the new")
+	if got := recv(t, newLines); got != "to the new\n" {
+		t.Fatalf("new server got %q", got)
+	}
+	wantEcho(t, before, beforeR, "still the old")
+	if got := recv(t, oldLines); got != "still the old\n" {
+		t.Fatalf("old server got %q", got)
+	}
+}
+
+// recv returns the next line a server received.
+func recv(t *testing.T, lines <-chan string) string {
+	t.Helper()
+	select {
+	case l := <-lines:
+		return l
+	case <-time.After(waitTimeout):
+		t.Fatalf("the server received nothing within %v", waitTimeout)
+		return ""
+	}
+}

@@ -7,7 +7,8 @@
 // standby.signal and primary_conninfo), and runs postgres on that copy on a
 // free 127.0.0.1 port, optionally with recovery_min_apply_delay to force a
 // replay lag. It returns once the standby accepts connections in recovery.
-// [Standby.Close] stops it and removes its files.
+// [Standby.Promote] makes it a primary (a failover), and [Standby.Close]
+// stops it and removes its files.
 //
 // The primary must allow replication connections from 127.0.0.1 (initdb's
 // default pg_hba.conf does, with -A trust) and run with wal_level replica

@@ -299,6 +299,34 @@ func (s *Standby) WaitReplay(ctx context.Context, lsn string) error {
 	}
 }
 
+// Promote makes the standby a primary (pg_promote, waiting for the end of
+// recovery) and returns once it accepts writes. What it had received of
+// the WAL it replays first; the rest of the old primary's commits are lost
+// (asynchronous replication), as are its unlogged tables' rows (reset from
+// their init forks). It keeps its host and port.
+func (s *Standby) Promote(ctx context.Context) error {
+	conn, err := pgx.Connect(ctx, s.ConnString("postgres"))
+	if err != nil {
+		return fmt.Errorf("pgstandby: promote: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var done bool
+	if err := conn.QueryRow(ctx, `SELECT pg_catalog.pg_promote(true, 60)`).Scan(&done); err != nil {
+		return fmt.Errorf("pgstandby: promote: %w", err)
+	}
+	if !done {
+		return fmt.Errorf("pgstandby: promote: still in recovery after 60 s\n%s", s.logTail())
+	}
+	var rec bool
+	if err := conn.QueryRow(ctx, `SELECT pg_catalog.pg_is_in_recovery()`).Scan(&rec); err != nil {
+		return fmt.Errorf("pgstandby: promote: %w", err)
+	}
+	if rec {
+		return errors.New("pgstandby: promote: pg_promote returned, but the server is still in recovery")
+	}
+	return nil
+}
+
 // Close stops the standby (fast shutdown) and removes its files. It is
 // idempotent.
 func (s *Standby) Close() error {

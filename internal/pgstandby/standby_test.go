@@ -130,3 +130,83 @@ func TestDelayedStandby(t *testing.T) {
 		t.Fatalf("a write on the standby: got %v, want SQLSTATE 25006", err)
 	}
 }
+
+// TestPromote promotes a standby: it then accepts writes, shows every write
+// it had replayed, and starts its unlogged tables empty (orgperm.queue, in
+// queue mode, holds a row on the primary that the promoted copy does not
+// have: docs/DECISIONS.md 53).
+func TestPromote(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a standby (-short; make test runs it)")
+	}
+	t.Parallel()
+	srv := pgtest.Shared(t)
+	dbURL := pgtest.NewDatabase(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	sb, err := pgstandby.Start(ctx, pgstandby.Config{PrimaryURL: srv.URL})
+	if err != nil {
+		if errors.Is(err, pgstandby.ErrNoBinaries) {
+			t.Skip(err)
+		}
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := sb.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+
+	primary, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer primary.Close(ctx)
+	var mode string
+	if err := primary.QueryRow(ctx, `SELECT orgperm.set_transport('queue')`).Scan(&mode); err != nil || mode != "queue" {
+		t.Fatalf("set_transport('queue') = %q, %v", mode, err)
+	}
+	// A write whose payload waits in the queue (no relay runs).
+	if _, err := primary.Exec(ctx, `INSERT INTO orgperm.permissions (codename) VALUES ('standby.promoted')`); err != nil {
+		t.Fatal(err)
+	}
+	var queued int
+	if err := primary.QueryRow(ctx, `SELECT count(*) FROM orgperm.queue`).Scan(&queued); err != nil || queued == 0 {
+		t.Fatalf("orgperm.queue on the primary holds %d rows, %v; want the write's payload", queued, err)
+	}
+	var lsn string
+	if err := primary.QueryRow(ctx, `SELECT pg_catalog.pg_current_wal_insert_lsn()::text`).Scan(&lsn); err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.WaitReplay(ctx, lsn); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := sb.Promote(ctx); err != nil {
+		t.Fatal(err)
+	}
+	promotedURL, err := sb.ConnStringFor(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	promoted, err := pgx.Connect(ctx, promotedURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer promoted.Close(ctx)
+	var rec bool
+	if err := promoted.QueryRow(ctx, `SELECT pg_catalog.pg_is_in_recovery()`).Scan(&rec); err != nil || rec {
+		t.Fatalf("pg_is_in_recovery() after Promote = %v, %v; want false", rec, err)
+	}
+	var n int
+	if err := promoted.QueryRow(ctx, `SELECT count(*) FROM orgperm.permissions WHERE codename = 'standby.promoted'`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("the promoted standby shows the replayed write %d times, %v; want 1", n, err)
+	}
+	if err := promoted.QueryRow(ctx, `SELECT count(*) FROM orgperm.queue`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("orgperm.queue on the promoted standby holds %d rows, %v; want 0 (unlogged)", n, err)
+	}
+	// It accepts writes (a standby refuses them with SQLSTATE 25006).
+	if _, err := promoted.Exec(ctx, `INSERT INTO orgperm.permissions (codename) VALUES ('standby.after_promotion')`); err != nil {
+		t.Fatalf("a write on the promoted standby: %v", err)
+	}
+}

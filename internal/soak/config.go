@@ -93,6 +93,15 @@ type Config struct {
 	// false: the transport the database has.
 	Queue bool
 
+	// Relays is the number of instances (the first ones) that run the
+	// relay in queue mode. With one, a fault that cuts the relay's
+	// connection leaves nothing to relay until that relay reconnects.
+	// When the black-hole faults are configured, the relays connect
+	// through the listeners' proxy: a black hole cuts them with the
+	// listeners. It must not exceed Instances, and needs Queue. Defaults
+	// to every instance.
+	Relays int
+
 	// StormRate is the number of 8 KB spoofed payloads per second the
 	// NOTIFY storm sends. Defaults to 50.
 	StormRate int
@@ -150,6 +159,7 @@ func (cfg Config) resolve() (Config, error) {
 		{"Orgs", &cfg.Orgs, 16},
 		{"UsersPerOrg", &cfg.UsersPerOrg, 32},
 		{"FaultRounds", &cfg.FaultRounds, 0},
+		{"Relays", &cfg.Relays, 0},
 	} {
 		if *f.v < 0 {
 			return cfg, configError(f.name, "must not be negative")
@@ -157,6 +167,15 @@ func (cfg Config) resolve() (Config, error) {
 		if *f.v == 0 {
 			*f.v = f.def
 		}
+	}
+	if cfg.Relays > 0 && !cfg.Queue {
+		return cfg, configError("Relays", "is set, but Queue is false: no relay runs")
+	}
+	if cfg.Relays > cfg.Instances {
+		return cfg, configError("Relays", fmt.Sprintf("(%d) must not exceed Instances (%d)", cfg.Relays, cfg.Instances))
+	}
+	if cfg.Queue && cfg.Relays == 0 {
+		cfg.Relays = cfg.Instances
 	}
 	if cfg.Writers > cfg.Orgs {
 		return cfg, configError("Writers", fmt.Sprintf("(%d) must not exceed Orgs (%d): each writer owns whole organizations", cfg.Writers, cfg.Orgs))

@@ -106,5 +106,13 @@
 // sentinel sent after the pause (so every write), or, when none arrives
 // within the bound (notifications lost, a pooler), once the bound has
 // passed since the pause: from then on no answer may miss a write that
-// committed before it.
+// committed before it. Before the final round, when faults were injected,
+// it waits (a minute at most, else the run fails) until every instance is
+// synced again (not through a pooler): a cache that never comes back into
+// service after the last fault is an error, though it bypasses itself
+// correctly.
+//
+// In queue mode (Config.Queue) Config.Relays instances run the relay; with
+// the black holes, the relays connect through the listeners' proxy, so
+// that both black holes cut the relay too.
 package soak

@@ -15,6 +15,7 @@ import (
 
 	"github.com/orgperm/orgperm/pkg/listener"
 	"github.com/orgperm/orgperm/pkg/membership"
+	"github.com/orgperm/orgperm/pkg/relay"
 )
 
 // reader is what the soak checks through: a [membership.Client], or in
@@ -82,8 +83,9 @@ type route struct {
 	// waitReady: wait for the listener's first sync before the load starts
 	// (not through a pooler, where it may never sync).
 	waitReady bool
-	// relay: run the queue relay on the instance (Config.Queue).
-	relay bool
+	// relays: how many instances (the first ones) run the queue relay
+	// (Config.Queue, Config.Relays); through listenerAddr when it is set.
+	relays int
 }
 
 // newInstance starts instance idx as rt says. The watermark starts at
@@ -126,7 +128,7 @@ func newInstance(ctx context.Context, idx int, rt route, h *hub, clk *clock, zer
 			}
 		},
 		OnStateChange: in.setState,
-		Relay:         rt.relay,
+		Relay:         idx < rt.relays,
 	}
 	if rt.listenerAddr != "" {
 		// As the default listener connection: the pool's settings, and the
@@ -138,6 +140,11 @@ func newInstance(ctx context.Context, idx int, rt route, h *hub, clk *clock, zer
 		}
 		lcfg.RuntimeParams["application_name"] = listener.ApplicationName
 		mcfg.ListenerConnect = func(ctx context.Context) (*pgx.Conn, error) { return pgx.ConnectConfig(ctx, lcfg.Copy()) }
+		// The relay's connection goes the listener's way, under its own
+		// application_name (the terminate-relay fault finds it by it).
+		rcfg := lcfg.Copy()
+		rcfg.RuntimeParams["application_name"] = relay.ApplicationName
+		mcfg.RelayConnect = func(ctx context.Context) (*pgx.Conn, error) { return pgx.ConnectConfig(ctx, rcfg.Copy()) }
 	}
 	c, err := membership.New(ctx, pool, mcfg)
 	if err != nil {

@@ -72,6 +72,13 @@ type Report struct {
 	// unsynced, cache hits and misses.
 	Reconnects, Bypassed, Hits, Misses uint64
 
+	// Relays is the number of instances running the queue relay
+	// (Config.Queue), RelaysLeading how many of them led at the end (one
+	// while a relay is in service), and RelayRounds and RelayErrors their
+	// rounds and their lost connections and failed rounds, summed.
+	Relays, RelaysLeading    int
+	RelayRounds, RelayErrors uint64
+
 	// Verifications is the number of quiesced rounds (after each fault, and
 	// at the end) in which every key was read on every instance and
 	// compared with a FullyConsistent read; VerifiedByBound the number of
@@ -150,6 +157,9 @@ func (r Report) String() string {
 	}
 	fmt.Fprintf(&b, "reconnects         %d\n", r.Reconnects)
 	fmt.Fprintf(&b, "bypassed reads     %d\n", r.Bypassed)
+	if r.Relays > 0 {
+		fmt.Fprintf(&b, "relays             %d, %d leading at the end; %d rounds, %d errors\n", r.Relays, r.RelaysLeading, r.RelayRounds, r.RelayErrors)
+	}
 	fmt.Fprintf(&b, "cache              %d hits, %d misses (hit rate %s)\n", r.Hits, r.Misses, ratio(r.Hits, r.Hits+r.Misses))
 	fmt.Fprintf(&b, "verifications      %d rounds (%d compared once the bound had passed, no sentinel applied), %d reads compared, %d mismatches (must be 0)\n",
 		r.Verifications, r.VerifiedByBound, r.VerifiedReads, r.Mismatches)

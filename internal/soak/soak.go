@@ -123,7 +123,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			return Report{}, fmt.Errorf("soak: queue mode: %w", err)
 		}
 	}
-	rt := route{url: cfg.DatabaseURL, waitReady: cfg.PoolerURL == "", relay: cfg.Queue}
+	rt := route{url: cfg.DatabaseURL, waitReady: cfg.PoolerURL == "", relays: cfg.Relays}
 	if cfg.PoolerURL != "" {
 		rt.url = cfg.PoolerURL
 	}
@@ -206,7 +206,16 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 
 	vctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), verifyTimeout)
 	defer cancel()
-	verr := s.verify(vctx, "final")
+	// The last fault may have ended just before the load: the final
+	// verification compares caches in service again (a cache that never
+	// comes back is an error, even though it bypasses itself correctly).
+	var serr error
+	if cfg.FaultEvery > 0 {
+		if serr = s.waitSynced(vctx); serr != nil {
+			serr = fmt.Errorf("soak: instances not synced after the load: %w", serr)
+		}
+	}
+	verr := errors.Join(serr, s.verify(vctx, "final"))
 	rep := s.report()
 	rep.Health = s.health(vctx)
 	cfg.Logger.Info("soak: done", "checks", rep.Checks, "stale", rep.Stale, "beyond bound", rep.BeyondBound, "ok", rep.OK())
@@ -467,20 +476,8 @@ func (s *soak) runFaults(ctx context.Context, stop context.CancelFunc) error {
 // pooler); a lasting one once it has been held for FaultHold and the
 // network restored, or the storm ended.
 func (s *soak) inject(ctx context.Context, f Fault) error {
-	if s.cfg.PoolerURL == "" {
-		rctx, cancel := context.WithTimeout(ctx, resyncTimeout)
-		err := s.hub.wait(rctx, func() bool {
-			for _, in := range s.ins {
-				if in.state != listener.Synced {
-					return false
-				}
-			}
-			return true
-		})
-		cancel()
-		if err != nil {
-			return fmt.Errorf("soak: instances not synced before %s: %w", f, err)
-		}
+	if err := s.waitSynced(ctx); err != nil {
+		return fmt.Errorf("soak: instances not synced before %s: %w", f, err)
 	}
 	switch f {
 	case FaultBlackholeListener, FaultBlackholeAll:
@@ -585,6 +582,25 @@ func (s *soak) inject(ctx context.Context, f Fault) error {
 		return fmt.Errorf("soak: instances did not resync after %s: %w", f, err)
 	}
 	return nil
+}
+
+// waitSynced waits until every instance is synced, for at most
+// resyncTimeout; through a pooler, where no listener is expected to sync,
+// it returns at once.
+func (s *soak) waitSynced(ctx context.Context) error {
+	if s.cfg.PoolerURL != "" {
+		return nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, resyncTimeout)
+	defer cancel()
+	return s.hub.wait(rctx, func() bool {
+		for _, in := range s.ins {
+			if in.state != listener.Synced {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // startProxies starts the TCP proxies the black-hole faults cut, in front
@@ -822,6 +838,14 @@ func (s *soak) report() Report {
 		r.Bypassed += st.Cache.Bypassed
 		r.Hits += st.Cache.Hits
 		r.Misses += st.Cache.Misses
+		if in.idx < s.cfg.Relays {
+			r.Relays++
+			if st.Relay.Leading {
+				r.RelaysLeading++
+			}
+			r.RelayRounds += st.Relay.Rounds
+			r.RelayErrors += st.Relay.Errors
+		}
 	}
 	s.samplesMu.Lock()
 	r.Samples = append([]string(nil), s.samples...)

@@ -160,6 +160,9 @@ func TestConfigErrors(t *testing.T) {
 		"empty fault list":       {DatabaseURL: "x", Faults: []Fault{}},
 		"negative storm rate":    {DatabaseURL: "x", StormRate: -1},
 		"negative fault rounds":  {DatabaseURL: "x", FaultRounds: -1},
+		"relays, no queue":       {DatabaseURL: "x", Relays: 1},
+		"more relays":            {DatabaseURL: "x", Queue: true, Instances: 2, Relays: 3},
+		"negative relays":        {DatabaseURL: "x", Queue: true, Relays: -1},
 	} {
 		if _, err := Run(context.Background(), cfg); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("%s: err = %v, want ErrInvalidConfig", name, err)

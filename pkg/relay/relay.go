@@ -217,6 +217,15 @@ func (r *Relay) run(ctx context.Context) {
 	}
 }
 
+// statementTimeout bounds each statement on the relay's connection. On a
+// connection gone silent (half-open TCP, a network that drops every byte)
+// a statement would otherwise wait forever, the relay still counting
+// itself the leader: nothing relayed, no proof back, every cache bypassed
+// until the process restarts. On a timeout pgx closes the connection, and
+// the relay connects again. A round that takes this long has failed its
+// purpose anyway (every lease is far shorter).
+const statementTimeout = 5 * time.Second
+
 // session runs one connection: it tries the lock until it holds it, then
 // relays until an error. led says whether it ever led.
 func (r *Relay) session(ctx context.Context) (led bool, err error) {
@@ -231,6 +240,12 @@ func (r *Relay) session(ctx context.Context) (led bool, err error) {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 		defer cancel()
 		conn.Close(cctx)
+		// After a deadline pgx closes the connection in the background,
+		// first spending up to 15 s on a cancel request and on waiting for
+		// the server to hang up: on a silent network the socket, and with
+		// it the server's session and the lock, would outlive this session
+		// by that long. Close it now.
+		_ = conn.PgConn().Conn().Close()
 		if r.leading.Swap(false) {
 			r.cfg.Logger.Warn("relay: no longer leading")
 			if r.cfg.OnLead != nil {
@@ -240,7 +255,10 @@ func (r *Relay) session(ctx context.Context) (led bool, err error) {
 	}()
 	for {
 		var got bool
-		if err := conn.QueryRow(ctx, `SELECT pg_catalog.pg_try_advisory_lock($1)`, LockID).Scan(&got); err != nil {
+		qctx, cancel := context.WithTimeout(ctx, statementTimeout)
+		err := conn.QueryRow(qctx, `SELECT pg_catalog.pg_try_advisory_lock($1)`, LockID).Scan(&got)
+		cancel()
+		if err != nil {
 			return false, fmt.Errorf("relay: try the lock: %w", err)
 		}
 		if got {
@@ -260,7 +278,10 @@ func (r *Relay) session(ctx context.Context) (led bool, err error) {
 	defer t.Stop()
 	for {
 		var n int64
-		if err := conn.QueryRow(ctx, `SELECT orgperm.relay()`).Scan(&n); err != nil {
+		qctx, cancel := context.WithTimeout(ctx, statementTimeout)
+		err := conn.QueryRow(qctx, `SELECT orgperm.relay()`).Scan(&n)
+		cancel()
+		if err != nil {
 			return true, fmt.Errorf("relay: orgperm.relay(): %w", err)
 		}
 		r.relayed.Add(uint64(n))

@@ -1,0 +1,72 @@
+package relay_test
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/orgperm/orgperm/internal/faultproxy"
+	"github.com/orgperm/orgperm/pkg/relay"
+)
+
+// TestRelaySilentConnection: the leader's connection goes silent (a TCP
+// proxy drops every byte and closes nothing). Its round never returns, so
+// without a deadline it would lead forever and relay nothing; it gives the
+// round up at its statement deadline, loses the lead, and leads again on a
+// new connection once the network answers, relaying what was queued
+// meanwhile.
+func TestRelaySilentConnection(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for the relay's statement deadline (-short; make test runs it)")
+	}
+	t.Parallel()
+	url, listen := setup(t)
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := faultproxy.New(t, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))
+	host, port, _ := net.SplitHostPort(proxy.Addr())
+	p, _ := strconv.ParseUint(port, 10, 16)
+	ch := make(chan bool, 16)
+	r, err := relay.New(relay.Config{
+		Connect: func(ctx context.Context) (*pgx.Conn, error) {
+			cc := cfg.Copy()
+			cc.Host, cc.Port, cc.Fallbacks = host, uint16(p), nil
+			cc.ConnectTimeout = 2 * time.Second // a dial into the silent proxy never ends
+			return pgx.ConnectConfig(ctx, cc)
+		},
+		OnLead:      func(l bool) { ch <- l },
+		LeaderRetry: 20 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		proxy.CutAll()
+		if err := r.Stop(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	wait(t, ch, true)
+	evict(t, url, listen, "before")
+
+	proxy.Blackhole()
+	t0 := time.Now()
+	wait(t, ch, false) // the round's deadline
+	lost := time.Since(t0)
+	proxy.Restore()
+	wait(t, ch, true)
+	t.Logf("lost the lead %v after the network went silent; led again %v after it answered", lost, time.Since(t0)-lost)
+	evict(t, url, listen, "after")
+	if st := r.Stats(); st.Errors == 0 {
+		t.Errorf("stats %+v: want the abandoned round counted", st)
+	}
+}
