@@ -131,6 +131,11 @@ type Relay struct {
 	running, leading                     atomic.Bool
 	leaderships, rounds, relayed, errors atomic.Uint64
 	lastRound                            atomic.Int64 // Unix ns; 0 before the first round
+
+	// baseTimeout is statementTimeout (tests shorten it); timeout, when not
+	// zero, the doubled deadline of the next statement. Only the goroutine
+	// of run uses them.
+	baseTimeout, timeout time.Duration
 }
 
 // New validates cfg and returns a Relay; nothing is connected before Start.
@@ -139,7 +144,7 @@ func New(cfg Config) (*Relay, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Relay{cfg: cfg}, nil
+	return &Relay{cfg: cfg, baseTimeout: statementTimeout}, nil
 }
 
 // Stats returns the relay's counters.
@@ -222,9 +227,43 @@ func (r *Relay) run(ctx context.Context) {
 // a statement would otherwise wait forever, the relay still counting
 // itself the leader: nothing relayed, no proof back, every cache bypassed
 // until the process restarts. On a timeout pgx closes the connection, and
-// the relay connects again. A round that takes this long has failed its
-// purpose anyway (every lease is far shorter).
-const statementTimeout = 5 * time.Second
+// the relay connects again.
+//
+// A round takes every row the queue holds, so after a long outage under a
+// write load one round can need longer than that. Cut at the same deadline
+// every time, it could roll back every time and never drain the queue:
+// not with pgx's default (the client hangs up, and the server, which does
+// not look at the socket while it works, finishes and commits the round),
+// but with a cancel request on deadline (pgconn's
+// CancelRequestContextWatcherHandler) or the server's
+// client_connection_check_interval. So a round cut by its deadline doubles
+// the next round's (up to maxStatementTimeout), and a round that returns
+// puts it back.
+const (
+	statementTimeout    = 5 * time.Second
+	maxStatementTimeout = 5 * time.Minute
+)
+
+// deadline returns the context of a statement, and a function that ends
+// it and reports whether the statement was cut by the deadline. A round's
+// deadline is r.timeout when set; a round cut by it doubles the next
+// round's. Other statements (the lock) take the first deadline always:
+// they do no work that grows.
+func (r *Relay) deadline(ctx context.Context, round bool) (context.Context, func() (timedOut bool)) {
+	d := r.baseTimeout
+	if round && r.timeout != 0 {
+		d = r.timeout
+	}
+	qctx, cancel := context.WithTimeout(ctx, d)
+	return qctx, func() bool {
+		cut := errors.Is(qctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil
+		cancel()
+		if cut && round {
+			r.timeout = min(2*d, max(r.baseTimeout, maxStatementTimeout))
+		}
+		return cut
+	}
+}
 
 // session runs one connection: it tries the lock until it holds it, then
 // relays until an error. led says whether it ever led.
@@ -255,9 +294,9 @@ func (r *Relay) session(ctx context.Context) (led bool, err error) {
 	}()
 	for {
 		var got bool
-		qctx, cancel := context.WithTimeout(ctx, statementTimeout)
+		qctx, end := r.deadline(ctx, false)
 		err := conn.QueryRow(qctx, `SELECT pg_catalog.pg_try_advisory_lock($1)`, LockID).Scan(&got)
-		cancel()
+		end()
 		if err != nil {
 			return false, fmt.Errorf("relay: try the lock: %w", err)
 		}
@@ -278,12 +317,15 @@ func (r *Relay) session(ctx context.Context) (led bool, err error) {
 	defer t.Stop()
 	for {
 		var n int64
-		qctx, cancel := context.WithTimeout(ctx, statementTimeout)
+		qctx, end := r.deadline(ctx, true)
 		err := conn.QueryRow(qctx, `SELECT orgperm.relay()`).Scan(&n)
-		cancel()
+		if end() {
+			r.cfg.Logger.Warn("relay: a round was cut by its deadline; the next one may take longer", "next deadline", r.timeout)
+		}
 		if err != nil {
 			return true, fmt.Errorf("relay: orgperm.relay(): %w", err)
 		}
+		r.timeout = 0 // a round returned: back to statementTimeout
 		r.relayed.Add(uint64(n))
 		r.lastRound.Store(time.Now().UnixNano())
 		r.rounds.Add(1)

@@ -1,0 +1,78 @@
+package relay_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
+
+	"github.com/orgperm/orgperm/pkg/relay"
+)
+
+// TestBacklogOutlastsDeadline: a round takes the whole queue, so after an
+// outage one round can need longer than the statement deadline. With a
+// connection that cancels its statement on deadline (a cancel request, as
+// pgconn's CancelRequestContextWatcherHandler sends), every round cut at
+// the same deadline rolls back, and the queue would never drain; the
+// relay doubles a cut round's deadline until one fits, and drains it.
+func TestBacklogOutlastsDeadline(t *testing.T) {
+	t.Parallel()
+	url, _ := setup(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	const backlog = 20000
+	if _, err := conn.Exec(ctx, `SELECT orgperm.evict_user('backlog-' || i) FROM pg_catalog.generate_series(1, $1) i`, backlog); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.BuildContextWatcherHandler = func(pc *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.CancelRequestContextWatcherHandler{Conn: pc, DeadlineDelay: time.Second}
+	}
+	r, err := relay.New(relay.Config{
+		Connect:     func(ctx context.Context) (*pgx.Conn, error) { return pgx.ConnectConfig(ctx, cfg) },
+		LeaderRetry: 20 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Far shorter than a round of the backlog takes, long enough for the
+	// lock's query.
+	relay.SetStatementTimeout(r, 20*time.Millisecond)
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := r.Stop(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		var left int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM orgperm.queue`).Scan(&left); err != nil {
+			t.Fatal(err)
+		}
+		if left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d rows still queued after %v; relay stats %+v", left, backlog, waitTimeout, r.Stats())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	st := r.Stats()
+	if st.Errors == 0 || st.Relayed < backlog {
+		t.Fatalf("relay stats %+v: want at least one round cut by its deadline and all %d rows relayed", st, backlog)
+	}
+	t.Logf("drained %d rows after %d rounds cut by their deadline; stats %+v", backlog, st.Errors, st)
+}
