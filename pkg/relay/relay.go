@@ -244,6 +244,19 @@ const (
 	maxStatementTimeout = 5 * time.Minute
 )
 
+// keepaliveSQL makes the server give up on the relay's session about 11 s
+// after its client's host stops answering (5 s idle, then 3 probes 2 s
+// apart; 15 s for data left unacknowledged), instead of the kernel's
+// default of over two hours: that session holds the relay's advisory lock,
+// and while a dead leader's session lingers no other relay can lead, so
+// every queue-mode cache stays bypassed. The probes are answered by the
+// client's kernel, so a paused process (GC, a debugger) keeps its session.
+// The settings do nothing on a Unix-domain socket.
+const keepaliveSQL = `SELECT pg_catalog.set_config('tcp_keepalives_idle', '5', false),
+	pg_catalog.set_config('tcp_keepalives_interval', '2', false),
+	pg_catalog.set_config('tcp_keepalives_count', '3', false),
+	pg_catalog.set_config('tcp_user_timeout', '15000', false)`
+
 // deadline returns the context of a statement, and a function that ends
 // it and reports whether the statement was cut by the deadline. A round's
 // deadline is r.timeout when set; a round cut by it doubles the next
@@ -292,6 +305,12 @@ func (r *Relay) session(ctx context.Context) (led bool, err error) {
 			}
 		}
 	}()
+	qctx, end := r.deadline(ctx, false)
+	_, err = conn.Exec(qctx, keepaliveSQL)
+	end()
+	if err != nil {
+		return false, fmt.Errorf("relay: set the session's keepalives: %w", err)
+	}
 	for {
 		var got bool
 		qctx, end := r.deadline(ctx, false)
