@@ -4,7 +4,6 @@ package integration_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -115,7 +114,7 @@ func testStandbyPromotion(t *testing.T, queue bool, how string) {
 			t.Fatal(err)
 		}
 	}
-	sb := startStandby(t, cluster)
+	sb := pgstandby.StartTB(t, pgstandby.Config{PrimaryURL: cluster.URL})
 	syncReplication(t, cluster.URL)
 
 	// The virtual IPs: one for the instance, one for the writers and the
@@ -241,27 +240,6 @@ func testStandbyPromotion(t *testing.T, queue bool, how string) {
 		}
 		t.Logf("relay: %+v; rows left in orgperm.queue: %d", stats.Relay, queued)
 	}
-}
-
-// startStandby starts a streaming standby of cluster, closed at cleanup;
-// it skips the test where none can be made.
-func startStandby(t *testing.T, cluster *pgcluster.Cluster) *pgstandby.Standby {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	sb, err := pgstandby.Start(ctx, pgstandby.Config{PrimaryURL: cluster.URL})
-	if err != nil {
-		if errors.Is(err, pgstandby.ErrNoBinaries) {
-			t.Skip(err)
-		}
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := sb.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	return sb
 }
 
 // syncReplication makes every commit on the primary wait for the standby

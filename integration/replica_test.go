@@ -2,7 +2,6 @@ package integration_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -28,21 +27,8 @@ func TestReplicaFillsNeverStale(t *testing.T) {
 	)
 	server := pgtest.Shared(t)
 	w := newWorld(t, server)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
 	started := time.Now()
-	sb, err := pgstandby.Start(ctx, pgstandby.Config{PrimaryURL: server.URL, ApplyDelay: applyDelay})
-	if err != nil {
-		if errors.Is(err, pgstandby.ErrNoBinaries) {
-			t.Skip(err) // no pg_basebackup of the primary\'s major version here
-		}
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := sb.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	sb := pgstandby.StartTB(t, pgstandby.Config{PrimaryURL: server.URL, ApplyDelay: applyDelay})
 	t.Logf("standby started in %v", time.Since(started))
 	surl, err := sb.ConnStringFor(w.url)
 	if err != nil {

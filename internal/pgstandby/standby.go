@@ -72,6 +72,39 @@ type Standby struct {
 	err     error
 }
 
+// TB is the part of testing.TB that StartTB needs (this package does not
+// import testing, so that programs linking it stay free of it).
+type TB interface {
+	Helper()
+	Skip(args ...any)
+	Fatal(args ...any)
+	Error(args ...any)
+	Cleanup(func())
+}
+
+// StartTB is Start for a test: the standby is closed when the test ends,
+// and the test is skipped where none can be made here (ErrNoBinaries: no
+// pg_basebackup of the primary's major version). It waits at most two
+// minutes.
+func StartTB(tb TB, cfg Config) *Standby {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	sb, err := Start(ctx, cfg)
+	if err != nil {
+		if errors.Is(err, ErrNoBinaries) {
+			tb.Skip(err)
+		}
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := sb.Close(); err != nil {
+			tb.Error(err)
+		}
+	})
+	return sb
+}
+
 // Start copies the primary that cfg names and starts a hot standby on the
 // copy. The caller must Close it.
 func Start(ctx context.Context, cfg Config) (*Standby, error) {

@@ -144,18 +144,7 @@ func TestPromote(t *testing.T) {
 	dbURL := pgtest.NewDatabase(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	sb, err := pgstandby.Start(ctx, pgstandby.Config{PrimaryURL: srv.URL})
-	if err != nil {
-		if errors.Is(err, pgstandby.ErrNoBinaries) {
-			t.Skip(err)
-		}
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := sb.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	sb := pgstandby.StartTB(t, pgstandby.Config{PrimaryURL: srv.URL})
 
 	primary, err := pgx.Connect(ctx, dbURL)
 	if err != nil {

@@ -34,18 +34,7 @@ func replicaSetup(t testing.TB, delay time.Duration) (primary, replica *pgxpool.
 	defer cancel()
 	srv := pgtest.Shared(t)
 	url = srv.NewDatabase(t)
-	sb, err := pgstandby.Start(ctx, pgstandby.Config{PrimaryURL: srv.URL, ApplyDelay: delay})
-	if err != nil {
-		if errors.Is(err, pgstandby.ErrNoBinaries) {
-			t.Skip(err) // no pg_basebackup of the primary\'s major version here
-		}
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := sb.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	sb := pgstandby.StartTB(t, pgstandby.Config{PrimaryURL: srv.URL, ApplyDelay: delay})
 	newPool := func(url string, tr *countingTracer) *pgxpool.Pool {
 		cfg, err := pgxpool.ParseConfig(url)
 		if err != nil {
