@@ -81,7 +81,7 @@ func TestValuesMoveWithAClient(t *testing.T) {
 	}
 
 	notified := make(chan struct{}, 16)
-	client, err := membership.New(ctx, pool, membership.Config{
+	client := startClient(t, pool, membership.Config{
 		Lease: time.Minute, // few proofs during the test
 		OnInvalidate: func(listener.Invalidation, error) {
 			select {
@@ -90,19 +90,6 @@ func TestValuesMoveWithAClient(t *testing.T) {
 			}
 		},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := client.Close(context.Background()); err != nil {
-			t.Error(err)
-		}
-	})
-	select {
-	case <-client.Ready():
-	case <-time.After(waitTimeout):
-		t.Fatal("client not ready")
-	}
 	c := promcollector.New(client)
 
 	m := scrape(t, c)
@@ -194,7 +181,7 @@ orgperm_cache_bypassed_total 0
 func relayClient(t *testing.T, pool *pgxpool.Pool) (*membership.Client, chan string) {
 	t.Helper()
 	users := make(chan string, 256)
-	client, err := membership.New(context.Background(), pool, membership.Config{
+	client := startClient(t, pool, membership.Config{
 		Relay: true,
 		Lease: time.Minute, // few proofs during the test
 		OnInvalidate: func(inv listener.Invalidation, _ error) {
@@ -206,19 +193,6 @@ func relayClient(t *testing.T, pool *pgxpool.Pool) (*membership.Client, chan str
 			}
 		},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := client.Close(context.Background()); err != nil {
-			t.Error(err)
-		}
-	})
-	select {
-	case <-client.Ready():
-	case <-time.After(waitTimeout):
-		t.Fatal("client not ready")
-	}
 	return client, users
 }
 
@@ -340,4 +314,25 @@ func TestRelayCountersMoveWithAClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	poll(t, "b relays", cb, func(m map[string]float64) bool { return m["orgperm_relay_rows_total"] >= 1 })
+}
+
+// startClient starts a Client on pool, closed when the test ends, and
+// waits until it is ready.
+func startClient(t *testing.T, pool *pgxpool.Pool, cfg membership.Config) *membership.Client {
+	t.Helper()
+	client, err := membership.New(context.Background(), pool, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := client.Close(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	select {
+	case <-client.Ready():
+	case <-time.After(waitTimeout):
+		t.Fatal("client not ready")
+	}
+	return client
 }
