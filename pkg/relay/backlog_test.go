@@ -38,24 +38,10 @@ func TestBacklogOutlastsDeadline(t *testing.T) {
 	cfg.BuildContextWatcherHandler = func(pc *pgconn.PgConn) ctxwatch.Handler {
 		return &pgconn.CancelRequestContextWatcherHandler{Conn: pc, DeadlineDelay: time.Second}
 	}
-	r, err := relay.New(relay.Config{
-		Connect:     func(ctx context.Context) (*pgx.Conn, error) { return pgx.ConnectConfig(ctx, cfg) },
-		LeaderRetry: 20 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Far shorter than a round of the backlog takes, long enough for the
-	// lock's query.
-	relay.SetStatementTimeout(r, 20*time.Millisecond)
-	if err := r.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := r.Stop(context.Background()); err != nil {
-			t.Error(err)
-		}
-	})
+	// The first deadline far shorter than a round of the backlog takes,
+	// long enough for the lock's query.
+	r, _ := startRelay(t, func(ctx context.Context) (*pgx.Conn, error) { return pgx.ConnectConfig(ctx, cfg) },
+		func(r *relay.Relay) { relay.SetStatementTimeout(r, 20*time.Millisecond) })
 	deadline := time.Now().Add(waitTimeout)
 	for {
 		var left int

@@ -60,22 +60,7 @@ func TestRelaySessionKeepalives(t *testing.T) {
 	}
 	tr := &sqlTracer{}
 	cfg.Tracer = tr
-	ch := make(chan bool, 4)
-	r, err := relay.New(relay.Config{
-		Connect: func(ctx context.Context) (*pgx.Conn, error) { return pgx.ConnectConfig(ctx, cfg) },
-		OnLead:  func(l bool) { ch <- l },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := r.Stop(context.Background()); err != nil {
-			t.Error(err)
-		}
-	})
+	_, ch := startRelay(t, func(ctx context.Context) (*pgx.Conn, error) { return pgx.ConnectConfig(ctx, cfg) })
 	wait(t, ch, true)
 	if !tr.ran(relay.KeepaliveSQL) {
 		t.Fatalf("the leading relay's session never set its keepalives; it ran %q", tr.sql)

@@ -54,15 +54,25 @@ func setup(t *testing.T) (url string, listen *pgx.Conn) {
 // returned channel, started; it is stopped at cleanup.
 func leads(t *testing.T, url string) (*relay.Relay, chan bool) {
 	t.Helper()
+	return startRelay(t, func(ctx context.Context) (*pgx.Conn, error) { return pgx.Connect(ctx, url) })
+}
+
+// startRelay is leads with connect as the relay's Connect; before, when
+// given, sees the relay before it starts.
+func startRelay(t *testing.T, connect func(context.Context) (*pgx.Conn, error), before ...func(*relay.Relay)) (*relay.Relay, chan bool) {
+	t.Helper()
 	ch := make(chan bool, 16)
 	r, err := relay.New(relay.Config{
-		Connect: func(ctx context.Context) (*pgx.Conn, error) { return pgx.Connect(ctx, url) },
+		Connect: connect,
 		OnLead:  func(l bool) { ch <- l },
 		// Short, so that the failover test does not wait a second.
 		LeaderRetry: 20 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, f := range before {
+		f(r)
 	}
 	if err := r.Start(context.Background()); err != nil {
 		t.Fatal(err)

@@ -10,7 +10,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/orgperm/orgperm/internal/faultproxy"
-	"github.com/orgperm/orgperm/pkg/relay"
 )
 
 // TestRelaySilentConnection: the leader's connection goes silent (a TCP
@@ -32,29 +31,13 @@ func TestRelaySilentConnection(t *testing.T) {
 	proxy := faultproxy.New(t, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))
 	host, port, _ := net.SplitHostPort(proxy.Addr())
 	p, _ := strconv.ParseUint(port, 10, 16)
-	ch := make(chan bool, 16)
-	r, err := relay.New(relay.Config{
-		Connect: func(ctx context.Context) (*pgx.Conn, error) {
-			cc := cfg.Copy()
-			cc.Host, cc.Port, cc.Fallbacks = host, uint16(p), nil
-			cc.ConnectTimeout = 2 * time.Second // a dial into the silent proxy never ends
-			return pgx.ConnectConfig(ctx, cc)
-		},
-		OnLead:      func(l bool) { ch <- l },
-		LeaderRetry: 20 * time.Millisecond,
+	r, ch := startRelay(t, func(ctx context.Context) (*pgx.Conn, error) {
+		cc := cfg.Copy()
+		cc.Host, cc.Port, cc.Fallbacks = host, uint16(p), nil
+		cc.ConnectTimeout = 2 * time.Second // a dial into the silent proxy never ends
+		return pgx.ConnectConfig(ctx, cc)
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		proxy.CutAll()
-		if err := r.Stop(context.Background()); err != nil {
-			t.Error(err)
-		}
-	})
+	t.Cleanup(proxy.CutAll) // before the relay stops
 	wait(t, ch, true)
 	evict(t, url, listen, "before")
 
