@@ -209,10 +209,13 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	// The last fault may have ended just before the load: the final
 	// verification compares caches in service again (a cache that never
 	// comes back is an error, even though it bypasses itself correctly).
+	// Synced is not enough: an instance whose connection went silent just
+	// before the load ended still says synced until a proof fails, so each
+	// must have had a proof back since.
 	var serr error
 	if cfg.FaultEvery > 0 {
-		if serr = s.waitSynced(vctx); serr != nil {
-			serr = fmt.Errorf("soak: instances not synced after the load: %w", serr)
+		if serr = s.waitRecovered(vctx); serr != nil {
+			serr = fmt.Errorf("soak: instances not back in service after the load: %w", serr)
 		}
 	}
 	verr := errors.Join(serr, s.verify(vctx, "final"))
@@ -601,6 +604,41 @@ func (s *soak) waitSynced(ctx context.Context) error {
 		}
 		return true
 	})
+}
+
+// waitRecovered waits, for at most resyncTimeout, until every instance has
+// proven delivery since the call (Client.Sync) and is in service (Check):
+// its listening path works now, not only when it last looked (an instance
+// whose connection went silent just before the load ended still says
+// synced until a proof fails). Through a pooler, where no listener is
+// expected to sync, it returns at once.
+func (s *soak) waitRecovered(ctx context.Context) error {
+	if s.cfg.PoolerURL != "" {
+		return nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, resyncTimeout)
+	defer cancel()
+	for _, in := range s.ins {
+		for {
+			sctx, scancel := context.WithTimeout(rctx, 3*time.Second)
+			err := in.client.Sync(sctx)
+			if err == nil {
+				err = in.client.Check(sctx)
+			}
+			scancel()
+			if err == nil {
+				break
+			}
+			if rctx.Err() != nil {
+				return fmt.Errorf("instance %d: %w", in.idx, err)
+			}
+			select { // a failed proof: the listener reconnects meanwhile
+			case <-rctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	return nil
 }
 
 // startProxies starts the TCP proxies the black-hole faults cut, in front
