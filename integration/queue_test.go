@@ -201,3 +201,37 @@ func TestQueueWithoutRelay(t *testing.T) {
 		t.Errorf("Check in queue mode with no relay: %v, want ErrBypassed", err)
 	}
 }
+
+// TestRelayUsesListenerConnect: an app whose pool goes through a
+// transaction pooler gives the listener a direct connection
+// (ListenerConnect); the relay, which holds a session-level lock, must use
+// it too when RelayConnect is not set, not the pool's configuration.
+func TestRelayUsesListenerConnect(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	w := newWorld(t, pgtest.Shared(t))
+	setQueue(t, w)
+	cfg, err := pgx.ParseConfig(w.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RuntimeParams["application_name"] = "app_listener_connect"
+	in := newInstance(t, w.pool, membership.Config{
+		Relay:           true,
+		ListenerConnect: func(ctx context.Context) (*pgx.Conn, error) { return pgx.ConnectConfig(ctx, cfg) },
+	})
+	warm(t, w, in) // in service: the relay relays the proofs
+	key := uint64(relay.LockID)
+	var app string
+	if err := w.pool.QueryRow(context.Background(), `
+		SELECT s.application_name FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity s ON s.pid = l.pid
+		WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+		  AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+		  AND l.classid::bigint = $1 AND l.objid::bigint = $2`,
+		int64(key>>32), int64(key&0xffffffff)).Scan(&app); err != nil {
+		t.Fatalf("the relay's session: %v", err)
+	}
+	if app != "app_listener_connect" {
+		t.Fatalf("the relay's session is %q, want the ListenerConnect connection", app)
+	}
+}

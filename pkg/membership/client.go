@@ -130,9 +130,10 @@ type Config struct {
 	RelayInterval time.Duration
 
 	// RelayConnect opens the relay's dedicated connection (direct or
-	// session-mode: it holds a session-level advisory lock). Defaults to a
-	// new connection with the pool's configuration, application_name
-	// orgperm_relay.
+	// session-mode: it holds a session-level advisory lock). Defaults to
+	// ListenerConnect when that is set (the listener needs a session too),
+	// else to a new connection with the pool's configuration,
+	// application_name orgperm_relay.
 	RelayConnect func(ctx context.Context) (*pgx.Conn, error)
 }
 

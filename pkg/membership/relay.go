@@ -16,6 +16,12 @@ func (c *Client) startRelay(ctx context.Context) error {
 	}
 	connect := c.cfg.RelayConnect
 	if connect == nil {
+		// Both hold session state (a LISTEN, a session-level lock): an app
+		// that gave the listener a direct connection because its pool goes
+		// through a transaction pooler needs the same for the relay.
+		connect = c.cfg.ListenerConnect
+	}
+	if connect == nil {
 		base := c.pool.Config().ConnConfig
 		connect = func(ctx context.Context) (*pgx.Conn, error) {
 			cc := base.Copy()
