@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orgperm/orgperm/internal/faultproxy"
@@ -24,6 +25,7 @@ import (
 	"github.com/orgperm/orgperm/pkg/listener"
 	"github.com/orgperm/orgperm/pkg/membership"
 	"github.com/orgperm/orgperm/pkg/pgtest"
+	"github.com/orgperm/orgperm/pkg/relay"
 )
 
 // failoverTimeout bounds each wait of the failover tests (the old primary
@@ -131,7 +133,16 @@ func testStandbyPromotion(t *testing.T, queue bool, how string) {
 	g := &gate{}
 	cfg := membership.Config{ListenerConnect: connectVia(t, url, vip.Addr(), g)}
 	if queue {
-		cfg.Relay = true // its default connection: the pool's, through the virtual IP
+		// The relay's own connection through the virtual IP, as the pool's
+		// (not ListenerConnect, its default, which listener-away holds off
+		// and whose backends it terminates).
+		cfg.Relay = true
+		rc := w.pool.Config().ConnConfig
+		cfg.RelayConnect = func(ctx context.Context) (*pgx.Conn, error) {
+			cc := rc.Copy()
+			cc.RuntimeParams["application_name"] = relay.ApplicationName
+			return pgx.ConnectConfig(ctx, cc)
+		}
 	}
 	in := newInstance(t, w.pool, cfg)
 	warm(t, w, in)
