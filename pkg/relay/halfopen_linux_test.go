@@ -25,7 +25,8 @@ import (
 // about 16 s, and another relay leads. It needs Linux, tc and the right to
 // change the loopback's queueing (root, CAP_NET_ADMIN), and skips without
 // them; for its 16 s the loopback has an HTB queueing discipline that
-// drops that one connection's packets.
+// drops that one connection's packets (a run killed meanwhile leaves it:
+// `tc qdisc del dev lo root` removes it, and until then the test skips).
 func TestDeadLeaderHost(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for the server's keepalives to give up (-short; make test runs it)")
