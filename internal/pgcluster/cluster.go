@@ -162,7 +162,11 @@ func Start() (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp(scratchDir(), "orgperm-pg-")
+	scratch := scratchDir()
+	if scratch != "" {
+		sweep(scratch) // what killed runs left in memory
+	}
+	dir, err := os.MkdirTemp(scratch, "orgperm-pg-")
 	if err != nil {
 		return nil, err
 	}

@@ -6,8 +6,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -276,5 +278,54 @@ func TestScratchEnv(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(dir); len(left) != 0 {
 		t.Fatalf("Close left %d entries in %s", len(left), dir)
+	}
+}
+
+// TestSweep: sweep removes the cluster directories a killed run left (old,
+// and no live postmaster), and nothing else.
+func TestSweep(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Skip(err)
+	}
+	old := time.Now().Add(-2 * staleAge)
+	mkdir := func(name, pid string, mtime time.Time) {
+		t.Helper()
+		data := filepath.Join(dir, name, "data")
+		if err := os.MkdirAll(data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if pid != "" {
+			if err := os.WriteFile(filepath.Join(data, "postmaster.pid"), []byte(pid+"\n/some/dir\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Chtimes(filepath.Join(dir, name), mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mkdir("orgperm-pg-dead", strconv.Itoa(dead.Process.Pid), old) // removed
+	mkdir("orgperm-pg-nopid", "", old)                            // removed
+	mkdir("orgperm-pg-live", strconv.Itoa(os.Getpid()), old)      // a running cluster: kept
+	mkdir("orgperm-pg-fresh", "", time.Now())                     // being made: kept
+	mkdir("orgperm-pg-garbled", "not a pid", old)                 // unsure: kept
+	mkdir("other-dead", strconv.Itoa(dead.Process.Pid), old)      // not ours: kept
+	sweep(dir)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, e := range entries {
+		left = append(left, e.Name())
+	}
+	want := []string{"orgperm-pg-fresh", "orgperm-pg-garbled", "orgperm-pg-live", "other-dead"}
+	if runtime.GOOS == "windows" { // alive cannot tell: only the one without a pid file goes
+		want = []string{"orgperm-pg-dead", "orgperm-pg-fresh", "orgperm-pg-garbled", "orgperm-pg-live", "other-dead"}
+	}
+	if strings.Join(left, " ") != strings.Join(want, " ") {
+		t.Fatalf("after sweep: %v, want %v", left, want)
 	}
 }

@@ -1,6 +1,12 @@
 package pgcluster
 
-import "os"
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
 
 // ScratchEnv names the environment variable that, when set, is the
 // directory throwaway clusters are made in. As root the server runs as
@@ -25,4 +31,41 @@ func scratchDir() string {
 		return d
 	}
 	return memoryDir()
+}
+
+// staleAge is how long a cluster directory must have been left alone
+// before sweep may remove it.
+const staleAge = time.Hour
+
+// sweep removes from dir the cluster directories (orgperm-pg-*) that test
+// binaries killed before their cleanup left behind: in memory they hold
+// tens of megabytes each until the machine reboots. A directory goes only
+// when it was last changed over staleAge ago and no live postmaster holds
+// it (its postmaster.pid is gone, or names a process that no longer
+// exists); a directory being made, or a cluster that runs for hours, stays.
+// Errors are ignored: what cannot be removed stays.
+func sweep(dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), "orgperm-pg-") {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		fi, err := e.Info()
+		if err != nil || time.Since(fi.ModTime()) < staleAge {
+			continue
+		}
+		if b, err := os.ReadFile(filepath.Join(path, "data", "postmaster.pid")); err == nil {
+			line, _, _ := strings.Cut(string(b), "\n")
+			if pid, err := strconv.Atoi(strings.TrimSpace(line)); err != nil || alive(pid) {
+				continue
+			}
+		} else if !os.IsNotExist(err) {
+			continue
+		}
+		_ = os.RemoveAll(path)
+	}
 }
