@@ -221,16 +221,11 @@ func TestRelayUsesListenerConnect(t *testing.T) {
 		ListenerConnect: func(ctx context.Context) (*pgx.Conn, error) { return pgx.ConnectConfig(ctx, cfg) },
 	})
 	warm(t, w, in) // in service: the relay relays the proofs
-	key := uint64(relay.LockID)
-	var app string
-	if err := w.pool.QueryRow(context.Background(), `
-		SELECT s.application_name FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity s ON s.pid = l.pid
-		WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-		  AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
-		  AND l.classid::bigint = $1 AND l.objid::bigint = $2`,
-		int64(key>>32), int64(key&0xffffffff)).Scan(&app); err != nil {
-		t.Fatalf("the relay's session: %v", err)
+	leader, ok, err := relay.FindLeader(context.Background(), w.pool)
+	if err != nil || !ok {
+		t.Fatalf("the relay's session: %v, %v", ok, err)
 	}
+	app := leader.ApplicationName
 	if app != "app_listener_connect" {
 		t.Fatalf("the relay's session is %q, want the ListenerConnect connection", app)
 	}

@@ -2,12 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/orgperm/orgperm/pkg/relay"
 )
@@ -76,31 +72,16 @@ func (c *cli) transport(ctx context.Context, d *doctorJSON, add func(sev, obj, f
 	}
 	tr.QueueRows = &rows
 
-	// A bigint advisory lock shows in pg_locks as its high and low 32 bits
-	// (classid, objid) with objsubid 1.
-	var (
-		l     relayLeaderJSON
-		since *time.Time
-		key   = uint64(relay.LockID)
-	)
-	err := c.pool.QueryRow(ctx, `
-		SELECT l.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'local socket'), a.backend_start
-		FROM pg_catalog.pg_locks l
-		LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
-		WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-		  AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
-		  AND l.classid::bigint = $1 AND l.objid::bigint = $2
-		ORDER BY l.pid LIMIT 1`,
-		int64(key>>32), int64(key&0xffffffff)).Scan(&l.PID, &l.Application, &l.Client, &since)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-	case err != nil:
+	leader, ok, err := relay.FindLeader(ctx, c.pool)
+	if err != nil {
 		return fmt.Errorf("doctor: relay lock: %w", err)
-	default:
-		if since != nil {
-			l.Since = jtime(*since)
+	}
+	if ok {
+		client := leader.ClientAddr
+		if client == "" {
+			client = "local socket"
 		}
-		tr.RelayLeader = &l
+		tr.RelayLeader = &relayLeaderJSON{PID: leader.PID, Application: leader.ApplicationName, Client: client, Since: jtime(leader.Since)}
 	}
 
 	switch {

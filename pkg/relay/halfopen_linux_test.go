@@ -39,13 +39,7 @@ func TestDeadLeaderHost(t *testing.T) {
 	}
 	url, _ := setup(t)
 	ctx := context.Background()
-	cfg, err := pgx.ParseConfig(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.HasPrefix(cfg.Host, "/") {
-		t.Skip("a Unix-domain socket: nothing to drop on the network")
-	}
+	cfg := tcpConfig(t, url)
 	a, leadA := leads(t, url)
 	wait(t, leadA, true)
 
@@ -54,16 +48,11 @@ func TestDeadLeaderHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	key := uint64(relay.LockID)
-	var port int
-	if err := conn.QueryRow(ctx, `
-		SELECT s.client_port FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity s ON s.pid = l.pid
-		WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-		  AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
-		  AND l.classid::bigint = $1 AND l.objid::bigint = $2`,
-		int64(key>>32), int64(key&0xffffffff)).Scan(&port); err != nil {
-		t.Fatalf("the leader's session: %v", err)
+	leader, ok, err := relay.FindLeader(ctx, conn)
+	if err != nil || !ok {
+		t.Fatalf("the leader's session: %v, %v", ok, err)
 	}
+	port := int(leader.ClientPort)
 
 	// The host vanishes: nothing of its session crosses the loopback any
 	// more, in either direction.

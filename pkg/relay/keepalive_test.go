@@ -51,13 +51,7 @@ func TestRelaySessionKeepalives(t *testing.T) {
 	t.Parallel()
 	url, _ := setup(t)
 	ctx := context.Background()
-	cfg, err := pgx.ParseConfig(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.HasPrefix(cfg.Host, "/") {
-		t.Skip("a Unix-domain socket: keepalive settings do not apply")
-	}
+	cfg := tcpConfig(t, url)
 	tr := &sqlTracer{}
 	cfg.Tracer = tr
 	_, ch := startRelay(t, func(ctx context.Context) (*pgx.Conn, error) { return pgx.ConnectConfig(ctx, cfg) })
@@ -85,4 +79,18 @@ func TestRelaySessionKeepalives(t *testing.T) {
 			t.Errorf("%s = %s after the relay's statement, want %s", setting, got, want)
 		}
 	}
+}
+
+// tcpConfig parses url, and skips the test when it names a Unix-domain
+// socket: the test is about TCP (keepalives, dropped packets).
+func tcpConfig(t *testing.T, url string) *pgx.ConnConfig {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.HasPrefix(cfg.Host, "/") {
+		t.Skip("a Unix-domain socket: this test is about TCP")
+	}
+	return cfg
 }

@@ -375,3 +375,65 @@ func wait(ctx context.Context, d time.Duration) bool {
 		return true
 	}
 }
+
+// Leader is the session that holds the relay lock: the leading relay's.
+type Leader struct {
+	PID             int32
+	ApplicationName string
+	// ClientAddr is the client's address ("" over a Unix-domain socket),
+	// ClientPort its port (-1 over a socket).
+	ClientAddr string
+	ClientPort int32
+	// Since is when the session began (not when it took the lock).
+	Since time.Time
+}
+
+// Querier is what FindLeader reads through: a *pgx.Conn, a *pgxpool.Pool
+// or a pgx.Tx.
+type Querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// FindLeader returns the session holding the relay lock in q's database
+// (pg_locks, where a bigint advisory lock shows as its high and low 32
+// bits with objsubid 1), and false when none holds it. Seeing other
+// sessions' client details takes pg_read_all_stats or the same role.
+func FindLeader(ctx context.Context, q Querier) (Leader, bool, error) {
+	key := uint64(LockID)
+	var (
+		l     Leader
+		addr  *string
+		port  *int32
+		since *time.Time
+		app   *string
+	)
+	err := q.QueryRow(ctx, `
+		SELECT l.pid, a.application_name, host(a.client_addr), a.client_port, a.backend_start
+		FROM pg_catalog.pg_locks l
+		LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+		WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+		  AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+		  AND l.classid::bigint = $1 AND l.objid::bigint = $2
+		ORDER BY l.pid LIMIT 1`,
+		int64(key>>32), int64(key&0xffffffff)).Scan(&l.PID, &app, &addr, &port, &since)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Leader{}, false, nil
+	}
+	if err != nil {
+		return Leader{}, false, fmt.Errorf("relay: find the leader: %w", err)
+	}
+	if app != nil {
+		l.ApplicationName = *app
+	}
+	if addr != nil {
+		l.ClientAddr = *addr
+	}
+	l.ClientPort = -1
+	if port != nil {
+		l.ClientPort = *port
+	}
+	if since != nil {
+		l.Since = *since
+	}
+	return l, true, nil
+}
