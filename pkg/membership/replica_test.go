@@ -109,17 +109,7 @@ func TestReplicaFills(t *testing.T) {
 	awaitReplica(t, ctx, primary, replica)
 
 	newClient := func(wait time.Duration, replica *pgxpool.Pool) *Client {
-		c, err := New(ctx, primary, Config{Replica: replica, ReplicaWait: wait})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close(context.Background()) })
-		select {
-		case <-c.Ready():
-		case <-ctx.Done():
-			t.Fatal("never ready")
-		}
-		return c
+		return newTestClient(t, primary, Config{Replica: replica, ReplicaWait: wait})
 	}
 	// expect checks that c shows codename after a write that began at
 	// began and whose notification c has applied; lagged says whether the
