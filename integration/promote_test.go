@@ -6,13 +6,10 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -176,7 +173,9 @@ func testStandbyPromotion(t *testing.T, queue bool, how string) {
 	l.bump(promoteKeyBefore, "suspended")
 	failedAt := time.Now()
 	l.failover(failedAt)
-	stopImmediately(t, cluster)
+	if err := cluster.Crash(); err != nil { // an immediate shutdown: unlogged tables reset
+		t.Fatal(err)
+	}
 	pctx, cancel := context.WithTimeout(ctx, failoverTimeout)
 	defer cancel()
 	if err := sb.Promote(pctx); err != nil {
@@ -310,38 +309,6 @@ func proxiedPool(t *testing.T, url, addr string, params map[string]string) *pgxp
 	}
 	t.Cleanup(pool.Close)
 	return pool
-}
-
-// stopImmediately stops cluster's server with an immediate shutdown
-// (SIGQUIT to the postmaster: no checkpoint, backends killed, unlogged
-// tables reset at the next start) and waits until it has exited.
-func stopImmediately(t *testing.T, cluster *pgcluster.Cluster) {
-	t.Helper()
-	conn := rawConn(t, cluster.URL)
-	var dataDir string
-	if err := conn.QueryRow(context.Background(), `SELECT pg_catalog.current_setting('data_directory')`).Scan(&dataDir); err != nil {
-		t.Fatal(err)
-	}
-	conn.Close(context.Background())
-	b, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	first, _, _ := strings.Cut(string(b), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(first))
-	if err != nil {
-		t.Fatalf("postmaster.pid: %v", err)
-	}
-	if err := syscall.Kill(pid, syscall.SIGQUIT); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(failoverTimeout)
-	for syscall.Kill(pid, 0) == nil { // pgcluster reaps it
-		if time.Now().After(deadline) {
-			t.Fatalf("postmaster %d still running %v after SIGQUIT", pid, failoverTimeout)
-		}
-		time.Sleep(5 * time.Millisecond) // polling for the exit
-	}
 }
 
 // waitTrusted waits until in's listener is synced on a proof of delivery

@@ -286,6 +286,25 @@ func (c *Cluster) stop() error {
 	}
 }
 
+// Crash stops the server with an immediate shutdown (SIGQUIT: no
+// checkpoint, backends killed, unlogged tables reset if it starts again),
+// as a crash or a failover would, and returns once it has exited. The
+// files stay until Close.
+func (c *Cluster) Crash() error {
+	c.mu.Lock()
+	cmd, exited := c.cmd, c.exited
+	c.cmd = nil
+	c.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+	if err := quit(cmd.Process); err != nil {
+		return fmt.Errorf("pgcluster: crash: %w", err)
+	}
+	<-exited
+	return nil
+}
+
 // Restart stops the cluster and starts it again on the same port and data
 // directory, which drops every connection, and returns once it accepts
 // connections again.
