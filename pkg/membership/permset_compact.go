@@ -379,7 +379,8 @@ func (b *grantsBuilder) add(typ, id string, ref grantRef) {
 	*b = append(*b, grantEntry{typ: typ, id: id, ref: ref})
 }
 
-// pack packs the grants of b (and sorts b).
+// pack packs the grants of b (and sorts and compacts b's elements in
+// place).
 func (b grantsBuilder) pack() access {
 	if len(b) == 0 {
 		return access{}
@@ -394,13 +395,11 @@ func (b grantsBuilder) pack() access {
 		}
 		return cmp.Compare(x.ref.grant, y.ref.grant)
 	})
-	roles, size, n := false, 0, 0
-	for i, e := range b {
+	b = slices.CompactFunc(b, func(x, y grantEntry) bool { return x.typ == y.typ && x.id == y.id })
+	roles, size, n := false, 0, len(b)
+	for _, e := range b {
 		roles = roles || e.ref.role >= 0
-		if i == 0 || e.typ != b[i-1].typ || e.id != b[i-1].id {
-			size += len(e.typ) + 1 + len(e.id)
-			n++
-		}
+		size += len(e.typ) + 1 + len(e.id)
 	}
 	perRef := 8
 	if roles {
@@ -408,17 +407,11 @@ func (b grantsBuilder) pack() access {
 	}
 	blob := make([]byte, 0, size)
 	meta := make([]byte, 0, 4*n+perRef*n) // ends, then refs: one allocation
-	for i, e := range b {
-		if i > 0 && e.typ == b[i-1].typ && e.id == b[i-1].id {
-			continue
-		}
+	for _, e := range b {
 		blob = append(append(append(blob, e.typ...), 0), e.id...)
 		meta = binary.LittleEndian.AppendUint32(meta, uint32(len(blob)))
 	}
-	for i, e := range b {
-		if i > 0 && e.typ == b[i-1].typ && e.id == b[i-1].id {
-			continue
-		}
+	for _, e := range b {
 		meta = binary.LittleEndian.AppendUint64(meta, uint64(e.ref.grant))
 		if roles {
 			meta = putRole(meta, e.ref.role)
