@@ -136,7 +136,7 @@ DROP FUNCTION IF EXISTS orgperm.expected_triggers();
 -- +goose StatementBegin
 CREATE FUNCTION orgperm.schema_version() RETURNS integer
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT 6;
+    SELECT 7;
 $$;
 -- +goose StatementEnd
 
@@ -606,53 +606,49 @@ $$;
 
 -- memberships: the (org, user) pairs whose status or window changed.
 --
--- Cost (issue #12): a single-row UPDATE, the common write, runs one query
--- of plain aggregates over at most two rows of each transition table (no
--- join, no hash table) and sends a payload built by string concatenation:
--- no further query and no nested function call. A bulk statement computes
--- its changed pairs with one set operation (a join of the two sides on the
--- key) and counts them in the same query; when they all lie in one org and
--- are too many to list, the org scope is sent at once; otherwise the pairs
--- go through orgperm.emit. Text minimums compare bytes (COLLATE "C"): any
--- value will do, and a collation's comparison costs more.
+-- Cost (issue #12, DECISIONS 57): a one-row statement, the common write,
+-- reads its row with two one-row queries of one scan each (the old row;
+-- then the new row, compared with it, and whether a second row follows)
+-- and sends a payload built by string concatenation, as a simple
+-- expression: no further query, no executor for the send, no nested
+-- function call. Each query starts an executor, and each plan node costs
+-- its start-up again: a join or subqueries of LIMIT 1 scans cost more than
+-- two plain scans. A bulk statement computes its changed pairs with one set
+-- operation (a join of the two sides on the key) and counts them in the
+-- same query; when they all lie in one org and are too many to list, the
+-- org scope is sent at once; otherwise the pairs go through orgperm.emit.
 -- +goose StatementBegin
 CREATE FUNCTION orgperm.notify_memberships() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     n     bigint;  -- (org, user) pairs changed
-    n_new bigint;
-    o1    text;
-    o2    text;
+    o1    text;    -- the first row's
     u1    text;
-    u2    text;
-    same  boolean;
+    s1    text;
+    f1    timestamptz;
+    t1    timestamptz;
+    kind  integer; -- UPDATE: 2 one row, key kept, changed; 1 the same unchanged; 0 anything else
+    one   boolean; -- INSERT, DELETE: one row
+    done  boolean; -- the send's result (void), which a simple expression needs somewhere to go
     o     text[];
     u     text[];
     mergejoin text;
     one_org boolean;
 BEGIN
     IF TG_OP = 'UPDATE' THEN
-        -- The first row of each side, and whether each has a second: no
-        -- aggregate (starting an executor for a dozen of them cost more
-        -- than the rest of the trigger), one nested loop over two LIMIT 1
-        -- scans and two EXISTS probes. No row: nothing matched.
-        SELECT CASE WHEN EXISTS (SELECT FROM old_rows OFFSET 1) THEN 2 ELSE 1 END,
-               CASE WHEN EXISTS (SELECT FROM new_rows OFFSET 1) THEN 2 ELSE 1 END,
-               a.org_id, a.user_id, b.org_id, b.user_id,
-               (a.status, a.valid_from, a.valid_until) IS NOT DISTINCT FROM (b.status, b.valid_from, b.valid_until)
-          INTO n, n_new, o1, u1, o2, u2, same
-          FROM (SELECT * FROM old_rows LIMIT 1) a, (SELECT * FROM new_rows LIMIT 1) b;
-        IF NOT FOUND THEN
-            n := 0;
-            n_new := 0;
-        END IF;
-        IF n = 1 AND n_new = 1 AND o1 = o2 AND u1 = u2 THEN
-            -- One row, its key unchanged: compared in hand.
-            IF NOT same THEN
-                PERFORM orgperm.send('orgperm_invalidate', '{"v":1,"t":"' || TG_TABLE_NAME || '","members":[["'
-                    || pg_catalog.replace(pg_catalog.replace(o1, E'\\', E'\\\\'), '"', E'\\"') || '","'
-                    || pg_catalog.replace(pg_catalog.replace(u1, E'\\', E'\\\\'), '"', E'\\"') || '"]]}');
-            END IF;
+        SELECT a.org_id, a.user_id, a.status, a.valid_from, a.valid_until
+          INTO o1, u1, s1, f1, t1 FROM old_rows a;
+        -- No old row: no new row either, and kind stays NULL.
+        SELECT CASE WHEN b.org_id <> o1 OR b.user_id <> u1 OR EXISTS (SELECT FROM new_rows OFFSET 1) THEN 0
+                    WHEN (b.status, b.valid_from, b.valid_until) IS NOT DISTINCT FROM (s1, f1, t1) THEN 1
+                    ELSE 2 END
+          INTO kind FROM new_rows b;
+        IF kind = 2 THEN
+            done := orgperm.send('orgperm_invalidate', '{"v":1,"t":"' || TG_TABLE_NAME || '","members":[["'
+                || pg_catalog.replace(pg_catalog.replace(o1, E'\\', E'\\\\'), '"', E'\\"') || '","'
+                || pg_catalog.replace(pg_catalog.replace(u1, E'\\', E'\\\\'), '"', E'\\"') || '"]]}') IS NULL;
+            RETURN NULL;
+        ELSIF kind IS NULL OR kind = 1 THEN
             RETURN NULL;
         END IF;
         -- The changed pairs, by one join of the two sides on the key: each
@@ -665,7 +661,7 @@ BEGIN
         -- names the same setting, and one there would cost every call).
         mergejoin := pg_catalog.current_setting('enable_mergejoin');
         PERFORM pg_catalog.set_config('enable_mergejoin', 'off', true);
-        -- Whether they all lie in org o1 (one of the first rows' org): an
+        -- Whether they all lie in org o1 (the first old row's org): an
         -- equality per row, cheaper than a minimum and a maximum.
         SELECT count(*), coalesce(bool_and(coalesce(a.org_id, b.org_id) = o1), false)
           INTO n, one_org
@@ -674,21 +670,27 @@ BEGIN
         PERFORM pg_catalog.set_config('enable_mergejoin', mergejoin, true);
     ELSE
         IF TG_OP = 'INSERT' THEN
-            SELECT count(*), min(r.org_id COLLATE "C"), max(r.org_id COLLATE "C"), min(r.user_id COLLATE "C")
-              INTO n, o1, o2, u1 FROM new_rows r;
+            SELECT r.org_id, r.user_id, NOT EXISTS (SELECT FROM new_rows OFFSET 1)
+              INTO o1, u1, one FROM new_rows r;
         ELSE
-            SELECT count(*), min(r.org_id COLLATE "C"), max(r.org_id COLLATE "C"), min(r.user_id COLLATE "C")
-              INTO n, o1, o2, u1 FROM old_rows r;
+            SELECT r.org_id, r.user_id, NOT EXISTS (SELECT FROM old_rows OFFSET 1)
+              INTO o1, u1, one FROM old_rows r;
         END IF;
-        IF n = 1 THEN
-            PERFORM orgperm.send('orgperm_invalidate', '{"v":1,"t":"' || TG_TABLE_NAME || '","members":[["'
+        -- No row: one stays NULL.
+        IF one THEN
+            done := orgperm.send('orgperm_invalidate', '{"v":1,"t":"' || TG_TABLE_NAME || '","members":[["'
                 || pg_catalog.replace(pg_catalog.replace(o1, E'\\', E'\\\\'), '"', E'\\"') || '","'
-                || pg_catalog.replace(pg_catalog.replace(u1, E'\\', E'\\\\'), '"', E'\\"') || '"]]}');
+                || pg_catalog.replace(pg_catalog.replace(u1, E'\\', E'\\\\'), '"', E'\\"') || '"]]}') IS NULL;
+            RETURN NULL;
+        ELSIF one IS NULL THEN
             RETURN NULL;
         END IF;
-        one_org := o1 = o2;
+        IF TG_OP = 'INSERT' THEN
+            SELECT count(*), bool_and(r.org_id = o1) INTO n, one_org FROM new_rows r;
+        ELSE
+            SELECT count(*), bool_and(r.org_id = o1) INTO n, one_org FROM old_rows r;
+        END IF;
     END IF;
-
     IF n = 0 THEN
         RETURN NULL;
     ELSIF one_org AND n > orgperm.setting_int('orgperm.notify_max_users', 50)
@@ -727,26 +729,27 @@ $$;
 CREATE FUNCTION orgperm.notify_membership_roles() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    n     bigint;
-    n_new bigint;
     o1    text;
-    o2    text;
     u1    text;
-    u2    text;
     r1    bigint;
-    r2    bigint;
-    same  boolean;
+    t1    timestamptz;
+    kind  integer; -- UPDATE: 2 one row, key kept, changed; 1 the same unchanged; 0 anything else
+    one   boolean; -- INSERT: every row the first row's member
+    done  boolean; -- the send's result (void), which a simple expression needs somewhere to go
     o     text[];
     u     text[];
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        SELECT count(*), min(r.org_id COLLATE "C"), max(r.org_id COLLATE "C"),
-               min(r.user_id COLLATE "C"), max(r.user_id COLLATE "C")
-          INTO n, o1, o2, u1, u2 FROM new_rows r;
-        IF n >= 1 AND o1 = o2 AND u1 = u2 THEN
-            PERFORM orgperm.send('orgperm_invalidate', '{"v":1,"t":"' || TG_TABLE_NAME || '","members":[["'
+        -- The first row, and whether every row is its member's: one
+        -- query, as notify_memberships reads a row. No row: one stays NULL.
+        SELECT r.org_id, r.user_id, NOT EXISTS (SELECT FROM new_rows x WHERE x.org_id <> r.org_id OR x.user_id <> r.user_id)
+          INTO o1, u1, one FROM new_rows r;
+        IF one THEN
+            done := orgperm.send('orgperm_invalidate', '{"v":1,"t":"' || TG_TABLE_NAME || '","members":[["'
                 || pg_catalog.replace(pg_catalog.replace(o1, E'\\', E'\\\\'), '"', E'\\"') || '","'
-                || pg_catalog.replace(pg_catalog.replace(u1, E'\\', E'\\\\'), '"', E'\\"') || '"]]}');
+                || pg_catalog.replace(pg_catalog.replace(u1, E'\\', E'\\\\'), '"', E'\\"') || '"]]}') IS NULL;
+            RETURN NULL;
+        ELSIF one IS NULL THEN
             RETURN NULL;
         END IF;
         SELECT array_agg(r.org_id), array_agg(r.user_id) INTO o, u FROM new_rows r;
@@ -755,24 +758,20 @@ BEGIN
          WHERE EXISTS (SELECT FROM ONLY orgperm.memberships m WHERE m.org_id = d.org_id AND m.user_id = d.user_id)
            AND EXISTS (SELECT FROM ONLY orgperm.roles r WHERE r.id = d.role_id);
     ELSE
-        -- As in notify_memberships: the first row of each side, and
-        -- whether each has a second, without aggregates.
-        SELECT CASE WHEN EXISTS (SELECT FROM old_rows OFFSET 1) THEN 2 ELSE 1 END,
-               CASE WHEN EXISTS (SELECT FROM new_rows OFFSET 1) THEN 2 ELSE 1 END,
-               a.org_id, a.user_id, a.role_id, b.org_id, b.user_id, b.role_id,
-               a.valid_until IS NOT DISTINCT FROM b.valid_until
-          INTO n, n_new, o1, u1, r1, o2, u2, r2, same
-          FROM (SELECT * FROM old_rows LIMIT 1) a, (SELECT * FROM new_rows LIMIT 1) b;
-        IF NOT FOUND THEN
-            n := 0;
-            n_new := 0;
-        END IF;
-        IF n = 1 AND n_new = 1 AND o1 = o2 AND u1 = u2 AND r1 = r2 THEN
-            IF NOT same THEN
-                PERFORM orgperm.send('orgperm_invalidate', '{"v":1,"t":"' || TG_TABLE_NAME || '","members":[["'
-                    || pg_catalog.replace(pg_catalog.replace(o1, E'\\', E'\\\\'), '"', E'\\"') || '","'
-                    || pg_catalog.replace(pg_catalog.replace(u1, E'\\', E'\\\\'), '"', E'\\"') || '"]]}');
-            END IF;
+        -- As in notify_memberships: the old row, then the new one compared
+        -- with it and a probe for a second row.
+        SELECT a.org_id, a.user_id, a.role_id, a.valid_until INTO o1, u1, r1, t1 FROM old_rows a;
+        SELECT CASE WHEN b.org_id <> o1 OR b.user_id <> u1 OR b.role_id <> r1
+                         OR EXISTS (SELECT FROM new_rows OFFSET 1) THEN 0
+                    WHEN b.valid_until IS NOT DISTINCT FROM t1 THEN 1
+                    ELSE 2 END
+          INTO kind FROM new_rows b;
+        IF kind = 2 THEN
+            done := orgperm.send('orgperm_invalidate', '{"v":1,"t":"' || TG_TABLE_NAME || '","members":[["'
+                || pg_catalog.replace(pg_catalog.replace(o1, E'\\', E'\\\\'), '"', E'\\"') || '","'
+                || pg_catalog.replace(pg_catalog.replace(u1, E'\\', E'\\\\'), '"', E'\\"') || '"]]}') IS NULL;
+            RETURN NULL;
+        ELSIF kind IS NULL OR kind = 1 THEN
             RETURN NULL;
         END IF;
         SELECT array_agg(d.org_id), array_agg(d.user_id) INTO o, u FROM (
@@ -807,7 +806,35 @@ DECLARE
     role_orgs text[];
     o text[];
     u text[];
+    o1 text;
+    u1 text;
+    one boolean;
+    done boolean; -- the send's result (void), which a simple expression needs somewhere to go
 BEGIN
+    IF TG_OP <> 'UPDATE' THEN
+        -- Grants written or removed for one user (one grant, the usual
+        -- case): the first row, and whether every row is that user's, in
+        -- one query; that member's payload directly, as emit would send it,
+        -- without calling emit. A user's grant is never skipped as a
+        -- cascade (only a role's is). No row: one stays NULL.
+        IF TG_OP = 'INSERT' THEN
+            SELECT d.org_id, d.user_id, NOT EXISTS (SELECT FROM new_rows x
+                       WHERE x.user_id IS DISTINCT FROM d.user_id OR x.org_id <> d.org_id)
+              INTO o1, u1, one FROM new_rows d;
+        ELSE
+            SELECT d.org_id, d.user_id, NOT EXISTS (SELECT FROM old_rows x
+                       WHERE x.user_id IS DISTINCT FROM d.user_id OR x.org_id <> d.org_id)
+              INTO o1, u1, one FROM old_rows d;
+        END IF;
+        IF one AND u1 IS NOT NULL THEN
+            done := orgperm.send('orgperm_invalidate', '{"v":1,"t":"' || TG_TABLE_NAME || '","members":[["'
+                || pg_catalog.replace(pg_catalog.replace(o1, E'\\', E'\\\\'), '"', E'\\"') || '","'
+                || pg_catalog.replace(pg_catalog.replace(u1, E'\\', E'\\\\'), '"', E'\\"') || '"]]}') IS NULL;
+            RETURN NULL;
+        ELSIF one IS NULL THEN
+            RETURN NULL;
+        END IF;
+    END IF;
     IF TG_OP = 'INSERT' THEN
         SELECT array_agg(DISTINCT d.org_id) FILTER (WHERE d.role_id IS NOT NULL),
                array_agg(d.org_id) FILTER (WHERE d.user_id IS NOT NULL),
