@@ -19,7 +19,8 @@
 //
 // The invalidation triggers (sql/triggers.sql) ship as numbered migrations
 // too: 00002 is the first release's, 00003 the second's, 00006_queue the
-// current one's (it adds the queue transport, orgperm.set_transport), and a later
+// third's (it adds the queue transport, orgperm.set_transport),
+// 00007_triggers_v4 the current one's (cheaper one-row writes), and a later
 // change to the triggers is a new migration, never an edit of a released
 // one. Each triggers migration replaces every trigger and function of the
 // one before, so Up brings a database at any earlier version to the current
