@@ -171,10 +171,14 @@ $$;
 -- per write; crash recovery and a promoted standby start it empty, and
 -- every listener reconnects after either and purges (docs/DECISIONS.md 53).
 -- Only the schema owner (through the functions below) writes it.
+-- queued_at is when the writing statement began (`orgperm doctor` reports
+-- the oldest row's age: rows that wait while a relay leads mean a relay
+-- stuck or too slow).
 CREATE UNLOGGED TABLE orgperm.queue (
-    id      bigint GENERATED ALWAYS AS IDENTITY,
-    channel text NOT NULL,
-    payload text NOT NULL
+    id        bigint GENERATED ALWAYS AS IDENTITY,
+    channel   text NOT NULL,
+    payload   text NOT NULL,
+    queued_at timestamptz NOT NULL DEFAULT pg_catalog.statement_timestamp()
 ) WITH (autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_scale_factor = 0);
 REVOKE ALL ON orgperm.queue FROM PUBLIC;
 

@@ -438,8 +438,9 @@ type doctorDoc struct {
 		Enabled string `json:"enabled"`
 	} `json:"triggers"`
 	Transport *struct {
-		Mode        string `json:"mode"`
-		QueueRows   *int64 `json:"queue_rows"`
+		Mode        string   `json:"mode"`
+		QueueRows   *int64   `json:"queue_rows"`
+		OldestAge   *float64 `json:"oldest_row_age_seconds"`
 		RelayLeader *struct {
 			PID         int32  `json:"pid"`
 			Application string `json:"application_name"`
@@ -636,6 +637,36 @@ func testDoctorQueue(t *testing.T) {
 	}
 	waitFor(t, conn, "the relay lock released", `SELECT NOT EXISTS (SELECT FROM pg_locks
 		WHERE locktype = 'advisory' AND pid = `+fmt.Sprint(pid)+`)`)
+
+	// A session holds the relay lock but relays nothing (a stuck relay):
+	// a row that has waited a minute is an error, a fresh one is not.
+	stuck, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stuck.Close(ctx)
+	if _, err := stuck.Exec(ctx, `SELECT pg_advisory_lock($1)`, relay.LockID); err != nil {
+		t.Fatal(err)
+	}
+	exec(`INSERT INTO orgperm.queue (channel, payload, queued_at)
+		VALUES ('orgperm_invalidate', '{"v":1,"t":"evict","all":true}', clock_timestamp() - interval '1 minute')`)
+	rows = check("queue mode, a row a minute old, a relay leads", exitDeny, "queue", true, "the oldest for 6")
+	if age := doc.Transport.OldestAge; age == nil || *age < 60 || *age > 600 {
+		t.Errorf("queue mode, a row a minute old: oldest_row_age_seconds %v", age)
+	}
+	if !doc.finding("error", "orgperm.queue", "1 row has waited 6", "relay is stuck") {
+		t.Errorf("queue mode, a row a minute old, a relay leads: findings %+v, want an error", doc.Findings)
+	}
+	exec(`DELETE FROM orgperm.queue`)
+	exec(`INSERT INTO orgperm.queue (channel, payload) VALUES ('orgperm_invalidate', '{"v":1,"t":"evict","all":true}')`)
+	check("queue mode, a fresh row, a relay leads", exitOK, "queue", true)
+	if doc.finding("error", "orgperm.queue") {
+		t.Errorf("queue mode, a fresh row, a relay leads: findings %+v", doc.Findings)
+	}
+	exec(`DELETE FROM orgperm.queue`)
+	if _, err := stuck.Exec(ctx, `SELECT pg_advisory_unlock($1)`, relay.LockID); err != nil {
+		t.Fatal(err)
+	}
 	check("queue mode, no relay, empty queue", exitOK, "queue", false, "relay:\tnone", noRelay)
 	if !doc.finding("warning", "relay", noRelay) {
 		t.Errorf("queue mode, no relay, empty queue: findings %+v, want a warning", doc.Findings)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/orgperm/orgperm/pkg/relay"
 )
@@ -23,9 +24,12 @@ type transportJSON struct {
 	// Mode is notify, queue or unknown; notify before migration 6.
 	Mode string `json:"mode"`
 	// QueueRows counts the rows waiting in orgperm.queue; null before
-	// migration 6. The table has no time column, so the age of the oldest
-	// row is not known (docs/DECISIONS.md 55).
+	// migration 6.
 	QueueRows *int64 `json:"queue_rows"`
+	// OldestAge is how long the oldest waiting row has waited, in seconds,
+	// since its writing statement began; null when nothing waits, and
+	// before migration 7 (whose queue rows carry queued_at).
+	OldestAge *float64 `json:"oldest_row_age_seconds"`
 	// RelayLeader is the session holding the relay's advisory lock
 	// (relay.LockID), null when none does.
 	RelayLeader *relayLeaderJSON `json:"relay_leader"`
@@ -38,16 +42,23 @@ type relayLeaderJSON struct {
 	Since       *string `json:"since"`
 }
 
+// stuckAfter is how long a row may wait while a relay leads before doctor
+// calls the relay stuck: far above a round (milliseconds) and above the
+// relay's statement deadline (5 s), which a round cut once doubles.
+const stuckAfter = 30 * time.Second
+
 // transport fills d.Transport and adds its findings: rows waiting while no
 // relay leads is an error in either mode (after a switch back to notify,
-// proofs still go through the queue while it holds rows); queue mode with
-// no relay leading, the queue empty, is a warning.
+// proofs still go through the queue while it holds rows), and so is a row
+// older than stuckAfter while one leads; queue mode with no relay leading,
+// the queue empty, is a warning.
 func (c *cli) transport(ctx context.Context, d *doctorJSON, add func(sev, obj, format string, args ...any)) error {
 	tr := &transportJSON{Mode: modeNotify}
 	d.Transport = tr
-	var hasTransport, hasQueue bool
-	if err := c.pool.QueryRow(ctx, `SELECT to_regprocedure('orgperm.transport()') IS NOT NULL, to_regclass('orgperm.queue') IS NOT NULL`).
-		Scan(&hasTransport, &hasQueue); err != nil {
+	var hasTransport, hasQueue, hasQueuedAt bool
+	if err := c.pool.QueryRow(ctx, `SELECT to_regprocedure('orgperm.transport()') IS NOT NULL, to_regclass('orgperm.queue') IS NOT NULL,
+		EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass('orgperm.queue') AND attname = 'queued_at' AND NOT attisdropped)`).
+		Scan(&hasTransport, &hasQueue, &hasQueuedAt); err != nil {
 		return fmt.Errorf("doctor: transport: %w", err)
 	}
 	if hasTransport {
@@ -67,7 +78,11 @@ func (c *cli) transport(ctx context.Context, d *doctorJSON, add func(sev, obj, f
 	// Only the schema owner (or a superuser) may read the queue; doctor
 	// already needs one to read the migrations' version table.
 	var rows int64
-	if err := c.pool.QueryRow(ctx, `SELECT count(*) FROM orgperm.queue`).Scan(&rows); err != nil {
+	query := `SELECT count(*), NULL::float8 FROM orgperm.queue`
+	if hasQueuedAt {
+		query = `SELECT count(*), extract(epoch FROM clock_timestamp() - min(queued_at))::float8 FROM orgperm.queue`
+	}
+	if err := c.pool.QueryRow(ctx, query).Scan(&rows, &tr.OldestAge); err != nil {
 		return fmt.Errorf("doctor: orgperm.queue: %w", err)
 	}
 	tr.QueueRows = &rows
@@ -85,6 +100,9 @@ func (c *cli) transport(ctx context.Context, d *doctorJSON, add func(sev, obj, f
 	}
 
 	switch {
+	case tr.RelayLeader != nil && tr.OldestAge != nil && *tr.OldestAge >= stuckAfter.Seconds():
+		add(sevError, "orgperm.queue", "the oldest of %s has waited %.0f s while pid %d holds the relay lock: the relay is stuck or too slow, and every instance's cache bypasses itself meanwhile (see its orgperm_relay_* metrics and errors)",
+			plural(rows, "row"), *tr.OldestAge, tr.RelayLeader.PID)
 	case tr.RelayLeader != nil:
 	case rows > 0:
 		add(sevError, "orgperm.queue", "%s waiting and no relay holds the relay lock: invalidations are not delivered, proofs of delivery do not come back and every instance's cache bypasses itself (run an app instance with membership.Config{Relay: true})",
@@ -98,8 +116,12 @@ func (c *cli) transport(ctx context.Context, d *doctorJSON, add func(sev, obj, f
 // printTransport is doctor's text for d.Transport.
 func printTransport(w io.Writer, tr *transportJSON) {
 	fmt.Fprintf(w, "transport:\t%s\n", tr.Mode)
-	if tr.QueueRows != nil {
-		fmt.Fprintf(w, "orgperm.queue:\t%s waiting (age not recorded)\n", plural(*tr.QueueRows, "row"))
+	switch {
+	case tr.QueueRows == nil:
+	case tr.OldestAge != nil:
+		fmt.Fprintf(w, "orgperm.queue:\t%s waiting, the oldest for %.1f s\n", plural(*tr.QueueRows, "row"), *tr.OldestAge)
+	default:
+		fmt.Fprintf(w, "orgperm.queue:\t%s waiting\n", plural(*tr.QueueRows, "row"))
 	}
 	switch l := tr.RelayLeader; {
 	case l != nil:
