@@ -650,7 +650,7 @@ func testDoctorQueue(t *testing.T) {
 	}
 	exec(`INSERT INTO orgperm.queue (channel, payload, queued_at)
 		VALUES ('orgperm_invalidate', '{"v":1,"t":"evict","all":true}', clock_timestamp() - interval '1 minute')`)
-	rows = check("queue mode, a row a minute old, a relay leads", exitDeny, "queue", true, "the oldest for 6")
+	check("queue mode, a row a minute old, a relay leads", exitDeny, "queue", true, "the oldest for 6")
 	if age := doc.Transport.OldestAge; age == nil || *age < 60 || *age > 600 {
 		t.Errorf("queue mode, a row a minute old: oldest_row_age_seconds %v", age)
 	}
