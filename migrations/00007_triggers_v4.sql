@@ -614,11 +614,11 @@ $$;
 -- memberships: the (org, user) pairs whose status or window changed.
 --
 -- Cost (issue #12, DECISIONS 57): a one-row statement, the common write,
--- reads its row with two one-row queries of one scan each (the old row;
--- then the new row, compared with it, and whether a second row follows)
--- and sends a payload built by string concatenation, as a simple
--- expression: no further query, no executor for the send, no nested
--- function call. Each query starts an executor, and each plan node costs
+-- reads its row with one-row queries of one scan each (an UPDATE: the old
+-- row, then the new row, compared with it, and whether a second row
+-- follows; an INSERT or DELETE: the row and whether a second follows) and
+-- sends a payload built by string concatenation, as a simple expression:
+-- no further query, no executor for the send, no nested function call. Each query starts an executor, and each plan node costs
 -- its start-up again: a join or subqueries of LIMIT 1 scans cost more than
 -- two plain scans. A bulk statement computes its changed pairs with one set
 -- operation (a join of the two sides on the key) and counts them in the
