@@ -254,7 +254,7 @@ func (l *Listener) Stats() Stats {
 		s.LastProof = time.Unix(0, ns)
 	}
 	l.ps.mu.Lock()
-	s.ProvenLSN = l.ps.lsn
+	s.ProvenLSN, s.ProvenTimeline = l.ps.lsn, l.ps.tli
 	l.ps.mu.Unlock()
 	return s
 }
@@ -442,7 +442,7 @@ func (l *Listener) markUnsyncedLocked(reason error) {
 	l.setReasonLocked(reason)
 	l.setStateLocked(Unsynced)
 	l.ps.mu.Lock()
-	l.ps.lsn, l.ps.provenAt = 0, time.Time{}
+	l.ps.tli, l.ps.lsn, l.ps.provenAt = 0, 0, time.Time{}
 	l.ps.notifyLocked()
 	l.ps.mu.Unlock()
 	level := slog.LevelWarn

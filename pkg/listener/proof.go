@@ -52,7 +52,58 @@ import (
 // whenever the queue holds rows), so that a proof comes back only once
 // everything committed before it has been delivered on the path that
 // carries it.
-const proofSQL = `SELECT orgperm.prove($1, $2)`
+//
+// The statement also returns the timeline the server writes WAL on (the
+// first eight hex digits of its WAL file name; the payload format is
+// unchanged, so that instances of earlier releases still read proofs): a
+// proof's WAL position is a position on that timeline, and a position of
+// an earlier timeline is no longer comparable with it (see Position).
+const proofSQL = `WITH p AS MATERIALIZED (SELECT orgperm.prove($1, $2))
+	SELECT pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_insert_lsn()) FROM p`
+
+// A Position is a place in a database's history: a WAL position (LSN) on a
+// timeline. A promoted standby starts a new timeline where its replay
+// stopped, possibly before WAL its old primary had written (asynchronous
+// replication loses it); a position of an earlier timeline is therefore
+// passed by any proof from a later one (the instance purged on
+// reconnecting to the new server, and what it holds since was read on the
+// later timeline), and positions compare by LSN only within one
+// timeline. Timeline 0 means unknown: the LSN alone is compared, as by
+// earlier releases.
+type Position struct {
+	Timeline uint32
+	LSN      uint64
+}
+
+// passedBy reports whether a proof at (tli, lsn) passes p.
+func (p Position) passedBy(tli uint32, lsn uint64) bool {
+	if p.Timeline == 0 || tli == 0 {
+		return lsn >= p.LSN
+	}
+	return tli > p.Timeline || tli == p.Timeline && lsn >= p.LSN
+}
+
+// After reports whether p lies after q: on a later timeline, or further on
+// the same one (an unknown timeline compares by LSN).
+func (p Position) After(q Position) bool {
+	if p.Timeline == 0 || q.Timeline == 0 || p.Timeline == q.Timeline {
+		return p.LSN > q.LSN
+	}
+	return p.Timeline > q.Timeline
+}
+
+// ParseTimeline reads the timeline of a WAL file name, as
+// pg_walfile_name returns it (its first eight hex digits).
+func ParseTimeline(walfile string) (uint32, error) {
+	if len(walfile) != 24 {
+		return 0, fmt.Errorf("listener: bad WAL file name %q", walfile)
+	}
+	tli, err := strconv.ParseUint(walfile[:8], 16, 32)
+	if err != nil || tli == 0 {
+		return 0, fmt.Errorf("listener: bad WAL file name %q", walfile)
+	}
+	return uint32(tli), nil
+}
 
 // calibrationMaxAge bounds the age of the calibration pair used to map a
 // foreign proof's database clock to the local one: clocks drift apart by
@@ -84,6 +135,7 @@ func (ps *proofState) calibrate(sent time.Time, dbMicros int64) {
 
 // proof is one parsed proof payload.
 type proof struct {
+	tli         uint32 // from the sending statement, not the payload; 0 for a foreign proof
 	lsn         uint64
 	dbMicros    int64
 	fingerprint string
@@ -145,9 +197,11 @@ type proofState struct {
 	// calibrate for which proof.
 	calS time.Time
 	calD int64
-	// lsn is the highest WAL position of an own proof that came back on
-	// the current connection with the Target synced: every write committed
-	// before it has been applied. Reset on MarkUnsynced.
+	// tli and lsn are the furthest position (Position.After) of an own
+	// proof that came back on the current connection with the Target
+	// synced: every write committed before it has been applied. Reset on
+	// MarkUnsynced.
+	tli uint32
 	lsn uint64
 	// provenAt is the newest instant every invalidation before which has
 	// been applied, while synced (own or foreign proof); zero after
@@ -198,14 +252,20 @@ func (l *Listener) sendProof(ctx context.Context) (time.Time, proof, error) {
 	defer cancel()
 	l.proofsSent.Add(1)
 	sent := time.Now()
-	if _, err := l.pool.Exec(ctx, proofSQL, l.cfg.ProofChannel, l.cfg.InstanceID+":"+strconv.FormatUint(seq, 10)); err != nil {
+	var walfile string
+	if err := l.pool.QueryRow(ctx, proofSQL, l.cfg.ProofChannel, l.cfg.InstanceID+":"+strconv.FormatUint(seq, 10)).Scan(&walfile); err != nil {
 		return sent, proof{}, fmt.Errorf("%w: send proof %d through the pool: %w", ErrNoProof, seq, err)
+	}
+	tli, err := ParseTimeline(walfile)
+	if err != nil {
+		return sent, proof{}, fmt.Errorf("%w: proof %d: %w", ErrNoProof, seq, err)
 	}
 	for {
 		select {
 		case a := <-l.ownArrived:
 			if a.p.seq == seq {
 				l.lastRTT.Store(int64(a.arrived.Sub(sent)))
+				a.p.tli = tli
 				return sent, a.p, nil
 			}
 		case <-ctx.Done():
@@ -274,8 +334,8 @@ func (l *Listener) provenLocked(sent time.Time, p proof) {
 	l.target.Prove(sent)
 	l.ps.mu.Lock()
 	l.ps.calibrate(sent, p.dbMicros)
-	if p.lsn > l.ps.lsn {
-		l.ps.lsn = p.lsn
+	if (Position{p.tli, p.lsn}).After(Position{l.ps.tli, l.ps.lsn}) {
+		l.ps.tli, l.ps.lsn = p.tli, p.lsn
 	}
 	if sent.After(l.ps.provenAt) {
 		l.ps.provenAt = sent
@@ -422,22 +482,31 @@ func (l *Listener) Sync(ctx context.Context) error {
 	return l.waitFor(ctx, func(ps *proofState) bool { return !ps.provenAt.Before(start) })
 }
 
-// WaitLSN returns once an own proof whose WAL position is at least lsn has
-// come back while synced (every write committed before lsn was read has
-// then been applied), or at once if the Target is not synced. It makes no
-// round trip if that is already so, and shares one with concurrent callers
-// otherwise.
-func (l *Listener) WaitLSN(ctx context.Context, lsn uint64) error {
-	return l.waitFor(ctx, func(ps *proofState) bool { return ps.lsn >= lsn })
+// WaitPosition returns once an own proof that passes pos has come back
+// while synced (every write committed before pos was read has then been
+// applied, or was lost with a timeline a promotion left behind), or at
+// once if the Target is not synced. It makes no round trip if that is
+// already so, and shares one with concurrent callers otherwise.
+func (l *Listener) WaitPosition(ctx context.Context, pos Position) error {
+	return l.waitFor(ctx, func(ps *proofState) bool { return pos.passedBy(ps.tli, ps.lsn) })
 }
 
-// ReachedLSN reports whether an own proof at or past lsn has come back
-// while synced. It makes no round trip.
-func (l *Listener) ReachedLSN(lsn uint64) bool {
+// ReachedPosition reports whether an own proof that passes pos has come
+// back while synced. It makes no round trip.
+func (l *Listener) ReachedPosition(pos Position) bool {
 	l.ps.mu.Lock()
 	defer l.ps.mu.Unlock()
-	return l.ps.lsn >= lsn
+	return pos.passedBy(l.ps.tli, l.ps.lsn)
 }
+
+// WaitLSN is WaitPosition at lsn on an unknown timeline: the LSN alone is
+// compared.
+func (l *Listener) WaitLSN(ctx context.Context, lsn uint64) error {
+	return l.WaitPosition(ctx, Position{LSN: lsn})
+}
+
+// ReachedLSN is ReachedPosition at lsn on an unknown timeline.
+func (l *Listener) ReachedLSN(lsn uint64) bool { return l.ReachedPosition(Position{LSN: lsn}) }
 
 func (l *Listener) waitFor(ctx context.Context, done func(*proofState) bool) error {
 	asked, askedAt := false, uint64(0)

@@ -227,3 +227,53 @@ func TestCalibrate(t *testing.T) {
 		t.Fatalf("a pair older than calibrationHold was kept (calS %v)", ps.calS.Sub(t0))
 	}
 }
+
+// TestPosition: a proof passes a position on its own timeline by LSN, any
+// position of an earlier timeline, none of a later one; an unknown
+// timeline (0) compares LSNs alone.
+func TestPosition(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		pos  Position
+		tli  uint32
+		lsn  uint64
+		want bool
+	}{
+		{Position{1, 100}, 1, 100, true},
+		{Position{1, 100}, 1, 99, false},
+		{Position{1, 100}, 2, 5, true},    // a later timeline: the old position's writes survived or were lost
+		{Position{2, 100}, 1, 500, false}, // an earlier timeline never passes a later one
+		{Position{0, 100}, 2, 99, false},  // unknown timeline: LSN alone
+		{Position{0, 100}, 2, 100, true},
+		{Position{3, 100}, 0, 100, true},
+		{Position{3, 100}, 0, 99, false},
+	} {
+		if got := c.pos.passedBy(c.tli, c.lsn); got != c.want {
+			t.Errorf("%+v passed by a proof at (%d, %d) = %t, want %t", c.pos, c.tli, c.lsn, got, c.want)
+		}
+	}
+	for _, c := range []struct {
+		p, q Position
+		want bool
+	}{
+		{Position{2, 5}, Position{1, 100}, true},
+		{Position{1, 100}, Position{2, 5}, false},
+		{Position{1, 101}, Position{1, 100}, true},
+		{Position{1, 100}, Position{1, 100}, false},
+		{Position{0, 101}, Position{2, 100}, true},
+	} {
+		if got := c.p.After(c.q); got != c.want {
+			t.Errorf("%+v.After(%+v) = %t, want %t", c.p, c.q, got, c.want)
+		}
+	}
+	for walfile, want := range map[string]uint32{"000000010000000000000003": 1, "0000001A00000000000000FF": 26} {
+		if got, err := ParseTimeline(walfile); err != nil || got != want {
+			t.Errorf("ParseTimeline(%q) = %d, %v; want %d", walfile, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "00000001", "000000000000000000000003", "zzzzzzzz0000000000000003"} {
+		if _, err := ParseTimeline(bad); err == nil {
+			t.Errorf("ParseTimeline(%q) succeeded", bad)
+		}
+	}
+}

@@ -60,9 +60,11 @@ type Stats struct {
 	// LastSync is when the Target was last synced; LastProof when an own
 	// proof last came back. Zero if never.
 	LastSync, LastProof time.Time
-	// ProvenLSN is the WAL position of the newest own proof back while
-	// synced (0 if none since the last sync).
-	ProvenLSN uint64
+	// ProvenLSN and ProvenTimeline are the position (Position) of the
+	// furthest own proof back while synced (0 if none since the last
+	// sync).
+	ProvenLSN      uint64
+	ProvenTimeline uint32
 	// State is the current state, and Reason why it is not Synced (nil
 	// when it is; see Listener.Err).
 	State  State

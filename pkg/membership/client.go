@@ -396,9 +396,9 @@ type optionsKey struct{}
 
 // checkOptions are what a context says about its checks.
 type checkOptions struct {
-	memo       *requestMemo // WithRequestCache
-	consistent bool         // FullyConsistent
-	token      uint64       // WithToken: a WAL position, 0 for none
+	memo       *requestMemo      // WithRequestCache
+	consistent bool              // FullyConsistent
+	token      listener.Position // WithToken: a position, LSN 0 for none
 }
 
 func optionsFrom(ctx context.Context) checkOptions {
@@ -433,7 +433,7 @@ func (c *Client) UserHasActiveMembership(ctx context.Context, user string) (bool
 // calls no closure and allocates nothing.
 func (c *Client) lookup(ctx context.Context, k localcache.Key) (cached, error) {
 	opts := optionsFrom(ctx)
-	if !opts.consistent && opts.token == 0 {
+	if !opts.consistent && opts.token.LSN == 0 {
 		if opts.memo != nil {
 			if v, ok := opts.memo.get(k); ok {
 				return v, nil
@@ -453,7 +453,7 @@ func (c *Client) lookup(ctx context.Context, k localcache.Key) (cached, error) {
 		v, _, err := c.load(ctx, k)
 		return v, err
 	}
-	if opts.token != 0 {
+	if opts.token.LSN != 0 {
 		if err := c.awaitToken(ctx, opts.token); err != nil {
 			return cached{}, err
 		}

@@ -3,6 +3,7 @@ package membership
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,10 +77,16 @@ func TestClientCheckSyncToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ParseToken(string(tok)); err != nil {
-		t.Fatalf("ParseToken(%q) = %v", tok, err)
+	if _, err := ParseToken(string(tok)); err != nil || !strings.HasPrefix(string(tok), "o2.1.") {
+		t.Fatalf("ParseToken(%q) = %v; want a token of timeline 1", tok, err)
 	}
-	for _, bad := range []string{"garbage", "o1.", "o1.0/0", "o1.zz/1", "o1.1/2/3", "x1.0/16"} {
+	for _, good := range []string{"o1.0/16", "o2.1.0/16", "o2.1F.A/16"} { // o1: the first release's
+		if _, err := ParseToken(good); err != nil {
+			t.Errorf("ParseToken(%q) = %v", good, err)
+		}
+	}
+	for _, bad := range []string{"garbage", "o1.", "o1.0/0", "o1.zz/1", "o1.1/2/3", "x1.0/16",
+		"o2.", "o2.1", "o2.1.", "o2.0.0/16", "o2.a.0/16", "o2.zz.0/16", "o2.1.0/0", "o2.1.x/1", "o2.-1.0/16", "o2.100000000.0/16"} {
 		if _, err := ParseToken(bad); !errors.Is(err, ErrInvalidToken) {
 			t.Errorf("ParseToken(%q) = %v; want ErrInvalidToken", bad, err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -73,71 +74,104 @@ func (c *Client) Sync(ctx context.Context) error { return c.listener.Sync(ctx) }
 // before it was taken, and can travel to another instance (a header, a
 // cookie) as a plain string. A check given a token ([WithToken]) answers at
 // least as fresh as those writes, on any instance of the same database.
+//
+// A token is a position in the database's history (listener.Position):
+// "o2.<timeline>.<WAL position>". Across a failover to a promoted standby,
+// a token of the old timeline is passed as soon as the instance is synced
+// on the new one (writes the standby never received are lost to every
+// reader alike). Tokens of the first release, "o1.<WAL position>", are
+// still accepted, their LSN compared alone; instances of that release
+// reject "o2" tokens, so upgrade every instance before passing tokens
+// between them.
 type Token string
 
-const tokenPrefix = "o1."
+const (
+	tokenPrefix   = "o2."
+	tokenPrefixV1 = "o1."
+)
 
 // Token returns a token covering every write committed before the call
-// (one query: the database's WAL insert position). Take it after your
-// write commits; a token taken inside the writing transaction does not
-// cover that transaction.
+// (one query: the database's WAL insert position and timeline). Take it
+// after your write commits; a token taken inside the writing transaction
+// does not cover that transaction.
 func (c *Client) Token(ctx context.Context) (Token, error) {
-	var lsn string
-	if err := c.pool.QueryRow(ctx, `SELECT pg_catalog.pg_current_wal_insert_lsn()::text`).Scan(&lsn); err != nil {
+	var lsn, walfile string
+	if err := c.pool.QueryRow(ctx, `SELECT l::text, pg_catalog.pg_walfile_name(l)
+		FROM pg_catalog.pg_current_wal_insert_lsn() l`).Scan(&lsn, &walfile); err != nil {
 		return "", dbError("token", err)
 	}
-	return Token(tokenPrefix + lsn), nil
+	tli, err := listener.ParseTimeline(walfile)
+	if err != nil {
+		return "", dbError("token", err)
+	}
+	return Token(fmt.Sprintf("%s%X.%s", tokenPrefix, tli, lsn)), nil
 }
 
 // ParseToken checks that s is a token (as sent by another instance).
 func ParseToken(s string) (Token, error) {
-	if _, err := Token(s).lsn(); err != nil {
+	if _, err := Token(s).position(); err != nil {
 		return "", err
 	}
 	return Token(s), nil
 }
 
-func (t Token) lsn() (uint64, error) {
+func (t Token) position() (listener.Position, error) {
+	bad := func() (listener.Position, error) {
+		return listener.Position{}, fmt.Errorf("%w: %q", ErrInvalidToken, truncate(string(t), 48))
+	}
+	if len(t) > 48 {
+		return bad()
+	}
+	var pos listener.Position
 	rest, ok := strings.CutPrefix(string(t), tokenPrefix)
-	if !ok || len(t) > 40 {
-		return 0, fmt.Errorf("%w: %q", ErrInvalidToken, truncate(string(t), 48))
+	if ok {
+		tli, lsn, ok := strings.Cut(rest, ".")
+		n, err := strconv.ParseUint(tli, 16, 32)
+		if !ok || err != nil || n == 0 || tli != strings.ToUpper(tli) {
+			return bad()
+		}
+		pos.Timeline, rest = uint32(n), lsn
+	} else if rest, ok = strings.CutPrefix(string(t), tokenPrefixV1); !ok {
+		return bad()
 	}
 	lsn, err := listener.ParseLSN(rest)
 	if err != nil || lsn == 0 {
-		return 0, fmt.Errorf("%w: %q", ErrInvalidToken, truncate(string(t), 48))
+		return bad()
 	}
-	return lsn, nil
+	pos.LSN = lsn
+	return pos, nil
 }
 
 // WithToken returns a context whose checks answer at least as fresh as the
 // writes tok covers: from the cache at no cost when this instance has
 // already applied them, else after one proof of delivery shared with
 // concurrent callers. The empty token is no token. A malformed one is
-// ErrInvalidToken.
+// ErrInvalidToken. Of several tokens, the context keeps the furthest
+// (listener.Position.After).
 func WithToken(ctx context.Context, tok Token) (context.Context, error) {
 	if tok == "" {
 		return ctx, nil
 	}
-	lsn, err := tok.lsn()
+	pos, err := tok.position()
 	if err != nil {
 		return ctx, err
 	}
 	o := optionsFrom(ctx)
-	if lsn <= o.token {
+	if o.token.LSN != 0 && !pos.After(o.token) {
 		return ctx, nil
 	}
-	o.token = lsn
+	o.token = pos
 	return context.WithValue(ctx, optionsKey{}, &o), nil
 }
 
-// awaitToken returns once this instance has applied every write before the
-// WAL position lsn, or the cache is bypassed (checks then read the
-// database, which is fresh).
-func (c *Client) awaitToken(ctx context.Context, lsn uint64) error {
-	if c.listener.ReachedLSN(lsn) {
+// awaitToken returns once this instance has applied every write before
+// pos (or the promotion that started a later timeline lost it), or the
+// cache is bypassed (checks then read the database, which is fresh).
+func (c *Client) awaitToken(ctx context.Context, pos listener.Position) error {
+	if c.listener.ReachedPosition(pos) {
 		return nil
 	}
-	return c.listener.WaitLSN(ctx, lsn)
+	return c.listener.WaitPosition(ctx, pos)
 }
 
 // WriteTx runs fn in one transaction on the client's pool, with a Store
