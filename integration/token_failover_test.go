@@ -28,6 +28,12 @@ import (
 // write of the token that survived. (Tokens carry their timeline; before,
 // the check waited, proof after proof, for the new primary's WAL to pass
 // the old position, and failed at the caller's deadline.)
+//
+// The instance also offloads its fills to a second standby, which kept
+// following the old primary to its end: it replayed the lost write, and
+// its WAL position lies past the new primary's. It must not be read after
+// the failover (a grant the new primary lost would be served from it for
+// as long as it lives): the fill reads the primary instead.
 func TestTokenAcrossAsyncFailover(t *testing.T) {
 	skipShort(t) // a cluster and a standby of its own
 	t.Parallel()
@@ -47,10 +53,17 @@ func TestTokenAcrossAsyncFailover(t *testing.T) {
 	repl := faultproxy.New(t, hostPort(t, cluster.URL))
 	t.Cleanup(repl.CutAll)
 	sb := pgstandby.StartTB(t, pgstandby.Config{PrimaryURL: strings.Replace(cluster.URL, hostPort(t, cluster.URL), repl.Addr(), 1)})
+	diverged := pgstandby.StartTB(t, pgstandby.Config{PrimaryURL: cluster.URL})
+	replicaURL, err := diverged.ConnStringFor(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replica := proxiedPool(t, replicaURL, net.JoinHostPort(diverged.Host, strconv.Itoa(diverged.Port)), nil)
 	vip := faultproxy.New(t, hostPort(t, cluster.URL))
 	t.Cleanup(vip.CutAll)
 	pool := proxiedPool(t, url, vip.Addr(), nil)
-	in := newInstance(t, pool, membership.Config{ListenerConnect: connectVia(t, url, vip.Addr(), &gate{})})
+	in := newInstance(t, pool, membership.Config{ListenerConnect: connectVia(t, url, vip.Addr(), &gate{}),
+		Replica: replica, ReplicaWait: failoverTimeout}) // a fill waits for the replica: it is read before the failover
 	if ok, err := in.c.HasPermission(ctx, "o1", "u1", "billing.edit_invoice"); err != nil || !ok {
 		t.Fatalf("before the failover: HasPermission = %t, %v; want true", ok, err)
 	}
@@ -80,6 +93,18 @@ func TestTokenAcrossAsyncFailover(t *testing.T) {
 	tok, err := in.c.Token(ctx)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if err := setup.QueryRow(ctx, `SELECT pg_current_wal_insert_lsn()::text`).Scan(&lsn); err != nil {
+		t.Fatal(err)
+	}
+	if err := diverged.WaitReplay(wctx, lsn); err != nil { // it has the lost write
+		t.Fatal(err)
+	}
+	if ok, err := in.c.HasPermission(ctx, "o1", "u2", "billing.edit_invoice"); err != nil || !ok { // a fill
+		t.Fatalf("o1/u2 before the failover: %t, %v", ok, err)
+	}
+	if st := in.c.Stats().Replica; st.Fills == 0 {
+		t.Fatalf("no fill read the replica before the failover: %+v", st)
 	}
 
 	failedAt := time.Now()
@@ -117,5 +142,10 @@ func TestTokenAcrossAsyncFailover(t *testing.T) {
 	t.Logf("token %s (new primary at %s): the check took %v", tok, newLSN, took)
 	if err != nil || !ok {
 		t.Fatalf("a check with a token of the lost timeline: %t, %v after %v; want true (the new primary's answer) at once", ok, err, took)
+	}
+	st := in.c.Stats().Replica
+	t.Logf("replica fills after the failover: %+v", st)
+	if st.OffTimeline == 0 {
+		t.Errorf("the diverged replica was not refused for its timeline: %+v", st)
 	}
 }

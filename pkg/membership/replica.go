@@ -65,6 +65,20 @@ const DefaultReplicaWait = 50 * time.Millisecond
 //
 // Writes a fill must not see are handled as without a replica: an
 // invalidation that arrives after the fill began makes it stale (rule 1).
+//
+// Timelines. A WAL position means something only on its timeline. After a
+// failover, the safe point comes from the promoted primary's new timeline;
+// a replica that kept following the old primary past where the new
+// timeline forked (asynchronous replication: it received WAL the promoted
+// standby never did) has replayed a "later" position full of writes the
+// new primary lost, and can never follow the new timeline. So the safe
+// point carries the primary's timeline, and on a timeline after the first
+// the fill also asks the replica which timeline it is on, as the later of
+// its last restartpoint's and its minimum recovery point's (the control
+// file; no privilege needed). That reading lags (a healthy replica shows
+// the new timeline after its next restartpoint or buffer flush there), so
+// a replica not shown on the primary's timeline is not read, the fill
+// reads the primary, and ReplicaStats.OffTimeline counts it.
 
 // ReplicaStats counts fills of a Client with a replica (Config.Replica).
 type ReplicaStats struct {
@@ -74,7 +88,7 @@ type ReplicaStats struct {
 	// waited for it to replay.
 	Waits uint64
 	// Fallbacks is how many fills read the primary although a replica is
-	// configured: the sum of Lagging, Errors and Untrusted.
+	// configured: the sum of Lagging, Errors, OffTimeline and Untrusted.
 	Fallbacks uint64
 	// Lagging is how many fills found the replica still behind after
 	// Config.ReplicaWait (or no free replica connection within it).
@@ -82,6 +96,9 @@ type ReplicaStats struct {
 	// Errors is how many fills found the replica failing or not in
 	// recovery (not a standby), or could not read the WAL position.
 	Errors uint64
+	// OffTimeline is how many fills found the replica not (yet) shown on
+	// the primary's timeline, after a failover (see above).
+	OffTimeline uint64
 	// Untrusted is how many fills ran while the cache was bypassed (not
 	// synced, or its lease had run out).
 	Untrusted uint64
@@ -99,19 +116,19 @@ type replicaReader struct {
 	applied atomic.Uint64 // evictions applied, counted before each one
 
 	mu        sync.Mutex
-	safeCount uint64 // a safe point: every eviction among the first
-	safeLSN   uint64 // safeCount ones is covered by safeLSN
+	safeCount uint64            // a safe point: every eviction among the first
+	safePos   listener.Position // safeCount ones is covered by safePos
 	safeOK    bool
 	fetch     *positionFetch // a position read in flight, or nil
 
-	fills, waits, lagging, errs, untrusted, reads atomic.Uint64
+	fills, waits, lagging, errs, offTimeline, untrusted, reads atomic.Uint64
 }
 
 // positionFetch is one read of the primary's WAL insert position, shared.
 type positionFetch struct {
 	count uint64 // applied, read before the query was sent
 	done  chan struct{}
-	lsn   uint64
+	pos   listener.Position
 	err   error
 }
 
@@ -124,23 +141,23 @@ func (r *replicaReader) noteEviction() {
 
 // position returns a WAL position of the primary at or past the commit of
 // every write whose eviction was counted before the call.
-func (r *replicaReader) position(ctx context.Context) (uint64, error) {
-	lsn, err := r.positionOnce(ctx)
+func (r *replicaReader) position(ctx context.Context) (listener.Position, error) {
+	pos, err := r.positionOnce(ctx)
 	if err != nil && ctx.Err() == nil && errors.Is(err, context.Canceled) {
 		// The read was another fill's, and that fill's caller left: ours
 		// still needs one.
-		lsn, err = r.positionOnce(ctx)
+		pos, err = r.positionOnce(ctx)
 	}
-	return lsn, err
+	return pos, err
 }
 
-func (r *replicaReader) positionOnce(ctx context.Context) (uint64, error) {
+func (r *replicaReader) positionOnce(ctx context.Context) (listener.Position, error) {
 	need := r.applied.Load()
 	r.mu.Lock()
 	if r.safeOK && r.safeCount >= need {
-		lsn := r.safeLSN
+		pos := r.safePos
 		r.mu.Unlock()
-		return lsn, nil
+		return pos, nil
 	}
 	f := r.fetch
 	if f == nil || f.count < need {
@@ -153,24 +170,28 @@ func (r *replicaReader) positionOnce(ctx context.Context) (uint64, error) {
 	}
 	select {
 	case <-f.done:
-		return f.lsn, f.err
+		return f.pos, f.err
 	case <-ctx.Done():
-		return 0, ctx.Err()
+		return listener.Position{}, ctx.Err()
 	}
 }
 
 // readPosition runs f's query and publishes its result.
 func (r *replicaReader) readPosition(ctx context.Context, f *positionFetch) {
 	r.reads.Add(1)
-	var text string
-	err := r.primary.QueryRow(ctx, `SELECT pg_catalog.pg_current_wal_insert_lsn()::text`).Scan(&text)
+	var text, walfile string
+	err := r.primary.QueryRow(ctx, `SELECT l::text, pg_catalog.pg_walfile_name(l)
+		FROM pg_catalog.pg_current_wal_insert_lsn() l`).Scan(&text, &walfile)
 	if err == nil {
-		f.lsn, err = listener.ParseLSN(text)
+		f.pos.LSN, err = listener.ParseLSN(text)
+	}
+	if err == nil {
+		f.pos.Timeline, err = listener.ParseTimeline(walfile)
 	}
 	f.err = err
 	r.mu.Lock()
-	if err == nil && (!r.safeOK || f.count > r.safeCount || (f.count == r.safeCount && f.lsn > r.safeLSN)) {
-		r.safeCount, r.safeLSN, r.safeOK = f.count, f.lsn, true
+	if err == nil && (!r.safeOK || f.count > r.safeCount || (f.count == r.safeCount && f.pos.After(r.safePos))) {
+		r.safeCount, r.safePos, r.safeOK = f.count, f.pos, true
 	}
 	if r.fetch == f {
 		r.fetch = nil
@@ -184,11 +205,18 @@ func (r *replicaReader) readPosition(ctx context.Context, f *positionFetch) {
 var (
 	errReplicaLagging = errors.New("membership: replica behind")
 	errNotStandby     = errors.New("membership: replica not in recovery")
+	errOffTimeline    = errors.New("membership: replica not shown on the primary's timeline")
 )
 
-// acquire returns a replica connection that has replayed lsn, within the
+// replicaTimelineSQL is the timeline a standby is known to be on: the later
+// of its last restartpoint's and its minimum recovery point's. (GREATEST
+// is syntax, not a function: it takes no schema.)
+const replicaTimelineSQL = `SELECT GREATEST((pg_catalog.pg_control_checkpoint()).timeline_id,
+	(pg_catalog.pg_control_recovery()).min_recovery_end_timeline)`
+
+// acquire returns a replica connection that has replayed pos, within the
 // wait; the caller releases it.
-func (r *replicaReader) acquire(ctx context.Context, lsn uint64) (*pgxpool.Conn, error) {
+func (r *replicaReader) acquire(ctx context.Context, pos listener.Position) (*pgxpool.Conn, error) {
 	deadline := time.Now().Add(r.wait)
 	actx, cancel := context.WithDeadline(ctx, deadline)
 	conn, err := r.pool.Acquire(actx)
@@ -199,7 +227,20 @@ func (r *replicaReader) acquire(ctx context.Context, lsn uint64) (*pgxpool.Conn,
 		}
 		return nil, err
 	}
-	target := listener.FormatLSN(lsn)
+	if pos.Timeline > 1 {
+		// A failover happened: the replica must be shown on the primary's
+		// timeline (read first: a timeline, once reached, stays).
+		var tli *int64
+		if err := conn.QueryRow(ctx, replicaTimelineSQL).Scan(&tli); err != nil {
+			conn.Release()
+			return nil, err
+		}
+		if tli == nil || *tli != int64(pos.Timeline) {
+			conn.Release()
+			return nil, errOffTimeline
+		}
+	}
+	target := listener.FormatLSN(pos.LSN)
 	waited := false
 	for delay := 250 * time.Microsecond; ; delay = min(2*delay, 5*time.Millisecond) {
 		var inRecovery bool
@@ -248,7 +289,7 @@ func (c *Client) fill(ctx context.Context, k localcache.Key) (cached, time.Durat
 		r.untrusted.Add(1)
 		return c.load(ctx, k)
 	}
-	lsn, err := r.position(ctx)
+	pos, err := r.position(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return cached{}, 0, ctx.Err()
@@ -256,14 +297,17 @@ func (c *Client) fill(ctx context.Context, k localcache.Key) (cached, time.Durat
 		r.errs.Add(1)
 		return c.load(ctx, k)
 	}
-	conn, err := r.acquire(ctx, lsn)
+	conn, err := r.acquire(ctx, pos)
 	if err != nil {
 		if ctx.Err() != nil {
 			return cached{}, 0, ctx.Err()
 		}
-		if errors.Is(err, errReplicaLagging) {
+		switch {
+		case errors.Is(err, errReplicaLagging):
 			r.lagging.Add(1)
-		} else {
+		case errors.Is(err, errOffTimeline):
+			r.offTimeline.Add(1)
+		default:
 			r.errs.Add(1)
 			c.cfg.Logger.Debug("orgperm: replica not read, reading the primary", "err", err)
 		}
@@ -297,9 +341,10 @@ func (r *replicaReader) stats() ReplicaStats {
 		Waits:         r.waits.Load(),
 		Lagging:       r.lagging.Load(),
 		Errors:        r.errs.Load(),
+		OffTimeline:   r.offTimeline.Load(),
 		Untrusted:     r.untrusted.Load(),
 		PositionReads: r.reads.Load(),
 	}
-	s.Fallbacks = s.Lagging + s.Errors + s.Untrusted
+	s.Fallbacks = s.Lagging + s.Errors + s.OffTimeline + s.Untrusted
 	return s
 }
