@@ -208,11 +208,19 @@ var (
 	errOffTimeline    = errors.New("membership: replica not shown on the primary's timeline")
 )
 
-// replicaTimelineSQL is the timeline a standby is known to be on: the later
-// of its last restartpoint's and its minimum recovery point's. (GREATEST
-// is syntax, not a function: it takes no schema.)
-const replicaTimelineSQL = `SELECT GREATEST((pg_catalog.pg_control_checkpoint()).timeline_id,
-	(pg_catalog.pg_control_recovery()).min_recovery_end_timeline)`
+// replaySQL asks a replica whether it is a standby that has replayed $1;
+// replayTimelineSQL also which timeline it is known to be on: the later of
+// its last restartpoint's and its minimum recovery point's (GREATEST is
+// syntax, not a function: it takes no schema). Both in the statement that
+// asks about the replay, so that the check costs no round trip more.
+const (
+	replaySQL = `SELECT pg_catalog.pg_is_in_recovery(),
+		pg_catalog.pg_last_wal_replay_lsn() >= $1::text::pg_catalog.pg_lsn`
+	replayTimelineSQL = `SELECT pg_catalog.pg_is_in_recovery(),
+		pg_catalog.pg_last_wal_replay_lsn() >= $1::text::pg_catalog.pg_lsn,
+		GREATEST((pg_catalog.pg_control_checkpoint()).timeline_id,
+			(pg_catalog.pg_control_recovery()).min_recovery_end_timeline)`
+)
 
 // acquire returns a replica connection that has replayed pos, within the
 // wait; the caller releases it.
@@ -227,26 +235,23 @@ func (r *replicaReader) acquire(ctx context.Context, pos listener.Position) (*pg
 		}
 		return nil, err
 	}
-	if pos.Timeline > 1 {
-		// A failover happened: the replica must be shown on the primary's
-		// timeline (read first: a timeline, once reached, stays).
-		var tli *int64
-		if err := conn.QueryRow(ctx, replicaTimelineSQL).Scan(&tli); err != nil {
-			conn.Release()
-			return nil, err
-		}
-		if tli == nil || *tli != int64(pos.Timeline) {
-			conn.Release()
-			return nil, errOffTimeline
-		}
-	}
 	target := listener.FormatLSN(pos.LSN)
+	// After a failover (a timeline past the first) the replica must also be
+	// shown on the primary's timeline.
+	query, timeline := replaySQL, pos.Timeline > 1
+	if timeline {
+		query = replayTimelineSQL
+	}
 	waited := false
 	for delay := 250 * time.Microsecond; ; delay = min(2*delay, 5*time.Millisecond) {
 		var inRecovery bool
 		var replayed *bool
-		err := conn.QueryRow(ctx, `SELECT pg_catalog.pg_is_in_recovery(),
-			pg_catalog.pg_last_wal_replay_lsn() >= $1::text::pg_catalog.pg_lsn`, target).Scan(&inRecovery, &replayed)
+		var tli *int64
+		dest := []any{&inRecovery, &replayed}
+		if timeline {
+			dest = append(dest, &tli)
+		}
+		err := conn.QueryRow(ctx, query, target).Scan(dest...)
 		switch {
 		case err != nil:
 			conn.Release()
@@ -254,6 +259,9 @@ func (r *replicaReader) acquire(ctx context.Context, pos listener.Position) (*pg
 		case !inRecovery:
 			conn.Release()
 			return nil, errNotStandby
+		case timeline && (tli == nil || *tli != int64(pos.Timeline)):
+			conn.Release()
+			return nil, errOffTimeline
 		case replayed != nil && *replayed:
 			return conn, nil
 		}
