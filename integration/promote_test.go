@@ -85,19 +85,28 @@ func TestStandbyPromotion(t *testing.T) {
 	})
 }
 
-func testStandbyPromotion(t *testing.T, queue bool, how string) {
-	ctx := context.Background()
-	cluster := pgcluster.StartTB(t) // skips without binaries
-	// Not pgtest's NewDatabase: its cleanup drops the database on the
-	// primary, which is gone by then. The cluster goes with its files.
-	url, _, err := pgtest.NewServer(cluster.URL).CreateDatabase(ctx)
+// failoverPrimary starts a primary of the test's own (skipping without
+// binaries) with a database holding the fixture, and returns the cluster,
+// the database's URL and a raw connection to it. Not pgtest's NewDatabase:
+// its cleanup drops the database on the primary, which a failover test
+// kills. The cluster goes with its files.
+func failoverPrimary(t *testing.T) (*pgcluster.Cluster, string, *pgx.Conn) {
+	t.Helper()
+	cluster := pgcluster.StartTB(t)
+	url, _, err := pgtest.NewServer(cluster.URL).CreateDatabase(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	setup := rawConn(t, url)
-	if _, err := setup.Exec(ctx, fixture); err != nil {
+	if _, err := setup.Exec(context.Background(), fixture); err != nil {
 		t.Fatal(err)
 	}
+	return cluster, url, setup
+}
+
+func testStandbyPromotion(t *testing.T, queue bool, how string) {
+	ctx := context.Background()
+	cluster, url, setup := failoverPrimary(t)
 	for _, k := range promoteKeys {
 		if _, err := setup.Exec(ctx, `UPDATE orgperm.memberships SET valid_until = $3 WHERE org_id = $1 AND user_id = $2`,
 			k.Org, k.User, versionBase); err != nil {

@@ -11,10 +11,8 @@ import (
 	"time"
 
 	"github.com/orgperm/orgperm/internal/faultproxy"
-	"github.com/orgperm/orgperm/internal/pgcluster"
 	"github.com/orgperm/orgperm/internal/pgstandby"
 	"github.com/orgperm/orgperm/pkg/membership"
-	"github.com/orgperm/orgperm/pkg/pgtest"
 )
 
 // TestTokenAcrossAsyncFailover: a consistency token taken on a primary
@@ -38,15 +36,7 @@ func TestTokenAcrossAsyncFailover(t *testing.T) {
 	skipShort(t) // a cluster and a standby of its own
 	t.Parallel()
 	ctx := context.Background()
-	cluster := pgcluster.StartTB(t) // skips without binaries
-	url, _, err := pgtest.NewServer(cluster.URL).CreateDatabase(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	setup := rawConn(t, url)
-	if _, err := setup.Exec(ctx, fixture); err != nil {
-		t.Fatal(err)
-	}
+	cluster, url, setup := failoverPrimary(t)
 
 	// The standby replicates asynchronously, through a proxy the test
 	// silences; the instance reaches the primary through a virtual IP.
