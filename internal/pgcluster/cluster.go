@@ -266,12 +266,19 @@ func (c *Cluster) logTail() string {
 	return string(bytes.TrimSpace(b))
 }
 
+// detach takes the running server's process from c, so that one caller
+// stops it; nil when none runs. exited is closed once it has exited.
+func (c *Cluster) detach() (cmd *exec.Cmd, exited chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cmd, exited = c.cmd, c.exited
+	c.cmd = nil
+	return cmd, exited
+}
+
 // stop shuts the cluster down (fast shutdown: clients are disconnected).
 func (c *Cluster) stop() error {
-	c.mu.Lock()
-	cmd, exited := c.cmd, c.exited
-	c.cmd = nil
-	c.mu.Unlock()
+	cmd, exited := c.detach()
 	if cmd == nil {
 		return nil
 	}
@@ -291,10 +298,7 @@ func (c *Cluster) stop() error {
 // as a crash or a failover would, and returns once it has exited. The
 // files stay until Close.
 func (c *Cluster) Crash() error {
-	c.mu.Lock()
-	cmd, exited := c.cmd, c.exited
-	c.cmd = nil
-	c.mu.Unlock()
+	cmd, exited := c.detach()
 	if cmd == nil {
 		return nil
 	}
