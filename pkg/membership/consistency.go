@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orgperm/orgperm/pkg/listener"
 )
@@ -95,16 +96,31 @@ const (
 // after your write commits; a token taken inside the writing transaction
 // does not cover that transaction.
 func (c *Client) Token(ctx context.Context) (Token, error) {
-	var lsn, walfile string
-	if err := c.pool.QueryRow(ctx, `SELECT l::text, pg_catalog.pg_walfile_name(l)
-		FROM pg_catalog.pg_current_wal_insert_lsn() l`).Scan(&lsn, &walfile); err != nil {
-		return "", dbError("token", err)
-	}
-	tli, err := listener.ParseTimeline(walfile)
+	pos, err := currentPosition(ctx, c.pool)
 	if err != nil {
 		return "", dbError("token", err)
 	}
-	return Token(fmt.Sprintf("%s%X.%s", tokenPrefix, tli, lsn)), nil
+	return Token(fmt.Sprintf("%s%X.%s", tokenPrefix, pos.Timeline, listener.FormatLSN(pos.LSN))), nil
+}
+
+// currentPosition reads the primary's WAL insert position and the timeline
+// it writes on, in one statement: what a token stands for, and the
+// replica offload's safe point.
+func currentPosition(ctx context.Context, pool *pgxpool.Pool) (listener.Position, error) {
+	var lsn, walfile string
+	if err := pool.QueryRow(ctx, `SELECT l::text, pg_catalog.pg_walfile_name(l)
+		FROM pg_catalog.pg_current_wal_insert_lsn() l`).Scan(&lsn, &walfile); err != nil {
+		return listener.Position{}, err
+	}
+	var pos listener.Position
+	var err error
+	if pos.LSN, err = listener.ParseLSN(lsn); err != nil {
+		return listener.Position{}, err
+	}
+	if pos.Timeline, err = listener.ParseTimeline(walfile); err != nil {
+		return listener.Position{}, err
+	}
+	return pos, nil
 }
 
 // ParseToken checks that s is a token (as sent by another instance).

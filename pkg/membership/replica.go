@@ -179,18 +179,9 @@ func (r *replicaReader) positionOnce(ctx context.Context) (listener.Position, er
 // readPosition runs f's query and publishes its result.
 func (r *replicaReader) readPosition(ctx context.Context, f *positionFetch) {
 	r.reads.Add(1)
-	var text, walfile string
-	err := r.primary.QueryRow(ctx, `SELECT l::text, pg_catalog.pg_walfile_name(l)
-		FROM pg_catalog.pg_current_wal_insert_lsn() l`).Scan(&text, &walfile)
-	if err == nil {
-		f.pos.LSN, err = listener.ParseLSN(text)
-	}
-	if err == nil {
-		f.pos.Timeline, err = listener.ParseTimeline(walfile)
-	}
-	f.err = err
+	f.pos, f.err = currentPosition(ctx, r.primary)
 	r.mu.Lock()
-	if err == nil && (!r.safeOK || f.count > r.safeCount || (f.count == r.safeCount && f.pos.After(r.safePos))) {
+	if f.err == nil && (!r.safeOK || f.count > r.safeCount || (f.count == r.safeCount && f.pos.After(r.safePos))) {
 		r.safeCount, r.safePos, r.safeOK = f.count, f.pos, true
 	}
 	if r.fetch == f {
@@ -216,8 +207,7 @@ var (
 const (
 	replaySQL = `SELECT pg_catalog.pg_is_in_recovery(),
 		pg_catalog.pg_last_wal_replay_lsn() >= $1::text::pg_catalog.pg_lsn`
-	replayTimelineSQL = `SELECT pg_catalog.pg_is_in_recovery(),
-		pg_catalog.pg_last_wal_replay_lsn() >= $1::text::pg_catalog.pg_lsn,
+	replayTimelineSQL = replaySQL + `,
 		GREATEST((pg_catalog.pg_control_checkpoint()).timeline_id,
 			(pg_catalog.pg_control_recovery()).min_recovery_end_timeline)`
 )
