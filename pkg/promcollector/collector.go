@@ -130,16 +130,11 @@ func (c *Collector) build() {
 			}
 			return 0, true
 		})
+	lastSync := func(st *membership.Stats) (time.Time, bool) { return st.Listener.LastSync, true }
 	add("listener", "last_sync_timestamp_seconds", "Unix time of the listener's last resync (LISTEN in place and the cache purged). Absent until the first.",
-		gauge, func(st *membership.Stats, _ time.Time) (float64, bool) {
-			t := st.Listener.LastSync
-			return float64(t.UnixNano()) / 1e9, !t.IsZero()
-		})
+		gauge, timestamp(lastSync))
 	add("listener", "seconds_since_sync", "Seconds since the listener's last resync. While synced it is the age of the listening connection, not a staleness: read it with orgperm_listener_synced. Absent until the first resync.",
-		gauge, func(st *membership.Stats, now time.Time) (float64, bool) {
-			t := st.Listener.LastSync
-			return max(now.Sub(t).Seconds(), 0), !t.IsZero()
-		})
+		gauge, secondsSince(lastSync))
 
 	// The queue relay (membership.Config.Relay): reported only while the
 	// client runs one.
@@ -161,16 +156,29 @@ func (c *Collector) build() {
 		cnt, relayCounter(func(st *membership.Stats) uint64 { return st.Relay.Relayed }))
 	add("relay", "errors_total", "Relay connections that failed or were lost, and rounds that failed; each is retried with backoff.",
 		cnt, relayCounter(func(st *membership.Stats) uint64 { return st.Relay.Errors }))
+	lastRound := func(st *membership.Stats) (time.Time, bool) { return st.Relay.LastRound, st.Relay.Running }
 	add("relay", "last_round_timestamp_seconds", "Unix time at which this instance's relay last finished a round. Absent until its first.",
-		gauge, func(st *membership.Stats, _ time.Time) (float64, bool) {
-			t := st.Relay.LastRound
-			return float64(t.UnixNano()) / 1e9, st.Relay.Running && !t.IsZero()
-		})
+		gauge, timestamp(lastRound))
 	add("relay", "seconds_since_round", "Seconds since this instance's relay last finished a round. While it leads, more than a few relay intervals means its rounds are stuck and every cache bypasses itself; while it does not lead it is the time since it last led. Absent until its first round.",
-		gauge, func(st *membership.Stats, now time.Time) (float64, bool) {
-			t := st.Relay.LastRound
-			return max(now.Sub(t).Seconds(), 0), st.Relay.Running && !t.IsZero()
-		})
+		gauge, secondsSince(lastRound))
+}
+
+// timestamp is a gauge of the instant get returns, in Unix seconds; absent
+// while get says not to report it or the instant is zero (never yet).
+func timestamp(get func(*membership.Stats) (time.Time, bool)) func(*membership.Stats, time.Time) (float64, bool) {
+	return func(st *membership.Stats, _ time.Time) (float64, bool) {
+		t, ok := get(st)
+		return float64(t.UnixNano()) / 1e9, ok && !t.IsZero()
+	}
+}
+
+// secondsSince is a gauge of the seconds from the instant get returns to
+// the scrape (never negative); absent as for timestamp.
+func secondsSince(get func(*membership.Stats) (time.Time, bool)) func(*membership.Stats, time.Time) (float64, bool) {
+	return func(st *membership.Stats, now time.Time) (float64, bool) {
+		t, ok := get(st)
+		return max(now.Sub(t).Seconds(), 0), ok && !t.IsZero()
+	}
 }
 
 // Describe sends the descriptors of every metric the collector may report.
