@@ -14,10 +14,12 @@ const cacheLine = 128
 // its CLOCK reference bit and its links in the shard's org and user
 // indexes.
 type entry[V any] struct {
-	key     Key
-	value   V
-	expires int64 // ns after Cache.base: fill began + min(time left, TTL); invalid at and after it
+	// A hit reads hash, next, key, expires, ref and value: they come
+	// first, to share the entry's first cache line where they fit.
 	hash    uint64
+	expires int64 // ns after Cache.base: fill began + min(time left, TTL); invalid at and after it
+	value   V
+	key     Key
 	// ref is the CLOCK reference bit: set by a hit (with no lock,
 	// written only when clear, so a hot entry's line is not written on
 	// every hit), cleared by the eviction hand (under the write lock).

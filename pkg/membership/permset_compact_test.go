@@ -149,3 +149,46 @@ func TestMemoComparesContents(t *testing.T) {
 		t.Fatal("Has answered for the string's old contents: the memo compares addresses")
 	}
 }
+
+// TestCacheEntryAnswersAsTheSet checks that HasPermission's bit test on
+// the cache entry (cached.has, which does not load the set) answers as the
+// set's Has for sets built from the database, decoded from JSON (codenames
+// outside the catalog), inactive (which hold no permissions), empty and
+// absent.
+func TestCacheEntryAnswersAsTheSet(t *testing.T) {
+	t.Parallel()
+	perms := map[int64][]string{1: {"entry.view", "entry.edit"}, 2: {"entry.other"}}
+	suspended := memberRow([]int64{1}, perms, nil, nil)
+	suspended.status = ptr("suspended")
+	var decoded PermissionSet
+	doc := `{"org":"o","user":"u","status":"active","active":true,"window":{"from":null,"until":null},
+		"roles":[],"permissions":["entry.view","entry.zz_unknown"],"data_access":{},
+		"valid_until":null,"computed_at":"2030-01-01T00:00:00Z"}`
+	if err := json.Unmarshal([]byte(doc), &decoded); err != nil {
+		t.Fatal(err)
+	}
+	sets := map[string]*PermissionSet{
+		"two roles": build("o", "a", memberRow([]int64{1, 2}, perms, nil, nil)),
+		"one role":  build("o", "b", memberRow([]int64{2}, perms, nil, nil)),
+		"no roles":  build("o", "c", memberRow(nil, perms, nil, nil)),
+		"suspended": build("o", "d", suspended),
+		"decoded":   &decoded,
+	}
+	codenames := []string{"entry.view", "entry.edit", "entry.other", "entry.zz_unknown", "entry.nope", ""}
+	for name, s := range sets {
+		v, _ := setEntry(s)
+		for _, c := range codenames {
+			if got, want := v.has(c), s.Has(c); got != want {
+				t.Errorf("%s: the cache entry answers %q %v, the set %v", name, c, got, want)
+			}
+		}
+	}
+	if !sets["two roles"].Has("entry.edit") || sets["suspended"].Has("entry.view") || !sets["decoded"].Has("entry.zz_unknown") {
+		t.Error("the sets themselves answer wrong: the comparison above proves nothing")
+	}
+	for _, c := range codenames {
+		if (cached{}).has(c) {
+			t.Errorf("an empty entry grants %q", c)
+		}
+	}
+}

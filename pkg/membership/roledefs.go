@@ -352,7 +352,8 @@ func (c *Client) loadFill(ctx context.Context, k localcache.Key) (cached, time.D
 			return cached{}, 0, err
 		}
 		if ok {
-			return cached{set: s}, timeLeft(s.ComputedAt(), s.ValidUntil()), nil
+			v, left := setEntry(s)
+			return v, left, nil
 		}
 		// A held role the definitions do not know (a second statement,
 		// rare: see compose): read them again with the member.
@@ -370,5 +371,6 @@ func (c *Client) loadFill(ctx context.Context, k localcache.Key) (cached, time.D
 		return cached{}, 0, err
 	}
 	t.Store(d, 0)
-	return cached{set: s}, timeLeft(s.ComputedAt(), s.ValidUntil()), nil
+	v, left := setEntry(s)
+	return v, left, nil
 }
