@@ -3,6 +3,8 @@ package membership
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -53,28 +55,29 @@ LEFT JOIN LATERAL (
 // The membership by its primary key; the IDs of the roles it holds (any
 // org's: the composition keeps only those its org's definitions know, and
 // falls back to loadSQL for any other) with their expiry; the grants of the
-// org to the user. Roles and grants are read only for a status-active
-// membership. Its parameters meet only primary-key and index-range
-// conditions, so its generic plan is as good as any custom one (see
-// BenchmarkFill).
+// org to the user, as one two-dimensional text array of (id, type,
+// resource) triples, "" for every record of the type (one array built by a
+// sublink costs the server less than an aggregate of three: about 12% of
+// the statement, docs/BENCHMARKS.md). Roles and grants are read only for a
+// status-active membership. Its parameters meet only primary-key and
+// index-range conditions, so its generic plan is as good as any custom one
+// (see BenchmarkFill).
 const memberSQL = `
 SELECT coalesce($3::timestamptz, statement_timestamp()),
     m.status::text, m.valid_from, m.valid_until,
     h.ids, h.until,
-    g.ids, g.types, g.resource_ids
+    CASE WHEN m.status = 'active' THEN ARRAY(
+        SELECT ARRAY[d.id::text, d.resource_type::text, coalesce(d.resource_id::text, '')]
+        FROM ONLY orgperm.data_access d
+        WHERE d.org_id = $1 AND d.user_id = $2
+    ) END
 FROM (SELECT) one
 LEFT JOIN ONLY orgperm.memberships m ON m.org_id = $1 AND m.user_id = $2
 LEFT JOIN LATERAL (
     SELECT array_agg(mr.role_id) AS ids, array_agg(mr.valid_until) AS until
     FROM ONLY orgperm.membership_roles mr
     WHERE mr.org_id = m.org_id AND mr.user_id = m.user_id AND m.status = 'active'
-) h ON true
-LEFT JOIN LATERAL (
-    SELECT array_agg(d.id) AS ids, array_agg(d.resource_type::text) AS types,
-           array_agg(coalesce(d.resource_id::text, '')) AS resource_ids
-    FROM ONLY orgperm.data_access d
-    WHERE d.org_id = m.org_id AND d.user_id = m.user_id AND m.status = 'active'
-) g ON true`
+) h ON true`
 
 // roleDef is one role's definition as an org sees it.
 type roleDef struct {
@@ -172,16 +175,43 @@ type memberRaw struct {
 	roleIDs   []int64
 	roleUntil []pgtype.Timestamptz
 
+	// grants is the row's (id, type, resource) triples, flat; unpack
+	// splits them into grantID, grantType and grantRes.
+	grants    []string
 	grantID   []int64
 	grantType []string
 	grantRes  []string
 }
 
 func (m *memberRaw) targets() []any {
-	return []any{&m.at, &m.status, &m.from, &m.until, &m.roleIDs, flat(&m.roleUntil), &m.grantID, &m.grantType, &m.grantRes}
+	return []any{&m.at, &m.status, &m.from, &m.until, &m.roleIDs, flat(&m.roleUntil), flat(&m.grants)}
 }
 
-func (m *memberRaw) scan(row pgx.Row) error { return row.Scan(m.targets()...) }
+func (m *memberRaw) scan(row pgx.Row) error {
+	if err := row.Scan(m.targets()...); err != nil {
+		return err
+	}
+	return m.unpack()
+}
+
+// unpack splits grants into grantID, grantType and grantRes. A row that is
+// not whole triples of a decimal ID and two strings is an error: the fill
+// fails (closed) rather than guess.
+func (m *memberRaw) unpack() error {
+	if len(m.grants)%3 != 0 {
+		return fmt.Errorf("grants: %d fields, not (id, type, resource) triples", len(m.grants))
+	}
+	n := len(m.grants) / 3
+	m.grantID, m.grantType, m.grantRes = make([]int64, n), make([]string, n), make([]string, n)
+	for i := range n {
+		id, err := strconv.ParseInt(m.grants[3*i], 10, 64)
+		if err != nil {
+			return fmt.Errorf("grants: ID %q: %w", m.grants[3*i], err)
+		}
+		m.grantID[i], m.grantType[i], m.grantRes[i] = id, m.grants[3*i+1], m.grants[3*i+2]
+	}
+	return nil
+}
 
 // compose makes the rawSet loadSQL would have returned for m's member from
 // the role definitions d, without the permissions and grants of the held
@@ -323,6 +353,9 @@ func (s *Store) loadWithRoleDefs(ctx context.Context, org, user string, at time.
 		rd rawDefs
 	)
 	if err := s.db.QueryRow(ctx, memberDefsSQL, org, user, nullTime(at)).Scan(append(m.targets(), rd.targets()...)...); err != nil {
+		return nil, nil, dbError("load", err)
+	}
+	if err := m.unpack(); err != nil {
 		return nil, nil, dbError("load", err)
 	}
 	d := rd.defs()

@@ -2,6 +2,7 @@ package membership
 
 import (
 	"context"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -337,4 +338,28 @@ func equalStrings(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// TestUnpackGrants checks the split of memberSQL's grant triples, and that
+// a malformed row is an error (the fill fails closed) rather than a guess.
+func TestUnpackGrants(t *testing.T) {
+	t.Parallel()
+	m := memberRaw{grants: []string{"7", "invoice", "inv-1", "9", "doc", ""}}
+	if err := m.unpack(); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(m.grantID, []int64{7, 9}) || !slices.Equal(m.grantType, []string{"invoice", "doc"}) ||
+		!slices.Equal(m.grantRes, []string{"inv-1", ""}) {
+		t.Errorf("unpack = %v %v %v", m.grantID, m.grantType, m.grantRes)
+	}
+	none := memberRaw{}
+	if err := none.unpack(); err != nil || len(none.grantID) != 0 {
+		t.Errorf("no grants: %v, %v", none.grantID, err)
+	}
+	for _, bad := range [][]string{{"7", "invoice"}, {"x", "invoice", "inv-1"}, {"", "doc", ""}} {
+		b := memberRaw{grants: bad}
+		if err := b.unpack(); err == nil {
+			t.Errorf("unpack(%q) succeeded", bad)
+		}
+	}
 }
