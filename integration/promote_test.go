@@ -227,6 +227,10 @@ func testStandbyPromotion(t *testing.T, queue bool, how string) {
 		t.Fatalf("after the write on the new primary, %v is %s", promoteKeyAfter, got)
 	}
 	time.Sleep(membership.DefaultLease + 500*time.Millisecond) // load after it, past the bound
+	// And until a read has been judged since the resync: in the silent
+	// variant the pool still holds connections the black hole killed, and
+	// a read that takes one waits for its 3 s timeout.
+	l.waitAfterResync()
 	st := l.stop()
 
 	syncAll(t, w.raw, in)
@@ -527,6 +531,25 @@ func (l *failoverLoad) bump(k membership.Key, status string) {
 // failover marks the start of the failover: reads that begin later count
 // as after it.
 func (l *failoverLoad) failover(at time.Time) { l.failStart.Store(at.UnixNano()) }
+
+// waitAfterResync waits until a read has been judged after the instance
+// synced again (waitTimeout at most; stop's caller checks the count).
+func (l *failoverLoad) waitAfterResync() {
+	deadline := time.After(waitTimeout)
+	for {
+		l.mu.Lock()
+		n := l.st.afterResync
+		l.mu.Unlock()
+		if n > 0 {
+			return
+		}
+		select {
+		case <-deadline:
+			return
+		case <-time.After(20 * time.Millisecond): // polling the reader's count
+		}
+	}
+}
 
 func (l *failoverLoad) stop() failoverStats {
 	l.cancel()

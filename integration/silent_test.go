@@ -459,3 +459,66 @@ func stormDelay(t *testing.T) time.Duration {
 	}
 	return max(last.Sub(committed), 0)
 }
+
+// TestBlackholedPoolFillIsBounded: the pool's connections go silent
+// through a TCP proxy (no FIN, no RST) while the listener's stays up. A
+// check that must read the database, asked with a context that has no
+// deadline, fails (closed) once Config.FillTimeout has passed instead of
+// waiting on a dead connection for as long as the process lives; and once
+// the network returns, checks succeed again.
+func TestBlackholedPoolFillIsBounded(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	server := pgtest.Shared(t)
+	w := newWorld(t, server)
+	proxy := faultproxy.New(t, hostPort(t, server.URL))
+	pool := proxiedPool(t, w.url, proxy.Addr(), nil)
+	// Before the pool closes (cleanups run last first): a connection the
+	// black hole killed would take pgxpool 15 s to close.
+	t.Cleanup(proxy.CutAll)
+	in := newInstance(t, pool, membership.Config{
+		ListenerConnect: connectVia(t, w.url, "", &gate{}), // direct: only the pool goes silent
+		FillTimeout:     500 * time.Millisecond,
+	})
+	ctx := context.Background()
+	if ok, err := in.c.HasPermission(ctx, "o1", "u1", "billing.edit_invoice"); err != nil || !ok {
+		t.Fatalf("before the fault: %v, %v", ok, err)
+	}
+
+	proxy.Blackhole()
+	began := time.Now()
+	done := make(chan error, 1)
+	go func() {
+		ok, err := in.c.HasPermission(ctx, "o1", "u2", "billing.edit_invoice") // a miss
+		if ok {
+			err = errors.New("allowed")
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("a fill through the silent pool: %v, want a failure matching context.DeadlineExceeded", err)
+		}
+	case <-time.After(waitTimeout):
+		proxy.CutAll() // frees the waiting fill, so that the pool can close
+		t.Fatalf("a fill through the silent pool still waits after %v (FillTimeout 500ms)", waitTimeout)
+	}
+
+	failed := time.Now()
+	proxy.Restore()
+	deadline := time.After(waitTimeout)
+	for attempts := 1; ; attempts++ {
+		ok, err := in.c.HasPermission(ctx, "o1", "u2", "billing.edit_invoice")
+		if err == nil && ok {
+			t.Logf("the fill failed closed after %v; after the network returned, checks succeeded again at attempt %d, %v later",
+				failed.Sub(began).Round(time.Millisecond), attempts, time.Since(failed).Round(time.Millisecond))
+			break
+		}
+		select {
+		case <-deadline:
+			t.Fatalf("after the network returned: %v, %v", ok, err)
+		case <-time.After(50 * time.Millisecond): // polling: dead connections leave the pool one failed fill at a time
+		}
+	}
+}

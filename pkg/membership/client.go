@@ -23,6 +23,9 @@ import (
 // reach it.
 const DefaultLease = time.Second
 
+// DefaultFillTimeout is the default of Config.FillTimeout.
+const DefaultFillTimeout = 5 * time.Second
+
 // Config configures a [Client]. Its zero value means "defaults".
 type Config struct {
 	// Capacity is the most permission sets (and user-wide answers) the local
@@ -48,6 +51,19 @@ type Config struct {
 	// before the cache is bypassed and the listening connection replaced.
 	// Defaults to 2 seconds.
 	ProofTimeout time.Duration
+
+	// FillTimeout bounds each read the Client makes on a check's behalf
+	// (a cache fill, a check while the cache is bypassed, a
+	// FullyConsistent check) and a check's wait for its consistency token,
+	// whatever the caller's context. A pooled
+	// connection that a silent network drop left dead (no FIN, no RST:
+	// a moved virtual IP, a lost NAT entry) answers nothing, and the
+	// operating system gives it up only after about 15 minutes; without a
+	// bound, a check whose context has no deadline would wait that long.
+	// Past it the check fails closed with an error matching
+	// context.DeadlineExceeded, and pgx closes the dead connection.
+	// Defaults to DefaultFillTimeout (5 seconds).
+	FillTimeout time.Duration
 
 	// ListenerConnect opens the listener's dedicated connection. It must be a
 	// direct connection (or through a session-mode pooler), never through a
@@ -148,6 +164,8 @@ func (cfg Config) resolve() (Config, error) {
 		return cfg, &ConfigError{Field: "Lease", Reason: "must be between 0 (default) and 1 minute"}
 	case cfg.ProofTimeout < 0:
 		return cfg, &ConfigError{Field: "ProofTimeout", Reason: "must not be negative"}
+	case cfg.FillTimeout < 0:
+		return cfg, &ConfigError{Field: "FillTimeout", Reason: "must not be negative"}
 	case cfg.RewarmKeys < 0:
 		return cfg, &ConfigError{Field: "RewarmKeys", Reason: "must not be negative"}
 	case cfg.ReplicaWait < 0:
@@ -169,6 +187,9 @@ func (cfg Config) resolve() (Config, error) {
 	}
 	if cfg.Lease == 0 {
 		cfg.Lease = DefaultLease
+	}
+	if cfg.FillTimeout == 0 {
+		cfg.FillTimeout = DefaultFillTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -475,11 +496,16 @@ func (c *Client) lookup(ctx context.Context, k localcache.Key) (cached, error) {
 		return cached{}, err
 	}
 	if opts.consistent {
+		ctx, cancel := context.WithTimeout(ctx, c.cfg.FillTimeout)
+		defer cancel()
 		v, _, err := c.load(ctx, k)
 		return v, err
 	}
 	if opts.token.LSN != 0 {
-		if err := c.awaitToken(ctx, opts.token); err != nil {
+		tctx, cancel := context.WithTimeout(ctx, c.cfg.FillTimeout)
+		err := c.awaitToken(tctx, opts.token)
+		cancel()
+		if err != nil {
 			return cached{}, err
 		}
 		if v, ok := c.cache.Get(k); ok {
@@ -490,6 +516,10 @@ func (c *Client) lookup(ctx context.Context, k localcache.Key) (cached, error) {
 		}
 	}
 	v, err := c.cache.DoAfterGet(ctx, k, func(ctx context.Context) (cached, time.Duration, error) {
+		// The flight's context has no deadline of its own (it ends when
+		// every waiter has gone): FillTimeout bounds it.
+		ctx, cancel := context.WithTimeout(ctx, c.cfg.FillTimeout)
+		defer cancel()
 		v, left, err := c.fill(ctx, k)
 		if c.hooks.AfterLoad != nil {
 			c.hooks.AfterLoad(k.Org, k.User)

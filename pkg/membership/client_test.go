@@ -42,6 +42,7 @@ func TestConfigValidation(t *testing.T) {
 		{Config{Lease: -1}, "Lease"},
 		{Config{Lease: 2 * time.Minute}, "Lease"},
 		{Config{ProofTimeout: -1}, "ProofTimeout"},
+		{Config{FillTimeout: -1}, "FillTimeout"},
 		{Config{RewarmKeys: -1}, "RewarmKeys"},
 	} {
 		_, err := tt.cfg.resolve()
