@@ -110,7 +110,9 @@
 // a load that began before them). [FullyConsistent] bypasses the cache for
 // one context; [Client.Sync], [Client.Token] with [WithToken], and
 // [Client.WriteTx] give read-your-writes on request; [Client.Check] says
-// whether the cache is in service, and why not.
+// whether the cache is in service, and why not. A check's reads are
+// bounded by Config.FillTimeout whatever its context, so that a pooled
+// connection a silent network drop left dead cannot hold it for long.
 //
 // The cache holds two kinds of values: the permission set of (org, user),
 // and the user-wide answer of [Client.UserHasActiveMembership] under a key of
