@@ -18,20 +18,8 @@
 # output part differs from what a client in binary format costs.
 set -eu
 n=${1:-200}
-bin=${PG_BIN:-$(dirname "$(command -v initdb 2>/dev/null || echo /usr/lib/postgresql/15/bin/initdb)")}
-command -v valgrind >/dev/null || { echo "fill-instructions: valgrind is not installed" >&2; exit 2; }
-dir=$(mktemp -d)
-trap 'run "$bin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
-chmod 755 "$dir"
-run() { if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$(printf '%s ' "$@")"; else "$@"; fi; }
-[ "$(id -u)" = 0 ] && chown postgres "$dir"
-run "$bin/initdb" -D "$dir/data" -A trust -U postgres >/dev/null
-opts="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-port=$((20000 + $$ % 20000))
-url="postgres://postgres@/bench?host=$dir&port=$port"
-run "$bin/pg_ctl" -D "$dir/data" -o "'-p $port -k $dir -c listen_addresses= $opts'" -l "$dir/log" -w start >/dev/null
-psql -q -h "$dir" -p "$port" -U postgres -c 'CREATE DATABASE bench' postgres
-DATABASE_URL=$url go run ./cmd/orgperm migrate up >/dev/null
+script=fill-instructions
+. "$(dirname "$0")/callgrind-cluster.sh"
 psql -q -h "$dir" -p "$port" -U postgres bench <<'SQL'
 INSERT INTO orgperm.roles (org_id, name) SELECT 'bench', 'r' || i FROM generate_series(1, 9) i;
 INSERT INTO orgperm.memberships (org_id, user_id) SELECT 'bench', 'm' || i FROM generate_series(1, 1000) i;
@@ -41,7 +29,7 @@ INSERT INTO orgperm.data_access (org_id, user_id, resource_type, resource_id)
 SELECT 'bench', 'm' || i, 'type' || (j % 5), 'record-' || j FROM generate_series(1, 1000) i, generate_series(1, 10) j;
 VACUUM ANALYZE;
 SQL
-run "$bin/pg_ctl" -D "$dir/data" -w stop >/dev/null
+stop
 
 # The statements, one line each.
 member=$(sed -n '/^const memberSQL = `$/,/`$/p' pkg/membership/roledefs.go | sed '1d;s/`$//' | tr '\n' ' ')

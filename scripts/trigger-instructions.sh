@@ -20,22 +20,8 @@
 # triggers again.
 set -eu
 n=${1:-200}
-bin=${PG_BIN:-$(dirname "$(command -v initdb 2>/dev/null || echo /usr/lib/postgresql/15/bin/initdb)")}
-command -v valgrind >/dev/null || { echo "trigger-instructions: valgrind is not installed" >&2; exit 2; }
-dir=$(mktemp -d)
-trap 'run "$bin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
-chmod 755 "$dir"
-run() { if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$(printf '%s ' "$@")"; else "$@"; fi; }
-[ "$(id -u)" = 0 ] && chown postgres "$dir"
-run "$bin/initdb" -D "$dir/data" -A trust -U postgres >/dev/null
-opts="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-port=$((20000 + $$ % 20000))
-url="postgres://postgres@/bench?host=$dir&port=$port"
-start() { run "$bin/pg_ctl" -D "$dir/data" -o "'-p $port -k $dir -c listen_addresses= $opts'" -l "$dir/log" -w start >/dev/null; }
-stop() { run "$bin/pg_ctl" -D "$dir/data" -w stop >/dev/null; }
-start
-psql -q -h "$dir" -p "$port" -U postgres -c 'CREATE DATABASE bench' postgres
-DATABASE_URL=$url go run ./cmd/orgperm migrate up >/dev/null
+script=trigger-instructions
+. "$(dirname "$0")/callgrind-cluster.sh"
 psql -q -h "$dir" -p "$port" -U postgres bench <<'SQL'
 INSERT INTO orgperm.memberships (org_id, user_id) VALUES ('o1', 'u1');
 INSERT INTO orgperm.roles (id, org_id, name) VALUES (1, 'o1', 'r1'), (2, 'o1', 'r2');
