@@ -54,15 +54,16 @@ type Config struct {
 
 	// FillTimeout bounds each read the Client makes on a check's behalf
 	// (a cache fill, a check while the cache is bypassed, a
-	// FullyConsistent check) and a check's wait for its consistency token,
-	// whatever the caller's context. A pooled
-	// connection that a silent network drop left dead (no FIN, no RST:
-	// a moved virtual IP, a lost NAT entry) answers nothing, and the
-	// operating system gives it up only after about 15 minutes; without a
-	// bound, a check whose context has no deadline would wait that long.
-	// Past it the check fails closed with an error matching
-	// context.DeadlineExceeded, and pgx closes the dead connection.
-	// Defaults to DefaultFillTimeout (5 seconds).
+	// FullyConsistent check) and a check's wait for its consistency
+	// token, whatever the caller's context. A pooled connection that a
+	// silent network drop left dead (no FIN, no RST: a moved virtual IP, a
+	// lost NAT entry) answers nothing, and the operating system gives it
+	// up only after about 15 minutes; without a bound, a check whose
+	// context has no deadline would wait that long, and so would every
+	// check of the same key (they share its fill). Past it the check fails
+	// closed with an error matching context.DeadlineExceeded, and pgx
+	// closes the dead connection. Defaults to DefaultFillTimeout (5
+	// seconds).
 	FillTimeout time.Duration
 
 	// ListenerConnect opens the listener's dedicated connection. It must be a
