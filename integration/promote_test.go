@@ -299,6 +299,15 @@ func syncReplication(t *testing.T, adminURL string) {
 // after 2 s (one into a silent proxy would never end).
 func proxiedPool(t *testing.T, url, addr string, params map[string]string) *pgxpool.Pool {
 	t.Helper()
+	pcfg := proxiedPoolConfig(t, url, addr, params)
+	pcfg.ConnConfig.ConnectTimeout = 2 * time.Second
+	return openPool(t, pcfg)
+}
+
+// proxiedPoolConfig is the configuration of a pool on url through addr
+// (host:port), with the settings params.
+func proxiedPoolConfig(t *testing.T, url, addr string, params map[string]string) *pgxpool.Config {
+	t.Helper()
 	pcfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		t.Fatal(err)
@@ -312,10 +321,15 @@ func proxiedPool(t *testing.T, url, addr string, params map[string]string) *pgxp
 		t.Fatal(err)
 	}
 	pcfg.ConnConfig.Host, pcfg.ConnConfig.Port, pcfg.ConnConfig.Fallbacks = host, uint16(p), nil
-	pcfg.ConnConfig.ConnectTimeout = 2 * time.Second
 	for k, v := range params {
 		pcfg.ConnConfig.RuntimeParams[k] = v
 	}
+	return pcfg
+}
+
+// openPool opens a pool of pcfg, closed at cleanup.
+func openPool(t *testing.T, pcfg *pgxpool.Config) *pgxpool.Pool {
+	t.Helper()
 	pool, err := pgxpool.NewWithConfig(context.Background(), pcfg)
 	if err != nil {
 		t.Fatal(err)

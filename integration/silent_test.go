@@ -472,7 +472,11 @@ func TestBlackholedPoolFillIsBounded(t *testing.T) {
 	server := pgtest.Shared(t)
 	w := newWorld(t, server)
 	proxy := faultproxy.New(t, hostPort(t, server.URL))
-	pool := proxiedPool(t, w.url, proxy.Addr(), nil)
+	// No connect timeout of the pool's own: a connection attempt into the
+	// black hole ends only with the check's context, as a read does.
+	pcfg := proxiedPoolConfig(t, w.url, proxy.Addr(), nil)
+	pcfg.ConnConfig.ConnectTimeout = 0
+	pool := openPool(t, pcfg)
 	// Before the pool closes (cleanups run last first): a connection the
 	// black hole killed would take pgxpool 15 s to close.
 	t.Cleanup(proxy.CutAll)
@@ -487,22 +491,30 @@ func TestBlackholedPoolFillIsBounded(t *testing.T) {
 
 	proxy.Blackhole()
 	began := time.Now()
-	done := make(chan error, 1)
-	go func() {
-		ok, err := in.c.HasPermission(ctx, "o1", "u2", "billing.edit_invoice") // a miss
-		if ok {
-			err = errors.New("allowed")
+	for _, c := range []struct {
+		what string
+		ctx  context.Context
+	}{
+		{"a fill", ctx}, // a miss
+		{"a FullyConsistent check", membership.FullyConsistent(ctx)}, // a read of its own
+	} {
+		done := make(chan error, 1)
+		go func() {
+			ok, err := in.c.HasPermission(c.ctx, "o1", "u2", "billing.edit_invoice")
+			if ok {
+				err = errors.New("allowed")
+			}
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("%s through the silent pool: %v, want a failure matching context.DeadlineExceeded", c.what, err)
+			}
+		case <-time.After(waitTimeout):
+			proxy.CutAll() // frees the waiting read, so that the pool can close
+			t.Fatalf("%s through the silent pool still waits after %v (FillTimeout 500ms)", c.what, waitTimeout)
 		}
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("a fill through the silent pool: %v, want a failure matching context.DeadlineExceeded", err)
-		}
-	case <-time.After(waitTimeout):
-		proxy.CutAll() // frees the waiting fill, so that the pool can close
-		t.Fatalf("a fill through the silent pool still waits after %v (FillTimeout 500ms)", waitTimeout)
 	}
 
 	failed := time.Now()
@@ -511,7 +523,7 @@ func TestBlackholedPoolFillIsBounded(t *testing.T) {
 	for attempts := 1; ; attempts++ {
 		ok, err := in.c.HasPermission(ctx, "o1", "u2", "billing.edit_invoice")
 		if err == nil && ok {
-			t.Logf("the fill failed closed after %v; after the network returned, checks succeeded again at attempt %d, %v later",
+			t.Logf("a fill and a FullyConsistent check failed closed within %v; after the network returned, checks succeeded again at attempt %d, %v later",
 				failed.Sub(began).Round(time.Millisecond), attempts, time.Since(failed).Round(time.Millisecond))
 			break
 		}

@@ -149,3 +149,33 @@ func TestCheckNamesTheReason(t *testing.T) {
 		t.Fatalf("listener synced on a database with no schema: %+v", st)
 	}
 }
+
+// TestTokenWaitIsBounded checks that a check's wait for its consistency
+// token ends at Config.FillTimeout, whatever its context: a token no proof
+// will ever pass (a WAL position far ahead of the server's) fails the check
+// closed with context.DeadlineExceeded instead of waiting for ever.
+func TestTokenWaitIsBounded(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.NewPool(t)
+	c := newTestClient(t, pool, Config{FillTimeout: 300 * time.Millisecond})
+	ctx, err := WithToken(context.Background(), Token("o2.1.FFFFFFF/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		ok, err := c.HasPermission(ctx, "acme", "alice", "billing.view_invoice")
+		if ok {
+			err = errors.New("allowed")
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("a check with an unreachable token: %v, want a failure matching context.DeadlineExceeded", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a check with an unreachable token still waits after 20s (FillTimeout 300ms)")
+	}
+}
