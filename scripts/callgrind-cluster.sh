@@ -4,8 +4,8 @@
 # "postgres" when run as root), started, with a database "bench" migrated
 # by `go run ./cmd/orgperm migrate up`, removed on exit. It defines bin,
 # dir, opts (the server settings, for single-user backends too), port, url,
-# run (a command as the cluster's owner), start and stop. The sourcing
-# script sets script (its name, for messages) first.
+# run (a command as the cluster's owner), start, stop and collect. The
+# sourcing script sets script (its name, for messages) first.
 bin=${PG_BIN:-$(dirname "$(command -v initdb 2>/dev/null || echo /usr/lib/postgresql/15/bin/initdb)")}
 command -v valgrind >/dev/null || { echo "$script: valgrind is not installed" >&2; exit 2; }
 dir=$(mktemp -d)
@@ -22,3 +22,18 @@ stop() { run "$bin/pg_ctl" -D "$dir/data" -w stop >/dev/null; }
 start
 psql -q -h "$dir" -p "$port" -U postgres -c 'CREATE DATABASE bench' postgres
 DATABASE_URL=$url go run ./cmd/orgperm migrate up >/dev/null
+
+# collect NAME FILE: the instructions, counted by callgrind, of a
+# single-user backend on the database bench that runs the statements of
+# FILE (the cluster stopped); its output is $dir/NAME.out. A statement that
+# fails ends the script.
+collect() {
+	chmod 644 "$2"
+	run valgrind --tool=callgrind --callgrind-out-file="$dir/cg.$1" "$bin/postgres" --single -D "$dir/data" $opts bench \
+		<"$2" >"$dir/$1.out" 2>"$dir/$1.log"
+	if grep -q ERROR "$dir/$1.out"; then
+		cat "$dir/$1.out" >&2
+		exit 1
+	fi
+	sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$dir/$1.log"
+}

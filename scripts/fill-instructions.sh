@@ -50,14 +50,7 @@ count() {
 			i=$((i + 1))
 		done
 	} >"$f"
-	chmod 644 "$f"
-	run valgrind --tool=callgrind --callgrind-out-file="$dir/cg.$1.$2" "$bin/postgres" --single -D "$dir/data" $opts bench \
-		<"$f" >"$dir/$1.out" 2>"$dir/$1.log"
-	if grep -q ERROR "$dir/$1.out"; then
-		cat "$dir/$1.out" >&2
-		exit 1
-	fi
-	sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$dir/$1.log"
+	collect "$1.$2" "$f"
 }
 for s in pk fill; do
 	a=$(count $s "$n")

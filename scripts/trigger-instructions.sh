@@ -65,14 +65,7 @@ count() {
 			esac
 		done
 	} >"$f"
-	chmod 644 "$f"
-	run valgrind --tool=callgrind --callgrind-out-file="$dir/cg.$name" "$bin/postgres" --single -D "$dir/data" $opts bench \
-		<"$f" >"$dir/$name.out" 2>"$dir/$name.log"
-	if grep -q ERROR "$dir/$name.out"; then
-		cat "$dir/$name.out" >&2
-		exit 1
-	fi
-	sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$dir/$name.log"
+	collect "$name" "$f"
 }
 # marginal WRITE TRIGGERS...: instructions of one more WRITE.
 marginal() {
