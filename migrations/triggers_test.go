@@ -366,7 +366,9 @@ func TestUpdateAcrossManyOrgs(t *testing.T) {
 // TestBulkFastPaths: the statement-level shortcuts of issue #12 send what
 // the general path (orgperm.emit) sends: a one-org statement over more than
 // notify_max_users users is its org, unless notify_max_orgs is 0 (then
-// everything); two such orgs are both listed.
+// everything); two such orgs are both listed, also when an UPDATE moves the
+// rows of one org to another. (TestManyUsersCollapseToOrg holds the bulk
+// UPDATE's count bound at its edge: 50 changes of 51 rows are listed.)
 func TestBulkFastPaths(t *testing.T) {
 	t.Parallel()
 	forTransports(t, func(t *testing.T, mode string) {
@@ -402,6 +404,14 @@ func TestBulkFastPaths(t *testing.T) {
 			t.Errorf("bulk UPDATE in a transaction sent %q", got)
 		}
 
+		// A bulk UPDATE whose old rows all lie in one org and whose status
+		// counts prove more than notify_max_users changes, but whose new rows
+		// lie in another: both orgs, not the old one alone.
+		e.expect(`UPDATE orgperm.memberships SET org_id = 'o3', status = 'active' WHERE org_id = 'o1'`,
+			payload("memberships", `"orgs":["o1","o3"]`))
+		e.expect(`UPDATE orgperm.memberships SET org_id = 'o1', status = 'suspended' WHERE org_id = 'o3'`,
+			payload("memberships", `"orgs":["o1","o3"]`))
+
 		e.exec(`ALTER DATABASE ` + currentDB(e) + ` SET orgperm.notify_max_orgs = 0`)
 		e.pool.Reset()
 		e.expect(`UPDATE orgperm.memberships SET status = 'active' WHERE org_id = 'o1'`, payload("memberships", `"all":true`))
@@ -425,6 +435,9 @@ func TestManyUsersCollapseToOrg(t *testing.T) {
 		e.expect(`UPDATE orgperm.memberships SET status = 'invited' WHERE user_id <> 'u051'`,
 			payload("memberships", `"members":[`+strings.Join(members, ",")+`]`))
 		e.expect(`UPDATE orgperm.memberships SET status = 'suspended'`, payload("memberships", `"orgs":["o1"]`))
+		e.expect(`UPDATE orgperm.memberships SET valid_until = 'infinity' WHERE user_id <> 'u051'`,
+			payload("memberships", `"members":[`+strings.Join(members, ",")+`]`))
+		e.expect(`UPDATE orgperm.memberships SET valid_from = '-infinity'`, payload("memberships", `"orgs":["o1"]`))
 	})
 }
 

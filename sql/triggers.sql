@@ -638,6 +638,10 @@ DECLARE
     u     text[];
     mergejoin text;
     one_org boolean;
+    max_users integer;
+    c_active  bigint;  -- a bulk UPDATE's old rows active, with a window start, end
+    c_from    bigint;
+    c_until   bigint;
 BEGIN
     IF TG_OP = 'UPDATE' THEN
         SELECT a.org_id, a.user_id, a.status, a.valid_from, a.valid_until
@@ -654,6 +658,32 @@ BEGIN
             RETURN NULL;
         ELSIF kind IS NULL OR kind = 1 THEN
             RETURN NULL;
+        END IF;
+        -- A bulk UPDATE of one org that provably changed more than
+        -- notify_max_users pairs: its org, what the join below would send,
+        -- from two scans and no join. Equal sides of the join cannot differ
+        -- in how many rows are active, or have a window start or end, and
+        -- each changed pair moves each of these counts by at most 1: the
+        -- largest difference is at most the number of changed pairs the
+        -- join counts. Bulk status changes and windows set or cleared prove
+        -- it this way; anything short of the proof takes the exact path.
+        max_users := orgperm.setting_int('orgperm.notify_max_users', 50);
+        SELECT bool_and(a.org_id = o1), count(*) FILTER (WHERE a.status = 'active'),
+               count(a.valid_from), count(a.valid_until)
+          INTO one_org, c_active, c_from, c_until
+          FROM old_rows a;
+        IF one_org THEN
+            -- GREATEST is syntax, not a function: it cannot be qualified.
+            SELECT bool_and(b.org_id = o1)
+                   AND GREATEST(pg_catalog.abs(c_active - count(*) FILTER (WHERE b.status = 'active')),
+                                pg_catalog.abs(c_from - count(b.valid_from)),
+                                pg_catalog.abs(c_until - count(b.valid_until))) > max_users
+              INTO one_org FROM new_rows b;
+            IF one_org AND orgperm.setting_int('orgperm.notify_max_orgs', 100) >= 1 THEN
+                PERFORM orgperm.send('orgperm_invalidate', '{"v":1,"t":"' || TG_TABLE_NAME || '","orgs":["'
+                    || pg_catalog.replace(pg_catalog.replace(o1, E'\\', E'\\\\'), '"', E'\\"') || '"]}');
+                RETURN NULL;
+            END IF;
         END IF;
         -- The changed pairs, by one join of the two sides on the key: each
         -- side holds a key at most once, so every changed pair is one row
