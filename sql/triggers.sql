@@ -638,10 +638,6 @@ DECLARE
     u     text[];
     mergejoin text;
     one_org boolean;
-    max_users integer;
-    c_active  bigint;  -- a bulk UPDATE's old rows active, with a window start, end
-    c_from    bigint;
-    c_until   bigint;
 BEGIN
     IF TG_OP = 'UPDATE' THEN
         SELECT a.org_id, a.user_id, a.status, a.valid_from, a.valid_until
@@ -661,29 +657,25 @@ BEGIN
         END IF;
         -- A bulk UPDATE of one org that provably changed more than
         -- notify_max_users pairs: its org, what the join below would send,
-        -- from two scans and no join. Equal sides of the join cannot differ
-        -- in how many rows are active, or have a window start or end, and
-        -- each changed pair moves each of these counts by at most 1: the
-        -- largest difference is at most the number of changed pairs the
-        -- join counts. Bulk status changes and windows set or cleared prove
-        -- it this way; anything short of the proof takes the exact path.
-        max_users := orgperm.setting_int('orgperm.notify_max_users', 50);
-        SELECT bool_and(a.org_id = o1), count(*) FILTER (WHERE a.status = 'active'),
-               count(a.valid_from), count(a.valid_until)
-          INTO one_org, c_active, c_from, c_until
-          FROM old_rows a;
-        IF one_org THEN
-            -- GREATEST is syntax, not a function: it cannot be qualified.
-            SELECT bool_and(b.org_id = o1)
-                   AND GREATEST(pg_catalog.abs(c_active - count(*) FILTER (WHERE b.status = 'active')),
-                                pg_catalog.abs(c_from - count(b.valid_from)),
-                                pg_catalog.abs(c_until - count(b.valid_until))) > max_users
-              INTO one_org FROM new_rows b;
-            IF one_org AND orgperm.setting_int('orgperm.notify_max_orgs', 100) >= 1 THEN
-                PERFORM orgperm.send('orgperm_invalidate', '{"v":1,"t":"' || TG_TABLE_NAME || '","orgs":["'
-                    || pg_catalog.replace(pg_catalog.replace(o1, E'\\', E'\\\\'), '"', E'\\"') || '"]}');
-                RETURN NULL;
-            END IF;
+        -- from a scan of each side and no join. Equal sides of the join
+        -- cannot differ in how many rows are active, or have a window start
+        -- or end, and each changed pair moves each of these counts by at
+        -- most 1: the largest difference is at most the number of changed
+        -- pairs the join counts. Bulk status changes and windows set or
+        -- cleared prove it this way; anything short of the proof takes the
+        -- exact path. (GREATEST is syntax, not a function: unqualified.)
+        SELECT a.one_org AND b.one_org
+               AND GREATEST(pg_catalog.abs(a.active - b.active), pg_catalog.abs(a.starts - b.starts),
+                            pg_catalog.abs(a.ends - b.ends)) > orgperm.setting_int('orgperm.notify_max_users', 50)
+          INTO one_org
+          FROM (SELECT bool_and(x.org_id = o1) AS one_org, count(*) FILTER (WHERE x.status = 'active') AS active,
+                       count(x.valid_from) AS starts, count(x.valid_until) AS ends FROM old_rows x) a,
+               (SELECT bool_and(x.org_id = o1) AS one_org, count(*) FILTER (WHERE x.status = 'active') AS active,
+                       count(x.valid_from) AS starts, count(x.valid_until) AS ends FROM new_rows x) b;
+        IF one_org AND orgperm.setting_int('orgperm.notify_max_orgs', 100) >= 1 THEN
+            PERFORM orgperm.send('orgperm_invalidate', '{"v":1,"t":"' || TG_TABLE_NAME || '","orgs":["'
+                || pg_catalog.replace(pg_catalog.replace(o1, E'\\', E'\\\\'), '"', E'\\"') || '"]}');
+            RETURN NULL;
         END IF;
         -- The changed pairs, by one join of the two sides on the key: each
         -- side holds a key at most once, so every changed pair is one row
