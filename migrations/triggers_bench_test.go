@@ -4,13 +4,13 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"math/rand/v2"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/orgperm/orgperm/internal/interleave"
 	"github.com/orgperm/orgperm/migrations"
 	"github.com/orgperm/orgperm/pkg/pgtest"
 	"github.com/orgperm/orgperm/pkg/relay"
@@ -21,9 +21,9 @@ import (
 // version 6, migrations/00006_queue.sql), with the current triggers in
 // queue mode, with a statement trigger that only NOTIFYs a constant (the
 // yardstick: the least a notifying trigger can cost) and with no trigger at
-// all, interleaved in one run (blocks of statements of about blockTime per
-// side, in a new random order every round; see the loop) so that all five
-// see the same machine, and reports the throughput ratios to no
+// all, interleaved in one run (in blocks of statements per side, in a new
+// random order every round: package interleave) so that all five see the
+// same machine, and reports the throughput ratios to no
 // trigger: throughput-ratio for the current triggers (issue #12 asks for at
 // least 0.9), throughput-ratio-v6 for version 6's, queue-ratio for queue
 // mode and notify-only-ratio for the yardstick; and current-over-v6, the
@@ -60,37 +60,27 @@ func BenchmarkTriggerOverhead(b *testing.B) {
 			stmt := `UPDATE orgperm.memberships
 				SET status = CASE status WHEN 'active' THEN 'suspended' ELSE 'active' END
 				WHERE org_id = 'bench' AND user_id = ANY ($1)`
-			batch := func(i int) []string {
+			// Statement i updates the rows users (i*rows .. i*rows+rows-1) mod
+			// users, made before the clock starts.
+			batches := map[int][]string{}
+			for i := 0; batches[i*bc.rows%users] == nil; i++ {
 				ids := make([]string, bc.rows)
 				for j := range ids {
 					ids[j] = fmt.Sprintf("user-%d", (i*bc.rows+j)%users)
 				}
-				return ids
+				batches[i*bc.rows%users] = ids
 			}
-			// The sides take turns in blocks of statements, in a new random
-			// order every round. A notifying commit leaves work behind it
-			// (the listener's backend and goroutine wake; in queue mode the
-			// relay's next round sends the row), which runs during the
-			// statements that follow: in blocks, each side pays for its own,
-			// but for the last statement's, and the random order spreads
-			// that remainder over all sides alike. (Statement by statement
-			// in a fixed rotation, each side was charged the work of the
-			// side before it: queue mode's relay rounds landed on the
-			// current triggers' statements.)
-			block := max(1, int(blockTime/bc.cost))
-			took := make([]time.Duration, len(pools))
+			batch := func(i int) []string { return batches[i*bc.rows%users] }
+			// Blocks of statements per side, so that each side pays for the
+			// work its own commits leave behind (the listener's wake-ups, the
+			// relay's next round): package interleave.
 			b.ResetTimer()
-			for first := 0; first < b.N; first += block {
-				last := min(first+block, b.N)
-				for _, p := range rand.Perm(len(pools)) {
-					start := time.Now()
-					for i := first; i < last; i++ {
-						if _, err := pools[p].Exec(ctx, stmt, batch(i)); err != nil {
-							b.Fatal(err)
-						}
-					}
-					took[p] += time.Since(start)
-				}
+			took, err := interleave.Blocks(b.N, len(pools), interleave.BlockOf(bc.cost), func(p, i int) error {
+				_, err := pools[p].Exec(ctx, stmt, batch(i))
+				return err
+			})
+			if err != nil {
+				b.Fatal(err)
 			}
 			b.StopTimer()
 			n := float64(b.N)
@@ -107,11 +97,6 @@ func BenchmarkTriggerOverhead(b *testing.B) {
 		})
 	}
 }
-
-// blockTime is about how long one side's block of statements takes in
-// BenchmarkTriggerOverhead: several of the relay's 5 ms rounds, so that the
-// work a block leaves behind it is a small part of the block.
-const blockTime = 25 * time.Millisecond
 
 // notifyConst, as benchDB's version, is the current schema with the
 // membership triggers replaced by one statement-level UPDATE trigger that
