@@ -659,44 +659,42 @@ BEGIN
             RETURN NULL;
         END IF;
         -- A bulk UPDATE of one org that provably changed more than
-        -- notify_max_users pairs: its org, what the join below would send,
-        -- from a scan of each side and no join. Equal sides of the join
-        -- cannot differ in how many rows are active, or have a window start
-        -- or end, and each changed pair moves each of these counts by at
-        -- most 1: the largest difference is at most the number of changed
-        -- pairs the join counts. Bulk status changes and windows set or
-        -- cleared prove it this way; anything short of the proof takes the
-        -- exact path. (GREATEST is syntax, not a function: unqualified.)
-        SELECT a.one_org AND b.one_org
-               AND GREATEST(pg_catalog.abs(a.active - b.active), pg_catalog.abs(a.starts - b.starts),
-                            pg_catalog.abs(a.ends - b.ends)) > orgperm.setting_int('orgperm.notify_max_users', 50)
-          INTO one_org
+        -- notify_max_users pairs needs no join: the org scope below follows
+        -- from a scan of each side. Equal sides of the join cannot differ in
+        -- how many rows are active, or have a window start or end, and each
+        -- changed pair moves each of these counts by at most 1: the largest
+        -- difference is at most the number of changed pairs the join
+        -- counts, so n may stand for them. Bulk status changes and windows
+        -- set or cleared prove it this way; anything short of the proof
+        -- takes the join. (GREATEST is syntax, not a function: unqualified.)
+        SELECT a.one_org AND b.one_org,
+               GREATEST(pg_catalog.abs(a.active - b.active), pg_catalog.abs(a.starts - b.starts),
+                        pg_catalog.abs(a.ends - b.ends))
+          INTO one_org, n
           FROM (SELECT bool_and(x.org_id = o1) AS one_org, count(*) FILTER (WHERE x.status = 'active') AS active,
                        count(x.valid_from) AS starts, count(x.valid_until) AS ends FROM old_rows x) a,
                (SELECT bool_and(x.org_id = o1) AS one_org, count(*) FILTER (WHERE x.status = 'active') AS active,
                        count(x.valid_from) AS starts, count(x.valid_until) AS ends FROM new_rows x) b;
-        IF one_org AND orgperm.setting_int('orgperm.notify_max_orgs', 100) >= 1 THEN
-            PERFORM orgperm.send('orgperm_invalidate', '{"v":1,"t":"' || TG_TABLE_NAME || '","orgs":["'
-                || pg_catalog.replace(pg_catalog.replace(o1, E'\\', E'\\\\'), '"', E'\\"') || '"]}');
-            RETURN NULL;
-        END IF;
-        -- The changed pairs, by one join of the two sides on the key: each
-        -- side holds a key at most once, so every changed pair is one row
-        -- (a changed key: its old and its new pair, unmatched). A hash join:
-        -- without statistics on the transition tables the planner prefers
-        -- sorting both sides for a merge join, three times slower at 1,000
-        -- rows. The writer's own setting is put back right after (a SET
-        -- LOCAL in a function outlives it unless the function's SET clause
-        -- names the same setting, and one there would cost every call).
         mergejoin := pg_catalog.current_setting('enable_mergejoin');
-        PERFORM pg_catalog.set_config('enable_mergejoin', 'off', true);
-        -- Whether they all lie in org o1 (the first old row's org): an
-        -- equality per row, cheaper than a minimum and a maximum.
-        SELECT count(*), coalesce(bool_and(coalesce(a.org_id, b.org_id) = o1), false)
-          INTO n, one_org
-          FROM old_rows a FULL JOIN new_rows b ON b.org_id = a.org_id AND b.user_id = a.user_id
-         WHERE (a.status, a.valid_from, a.valid_until) IS DISTINCT FROM (b.status, b.valid_from, b.valid_until);
-        PERFORM pg_catalog.set_config('enable_mergejoin', mergejoin, true);
+        IF (one_org AND n > orgperm.setting_int('orgperm.notify_max_users', 50)) IS NOT TRUE THEN
+            -- The changed pairs, by one join of the two sides on the key:
+            -- each side holds a key at most once, so every changed pair is
+            -- one row (a changed key: its old and its new pair, unmatched).
+            -- A hash join: without statistics on the transition tables the
+            -- planner prefers sorting both sides for a merge join, three
+            -- times slower at 1,000 rows. The writer's own setting is put
+            -- back right after (a SET LOCAL in a function outlives it unless
+            -- the function's SET clause names the same setting, and one
+            -- there would cost every call).
+            PERFORM pg_catalog.set_config('enable_mergejoin', 'off', true);
+            -- Whether they all lie in org o1 (the first old row's org): an
+            -- equality per row, cheaper than a minimum and a maximum.
+            SELECT count(*), coalesce(bool_and(coalesce(a.org_id, b.org_id) = o1), false)
+              INTO n, one_org
+              FROM old_rows a FULL JOIN new_rows b ON b.org_id = a.org_id AND b.user_id = a.user_id
+             WHERE (a.status, a.valid_from, a.valid_until) IS DISTINCT FROM (b.status, b.valid_from, b.valid_until);
+            PERFORM pg_catalog.set_config('enable_mergejoin', mergejoin, true);
+        END IF;
     ELSE
         IF TG_OP = 'INSERT' THEN
             SELECT r.org_id, r.user_id, NOT EXISTS (SELECT FROM new_rows OFFSET 1)

@@ -70,13 +70,12 @@ func BenchmarkTriggerOverhead(b *testing.B) {
 				}
 				batches[i*bc.rows%users] = ids
 			}
-			batch := func(i int) []string { return batches[i*bc.rows%users] }
 			// Blocks of statements per side, so that each side pays for the
 			// work its own commits leave behind (the listener's wake-ups, the
 			// relay's next round): package interleave.
 			b.ResetTimer()
 			took, err := interleave.Blocks(b.N, len(pools), interleave.BlockOf(bc.cost), func(p, i int) error {
-				_, err := pools[p].Exec(ctx, stmt, batch(i))
+				_, err := pools[p].Exec(ctx, stmt, batches[i*bc.rows%users])
 				return err
 			})
 			if err != nil {

@@ -411,6 +411,13 @@ func TestBulkFastPaths(t *testing.T) {
 			payload("memberships", `"orgs":["o1","o3"]`))
 		e.expect(`UPDATE orgperm.memberships SET org_id = 'o1', status = 'suspended' WHERE org_id = 'o3'`,
 			payload("memberships", `"orgs":["o1","o3"]`))
+		// With notify_max_users 0, two changes whose counts prove none (a
+		// status moved between two inactive ones) still notify.
+		e.exec(`ALTER DATABASE ` + currentDB(e) + ` SET orgperm.notify_max_users = 0`)
+		e.pool.Reset()
+		e.expect(`UPDATE orgperm.memberships SET status = 'invited' WHERE org_id = 'o1' AND user_id IN ('u1', 'u2')`,
+			payload("memberships", `"orgs":["o1"]`))
+		e.exec(`ALTER DATABASE ` + currentDB(e) + ` RESET orgperm.notify_max_users`)
 
 		e.exec(`ALTER DATABASE ` + currentDB(e) + ` SET orgperm.notify_max_orgs = 0`)
 		e.pool.Reset()
