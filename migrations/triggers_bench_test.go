@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -97,6 +98,75 @@ func BenchmarkTriggerOverhead(b *testing.B) {
 	}
 }
 
+// BenchmarkNotifyParts splits what a one-row membership UPDATE pays for
+// its invalidation in notify mode into parts, on the statement and data of
+// BenchmarkTriggerOverhead, every side interleaved in blocks in one run
+// (package interleave), each reported as a throughput ratio to no
+// trigger:
+//
+//   - silent-ratio: the current triggers with orgperm.send sending
+//     nothing (the payload still built): the triggers' own work;
+//   - unheard-ratio: the current triggers with nobody listening on the
+//     database: the above plus the NOTIFY at commit (the notify lock, the
+//     queue entry);
+//   - throughput-ratio: the current triggers with a listener draining
+//     the notifications, as in BenchmarkTriggerOverhead: the above plus
+//     the listener's backend and client woken at every commit;
+//   - notify-only-unheard-ratio and notify-only-ratio: the NOTIFY-only
+//     yardstick without and with the listener.
+//
+// The listeners of the other sides' databases still read every entry of
+// the server's one notification queue, the unheard sides' included.
+//
+//	go test -run '^$' -bench NotifyParts -benchtime 4000x -count 3 ./migrations
+func BenchmarkNotifyParts(b *testing.B) {
+	ctx := context.Background()
+	const (
+		none = iota
+		silent
+		unheard
+		heard
+		constUnheard
+		constHeard
+	)
+	pools := []*pgxpool.Pool{
+		none:         benchDB(b, ctx, -1),
+		silent:       benchDB(b, ctx, silentSend),
+		unheard:      benchDBListened(b, ctx, 0, false),
+		heard:        benchDB(b, ctx, 0),
+		constUnheard: benchDBListened(b, ctx, notifyConst, false),
+		constHeard:   benchDB(b, ctx, notifyConst),
+	}
+	const users = 5000
+	stmt := `UPDATE orgperm.memberships
+		SET status = CASE status WHEN 'active' THEN 'suspended' ELSE 'active' END
+		WHERE org_id = 'bench' AND user_id = ANY ($1)`
+	ids := make([][]string, users)
+	for i := range ids {
+		ids[i] = []string{fmt.Sprintf("user-%d", i)}
+	}
+	b.ResetTimer()
+	took, err := interleave.Blocks(b.N, len(pools), interleave.BlockOf(300*time.Microsecond), func(p, i int) error {
+		_, err := pools[p].Exec(ctx, stmt, ids[i%users])
+		return err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	n := float64(b.N)
+	b.ReportMetric(float64(took[none].Nanoseconds())/n, "ns/stmt-no-triggers")
+	for _, m := range []struct {
+		side int
+		name string
+	}{
+		{silent, "silent"}, {unheard, "unheard"}, {heard, "throughput"},
+		{constUnheard, "notify-only-unheard"}, {constHeard, "notify-only"},
+	} {
+		b.ReportMetric(float64(took[none])/float64(took[m.side]), m.name+"-ratio")
+	}
+}
+
 // notifyConst, as benchDB's version, is the current schema with the
 // membership triggers replaced by one statement-level UPDATE trigger that
 // NOTIFYs a constant payload.
@@ -107,12 +177,27 @@ const notifyConst = -2
 // interval) sending the queue to the listener.
 const queueMode = -3
 
+// silentSend, as benchDB's version, is the current schema with
+// orgperm.send replaced by an inlined SQL function that reads the
+// payload's length and sends nothing: the triggers' own work without the
+// NOTIFY.
+const silentSend = -4
+
 // benchDB returns a pool on a fresh database with 5,000 memberships of org
 // "bench": at the current schema (version 0), at an older one (version > 0),
-// at the current one with the membership triggers disabled (version -1) or
-// replaced by a constant NOTIFY (notifyConst). The audit triggers are
-// disabled. With triggers, a listener drains the notifications.
+// at the current one with the membership triggers disabled (version -1),
+// replaced by a constant NOTIFY (notifyConst), in queue mode (queueMode) or
+// sending nothing (silentSend). The audit triggers are disabled. With
+// triggers, a listener drains the notifications. Before it returns, one
+// membership UPDATE shows that the side sends what it is named for
+// (checkSide).
 func benchDB(b *testing.B, ctx context.Context, version int64) *pgxpool.Pool {
+	return benchDBListened(b, ctx, version, true)
+}
+
+// benchDBListened is benchDB with the listener optional: with listen
+// false nobody LISTENs on the database, so a NOTIFY wakes no one.
+func benchDBListened(b *testing.B, ctx context.Context, version int64, listen bool) *pgxpool.Pool {
 	b.Helper()
 	var url string
 	if version > 0 {
@@ -149,7 +234,7 @@ func benchDB(b *testing.B, ctx context.Context, version int64) *pgxpool.Pool {
 			if _, err := pool.Exec(ctx, "ALTER TABLE orgperm.memberships DISABLE TRIGGER memberships_audit_"+ev); err != nil {
 				b.Fatal(err)
 			}
-			if version < 0 {
+			if version == -1 || version == notifyConst {
 				if _, err := pool.Exec(ctx, "ALTER TABLE orgperm.memberships DISABLE TRIGGER memberships_notify_"+ev); err != nil {
 					b.Fatal(err)
 				}
@@ -157,6 +242,7 @@ func benchDB(b *testing.B, ctx context.Context, version int64) *pgxpool.Pool {
 		}
 	}
 	if version == -1 {
+		checkSide(b, ctx, url, pool, version)
 		return pool
 	}
 	if version == notifyConst {
@@ -170,6 +256,17 @@ func benchDB(b *testing.B, ctx context.Context, version int64) *pgxpool.Pool {
 			$$;
 			CREATE TRIGGER bench_notify_const AFTER UPDATE ON orgperm.memberships
 				FOR EACH STATEMENT EXECUTE FUNCTION public.bench_notify_const();`); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if version == silentSend {
+		// Inlined like the notify body (one SELECT of a void function, no
+		// SET clause), and it reads the payload, so the payload is built.
+		if _, err := pool.Exec(ctx, `
+			CREATE OR REPLACE FUNCTION orgperm.send(channel text, payload text) RETURNS void
+			LANGUAGE sql VOLATILE AS $$
+				SELECT pg_catalog.pg_sleep(pg_catalog.octet_length(payload) * 0);
+			$$`); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -189,6 +286,10 @@ func benchDB(b *testing.B, ctx context.Context, version int64) *pgxpool.Pool {
 				b.Error(err)
 			}
 		})
+	}
+	checkSide(b, ctx, url, pool, version)
+	if !listen || version == silentSend {
+		return pool
 	}
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
@@ -213,6 +314,77 @@ func benchDB(b *testing.B, ctx context.Context, version int64) *pgxpool.Pool {
 		conn.Close(context.Background())
 	})
 	return pool
+}
+
+// checkSide fails b unless one membership UPDATE on pool sends what the
+// side version is named for: in queue mode, a queue row for its member
+// (seen inside its transaction, before the relay can take it); otherwise,
+// as what a new listener gets before a marker sent after it, the constant
+// payload alone (notifyConst), nothing (-1 and silentSend) or one payload
+// naming its member. A side whose
+// triggers were left off, or on, by mistake fails here, not in the docs.
+func checkSide(b *testing.B, ctx context.Context, url string, pool *pgxpool.Pool, version int64) {
+	b.Helper()
+	const update = `UPDATE orgperm.memberships
+		SET status = CASE status WHEN 'active' THEN 'suspended' ELSE 'active' END
+		WHERE org_id = 'bench' AND user_id = 'user-0'`
+	if version == queueMode {
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer tx.Rollback(ctx)
+		var n int
+		if _, err := tx.Exec(ctx, update); err != nil {
+			b.Fatal(err)
+		}
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM orgperm.queue WHERE payload LIKE '%"user-0"%'`).Scan(&n); err != nil {
+			b.Fatal(err)
+		}
+		if n == 0 {
+			b.Fatal("queue mode: a membership UPDATE queued nothing")
+		}
+		return
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "LISTEN orgperm_invalidate"); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, update); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `SELECT pg_notify('orgperm_invalidate', 'marker')`); err != nil {
+		b.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var got []string // the notifications before the marker
+	for {
+		n, err := conn.WaitForNotification(wctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n.Payload == "marker" {
+			break
+		}
+		got = append(got, n.Payload)
+	}
+	var ok bool
+	switch version {
+	case -1, silentSend:
+		ok = len(got) == 0
+	case notifyConst:
+		ok = len(got) == 1 && got[0] == `{"v":1,"t":"memberships","orgs":["bench"]}`
+	default:
+		ok = len(got) == 1 && strings.Contains(got[0], `"user-0"`)
+	}
+	if !ok {
+		b.Fatalf("side %d: a membership UPDATE sent %q", version, got)
+	}
 }
 
 // BenchmarkFingerprint measures orgperm.fingerprint() on the server: a
