@@ -3,6 +3,7 @@ package integration_test
 import (
 	"context"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orgperm/orgperm/internal/hooks"
+	"github.com/orgperm/orgperm/pkg/listener"
+	"github.com/orgperm/orgperm/pkg/localcache"
 	"github.com/orgperm/orgperm/pkg/membership"
 	"github.com/orgperm/orgperm/pkg/pgtest"
 )
@@ -146,6 +149,7 @@ func BenchmarkCheck(b *testing.B) {
 		if ok, err := in.c.HasPermission(ctx, "o1", "u1", "billing.view_invoice"); err != nil || !ok {
 			b.Fatal(ok, err)
 		}
+		before := in.c.Stats().Cache
 		b.ReportAllocs()
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
@@ -156,11 +160,14 @@ func BenchmarkCheck(b *testing.B) {
 				}
 			}
 		})
+		b.StopTimer()
+		checkAllHits(b, before, in.c.Stats().Cache)
 	})
 	b.Run("user-wide-cached-hit", func(b *testing.B) {
 		if ok, err := in.c.UserHasActiveMembership(ctx, "u1"); err != nil || !ok {
 			b.Fatal(ok, err)
 		}
+		before := in.c.Stats().Cache
 		b.ReportAllocs()
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
@@ -171,6 +178,8 @@ func BenchmarkCheck(b *testing.B) {
 				}
 			}
 		})
+		b.StopTimer()
+		checkAllHits(b, before, in.c.Stats().Cache)
 	})
 	b.Run("store-read", func(b *testing.B) {
 		store := membership.NewStore(w.raw)
@@ -186,6 +195,18 @@ func BenchmarkCheck(b *testing.B) {
 			}
 		})
 	})
+}
+
+// checkAllHits fails b unless every check between the two snapshots of a
+// client's cache counters was a hit: a check that missed, found its lease
+// expired or bypassed the cache read the database, and a "cached" figure
+// that includes it measures something else.
+func checkAllHits(b *testing.B, before, after localcache.Stats) {
+	b.Helper()
+	if after.Misses != before.Misses || after.LeaseExpired != before.LeaseExpired || after.Bypassed != before.Bypassed {
+		b.Fatalf("not every check was a hit: %d misses, %d lease expired, %d bypassed",
+			after.Misses-before.Misses, after.LeaseExpired-before.LeaseExpired, after.Bypassed-before.Bypassed)
+	}
 }
 
 // BenchmarkReadYourWrites reports, in one run, what read-your-writes on
@@ -207,15 +228,26 @@ func BenchmarkReadYourWrites(b *testing.B) {
 		}
 	})
 	b.Run("sync", func(b *testing.B) {
+		sent := in.c.Stats().Listener.ProofsSent
 		for b.Loop() {
 			if err := in.c.Sync(ctx); err != nil {
 				b.Fatal(err)
 			}
 		}
+		// Each Sync waits for a proof sent after it began, so one after
+		// the other they send one each; fewer means some returned at once
+		// (a cache not in service: Sync then waits for nothing).
+		if n := in.c.Stats().Listener.ProofsSent - sent; n < uint64(b.N) {
+			b.Fatalf("%d Syncs sent %d proofs: some did not wait for one", b.N, n)
+		}
 	})
 	b.Run("token-check-waits", func(b *testing.B) {
 		// Each token is taken after a notifying write (outside the timer),
-		// so that the instance has not yet proven it.
+		// so that the instance has not yet proven it: checked before each
+		// check, which would otherwise not wait. A proof of the instance's
+		// lease may pass a token now and then; more than a tenth means the
+		// side does not measure the wait.
+		proven := 0
 		for b.Loop() {
 			b.StopTimer()
 			if _, err := w.raw.Exec(ctx, `SELECT orgperm.evict_user('bench')`); err != nil {
@@ -229,10 +261,16 @@ func BenchmarkReadYourWrites(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			if in.c.Stats().Listener.ProvenLSN >= tokenLSN(b, tok) {
+				proven++
+			}
 			b.StartTimer()
 			if ok, err := in.c.HasPermission(tctx, "o1", "u1", "billing.view_invoice"); err != nil || !ok {
 				b.Fatal(ok, err)
 			}
+		}
+		if proven*10 > b.N {
+			b.Fatalf("%d of %d tokens were proven before their check: those checks did not wait", proven, b.N)
 		}
 	})
 	b.Run("token-check-past", func(b *testing.B) {
@@ -254,4 +292,16 @@ func BenchmarkReadYourWrites(b *testing.B) {
 			}
 		}
 	})
+}
+
+// tokenLSN returns the WAL position a token ("o2.<timeline>.<LSN>") stands
+// for.
+func tokenLSN(b *testing.B, tok membership.Token) uint64 {
+	b.Helper()
+	parts := strings.Split(string(tok), ".")
+	lsn, err := listener.ParseLSN(parts[len(parts)-1])
+	if err != nil {
+		b.Fatalf("token %q: %v", tok, err)
+	}
+	return lsn
 }

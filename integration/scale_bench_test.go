@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orgperm/orgperm/internal/proccpu"
+	"github.com/orgperm/orgperm/internal/soak"
 	"github.com/orgperm/orgperm/pkg/listener"
 	"github.com/orgperm/orgperm/pkg/membership"
 	"github.com/orgperm/orgperm/pkg/pgtest"
@@ -170,6 +171,7 @@ func benchInstances(b *testing.B, server *pgtest.Server, n int, relayInterval ti
 			b.Fatal(err)
 		}
 	}
+	checkQueued(b, ctx, raw, relayInterval > 0)
 	a := &arrivals{}
 	clients := make([]*membership.Client, n)
 	for i := range clients {
@@ -330,6 +332,22 @@ func benchInstances(b *testing.B, server *pgtest.Server, n int, relayInterval ti
 	rate := float64(s1-s0) / t1.Sub(t0).Seconds()
 	b.ReportMetric(rate, "proofs/s")
 	b.ReportMetric(rate*float64(n), "wakeups/s")
+}
+
+// checkQueued fails b unless the benchmark's membership UPDATE queues a
+// row exactly when queue says the database is in queue mode
+// (soak.QueuedRows). The writes' delivery to every instance is checked by
+// each write itself; this proves the path: a queue side that notified
+// directly would time notify mode under queue's name.
+func checkQueued(b *testing.B, ctx context.Context, raw *pgxpool.Pool, queue bool) {
+	b.Helper()
+	n, err := soak.QueuedRows(ctx, raw, "o1", "u1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if (n > 0) != queue {
+		b.Fatalf("queue mode %v: a membership UPDATE queued %d rows", queue, n)
+	}
 }
 
 // pct returns the p-th percentile of ds in µs.

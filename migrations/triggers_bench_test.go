@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orgperm/orgperm/internal/interleave"
+	"github.com/orgperm/orgperm/internal/soak"
 	"github.com/orgperm/orgperm/migrations"
 	"github.com/orgperm/orgperm/pkg/pgtest"
 	"github.com/orgperm/orgperm/pkg/relay"
@@ -317,32 +318,19 @@ func benchDBListened(b *testing.B, ctx context.Context, version int64, listen bo
 }
 
 // checkSide fails b unless one membership UPDATE on pool sends what the
-// side version is named for: in queue mode, a queue row for its member
-// (seen inside its transaction, before the relay can take it); otherwise,
-// as what a new listener gets before a marker sent after it, the constant
-// payload alone (notifyConst), nothing (-1 and silentSend) or one payload
-// naming its member. A side whose
-// triggers were left off, or on, by mistake fails here, not in the docs.
+// side version is named for: in queue mode, a queue row naming its member
+// (soak.QueuedRows); otherwise, as what a new listener gets before a marker
+// sent after it, the constant payload alone (notifyConst), nothing (-1 and
+// silentSend) or one payload naming its member. A side whose triggers were
+// left off, or on, by mistake fails here, not in the docs.
 func checkSide(b *testing.B, ctx context.Context, url string, pool *pgxpool.Pool, version int64) {
 	b.Helper()
 	const update = `UPDATE orgperm.memberships
 		SET status = CASE status WHEN 'active' THEN 'suspended' ELSE 'active' END
 		WHERE org_id = 'bench' AND user_id = 'user-0'`
 	if version == queueMode {
-		tx, err := pool.Begin(ctx)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer tx.Rollback(ctx)
-		var n int
-		if _, err := tx.Exec(ctx, update); err != nil {
-			b.Fatal(err)
-		}
-		if err := tx.QueryRow(ctx, `SELECT count(*) FROM orgperm.queue WHERE payload LIKE '%"user-0"%'`).Scan(&n); err != nil {
-			b.Fatal(err)
-		}
-		if n == 0 {
-			b.Fatal("queue mode: a membership UPDATE queued nothing")
+		if n, err := soak.QueuedRows(ctx, pool, "bench", "user-0"); err != nil || n == 0 {
+			b.Fatalf("queue mode: a membership UPDATE queued %d rows (%v)", n, err)
 		}
 		return
 	}

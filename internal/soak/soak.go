@@ -122,6 +122,11 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		if _, err := s.raw.Exec(ctx, `SELECT orgperm.relay()`); err != nil {
 			return Report{}, fmt.Errorf("soak: queue mode: %w", err)
 		}
+		// A soak "in queue mode" that still notified directly, or whose
+		// triggers were off, would pass without testing the queue path.
+		if n, err := QueuedRows(ctx, s.raw, s.l.orgID(0), s.l.userID(0, 0)); err != nil || n == 0 {
+			return Report{}, fmt.Errorf("soak: queue mode: a membership write queued %d rows (%v)", n, err)
+		}
 	}
 	rt := route{url: cfg.DatabaseURL, waitReady: cfg.PoolerURL == "", relays: cfg.Relays}
 	if cfg.PoolerURL != "" {

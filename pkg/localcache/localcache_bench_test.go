@@ -111,6 +111,11 @@ func benchDoMiss(b *testing.B, latency time.Duration) {
 		}
 	})
 	b.StopTimer()
+	// A stored value would answer later calls as hits, and loads/op would
+	// count them as saved by coalescing: every call must have missed.
+	if st := c.Stats(); st.Hits != 0 || st.Entries != 0 {
+		b.Fatalf("%d hits, %d entries: the load's value was stored", st.Hits, st.Entries)
+	}
 	b.ReportMetric(float64(c.Stats().Loads)/float64(b.N), "loads/op")
 }
 

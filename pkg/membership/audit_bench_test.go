@@ -3,6 +3,7 @@ package membership
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,6 +104,7 @@ func auditBenchDB(b *testing.B, ctx context.Context, notify, audit bool) *pgxpoo
 			}
 		}
 	}
+	checkAuditSide(b, ctx, url, pool, notify, audit)
 	if !notify {
 		return pool
 	}
@@ -129,4 +131,51 @@ func auditBenchDB(b *testing.B, ctx context.Context, notify, audit bool) *pgxpoo
 		conn.Close(context.Background())
 	})
 	return pool
+}
+
+// checkAuditSide fails b unless one membership UPDATE on pool does what
+// the side is named for: it records audit rows exactly when audit is on,
+// and sends one payload naming its member exactly when notify is on (what
+// a new listener gets before a marker sent after it). A side whose
+// triggers were left on, or off, by mistake fails here, not in the docs.
+func checkAuditSide(b *testing.B, ctx context.Context, url string, pool *pgxpool.Pool, notify, audit bool) {
+	b.Helper()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "LISTEN orgperm_invalidate"); err != nil {
+		b.Fatal(err)
+	}
+	tag, err := pool.Exec(ctx, `UPDATE orgperm.memberships
+		SET status = CASE status WHEN 'active' THEN 'suspended' ELSE 'active' END
+		WHERE org_id = 'bench' AND user_id = 'user-0'`)
+	if err != nil || tag.RowsAffected() != 1 {
+		b.Fatalf("the side's UPDATE: %v, %d rows", err, tag.RowsAffected())
+	}
+	var recorded int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM orgperm.audit_log WHERE user_id = 'user-0' AND operation = 'UPDATE'`).Scan(&recorded); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `SELECT pg_notify('orgperm_invalidate', 'marker')`); err != nil {
+		b.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var got []string // the notifications before the marker
+	for {
+		n, err := conn.WaitForNotification(wctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n.Payload == "marker" {
+			break
+		}
+		got = append(got, n.Payload)
+	}
+	sent := len(got) == 1 && strings.Contains(got[0], `"user-0"`)
+	if (recorded > 0) != audit || sent != notify || (!notify && len(got) > 0) {
+		b.Fatalf("side notify=%v audit=%v: a membership UPDATE recorded %d audit rows and sent %q", notify, audit, recorded, got)
+	}
 }

@@ -118,6 +118,9 @@ func BenchmarkRLS(b *testing.B) {
 		{"few", conn(role, "few"), "few", 20},
 		{"some", conn(role, "some"), "some", 1000},
 	}
+	for _, sd := range sides {
+		checkRLS(b, sd.conn, "invoices", sd.user != "")
+	}
 	// cpu is the CPU time the side's server process has used, where the
 	// server is local and the platform tells (Linux); 0 otherwise.
 	cpu := func(sd side) time.Duration {
@@ -248,6 +251,21 @@ func BenchmarkRLS(b *testing.B) {
 	}
 }
 
+// checkRLS fails b unless row-level security applies to public.table on
+// c exactly when want says so: the policy sides must run under a policy
+// (a side whose role bypasses it, the owner's or a superuser's, would see
+// every row of "all" and time a plain scan), and the plain side must not.
+func checkRLS(b *testing.B, c *pgxpool.Conn, table string, want bool) {
+	b.Helper()
+	var active bool
+	if err := c.QueryRow(context.Background(), `SELECT row_security_active($1::regclass)`, "public."+table).Scan(&active); err != nil {
+		b.Fatal(err)
+	}
+	if active != want {
+		b.Fatalf("row-level security on public.%s is active=%v on this side, want %v", table, active, want)
+	}
+}
+
 func median(xs []float64) float64 {
 	if len(xs) == 0 {
 		return 0
@@ -318,6 +336,9 @@ func BenchmarkRLSPerRowTrap(b *testing.B) {
 		return c
 	}
 	plain, app := conn(false), conn(true)
+	checkRLS(b, plain, "per_statement", false)
+	checkRLS(b, app, "per_statement", true)
+	checkRLS(b, app, "per_row", true)
 	scan := func(c *pgxpool.Conn, table string) time.Duration {
 		start := time.Now()
 		var n int64

@@ -35,6 +35,19 @@ func BenchmarkSpoofedPayload(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+		if n := c.Len(); n != 10_000 {
+			b.Fatalf("the cache holds %d entries after the fill, want 10000", n)
+		}
+	}
+	// The payload must take the collapsed path (one purge), not a lookup
+	// per org: checked once, before any timing.
+	fill()
+	inv, err := listener.ParsePayload(payload)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if evict(c, inv); c.Len() != 0 {
+		b.Fatalf("the payload left %d of 10000 entries: not collapsed to one purge", c.Len())
 	}
 	b.Run("full-cache", func(b *testing.B) {
 		b.ReportAllocs()
