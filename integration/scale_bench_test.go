@@ -16,7 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orgperm/orgperm/internal/proccpu"
-	"github.com/orgperm/orgperm/internal/soak"
+	"github.com/orgperm/orgperm/internal/sidecheck"
 	"github.com/orgperm/orgperm/pkg/listener"
 	"github.com/orgperm/orgperm/pkg/membership"
 	"github.com/orgperm/orgperm/pkg/pgtest"
@@ -336,12 +336,12 @@ func benchInstances(b *testing.B, server *pgtest.Server, n int, relayInterval ti
 
 // checkQueued fails b unless the benchmark's membership UPDATE queues a
 // row exactly when queue says the database is in queue mode
-// (soak.QueuedRows). The writes' delivery to every instance is checked by
+// (sidecheck.QueuedRows). The writes' delivery to every instance is checked by
 // each write itself; this proves the path: a queue side that notified
 // directly would time notify mode under queue's name.
 func checkQueued(b *testing.B, ctx context.Context, raw *pgxpool.Pool, queue bool) {
 	b.Helper()
-	n, err := soak.QueuedRows(ctx, raw, "o1", "u1")
+	n, err := sidecheck.QueuedRows(ctx, raw, "o1", "u1")
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orgperm/orgperm/internal/interleave"
-	"github.com/orgperm/orgperm/internal/soak"
+	"github.com/orgperm/orgperm/internal/sidecheck"
 	"github.com/orgperm/orgperm/migrations"
 	"github.com/orgperm/orgperm/pkg/pgtest"
 	"github.com/orgperm/orgperm/pkg/relay"
@@ -58,32 +58,7 @@ func BenchmarkTriggerOverhead(b *testing.B) {
 				notifyOnly: benchDB(b, ctx, notifyConst),
 				queue:      benchDB(b, ctx, queueMode),
 			}
-			const users = 5000
-			stmt := `UPDATE orgperm.memberships
-				SET status = CASE status WHEN 'active' THEN 'suspended' ELSE 'active' END
-				WHERE org_id = 'bench' AND user_id = ANY ($1)`
-			// Statement i updates the rows users (i*rows .. i*rows+rows-1) mod
-			// users, made before the clock starts.
-			batches := map[int][]string{}
-			for i := 0; batches[i*bc.rows%users] == nil; i++ {
-				ids := make([]string, bc.rows)
-				for j := range ids {
-					ids[j] = fmt.Sprintf("user-%d", (i*bc.rows+j)%users)
-				}
-				batches[i*bc.rows%users] = ids
-			}
-			// Blocks of statements per side, so that each side pays for the
-			// work its own commits leave behind (the listener's wake-ups, the
-			// relay's next round): package interleave.
-			b.ResetTimer()
-			took, err := interleave.Blocks(b.N, len(pools), interleave.BlockOf(bc.cost), func(p, i int) error {
-				_, err := pools[p].Exec(ctx, stmt, batches[i*bc.rows%users])
-				return err
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.StopTimer()
+			took := timeFlips(b, ctx, pools, bc.rows, bc.cost)
 			n := float64(b.N)
 			b.ReportMetric(float64(took[current].Nanoseconds())/n, "ns/stmt-triggers")
 			b.ReportMetric(float64(took[v6].Nanoseconds())/n, "ns/stmt-triggers-v6")
@@ -138,23 +113,7 @@ func BenchmarkNotifyParts(b *testing.B) {
 		constUnheard: benchDBListened(b, ctx, notifyConst, false),
 		constHeard:   benchDB(b, ctx, notifyConst),
 	}
-	const users = 5000
-	stmt := `UPDATE orgperm.memberships
-		SET status = CASE status WHEN 'active' THEN 'suspended' ELSE 'active' END
-		WHERE org_id = 'bench' AND user_id = ANY ($1)`
-	ids := make([][]string, users)
-	for i := range ids {
-		ids[i] = []string{fmt.Sprintf("user-%d", i)}
-	}
-	b.ResetTimer()
-	took, err := interleave.Blocks(b.N, len(pools), interleave.BlockOf(300*time.Microsecond), func(p, i int) error {
-		_, err := pools[p].Exec(ctx, stmt, ids[i%users])
-		return err
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.StopTimer()
+	took := timeFlips(b, ctx, pools, 1, 300*time.Microsecond)
 	n := float64(b.N)
 	b.ReportMetric(float64(took[none].Nanoseconds())/n, "ns/stmt-no-triggers")
 	for _, m := range []struct {
@@ -166,6 +125,27 @@ func BenchmarkNotifyParts(b *testing.B) {
 	} {
 		b.ReportMetric(float64(took[none])/float64(took[m.side]), m.name+"-ratio")
 	}
+}
+
+// timeFlips times sidecheck.BenchFlip of rows members per statement on
+// every pool, b.N statements each, in blocks of statements per side (each
+// about cost) in a random order per round, so that each side pays for the
+// work its own commits leave behind (the listener's wake-ups, the relay's
+// next round): package interleave. It returns each side's time, with the
+// benchmark's timer stopped.
+func timeFlips(b *testing.B, ctx context.Context, pools []*pgxpool.Pool, rows int, cost time.Duration) []time.Duration {
+	b.Helper()
+	batch := sidecheck.Batches(5000, rows) // benchDB's 5,000 members
+	b.ResetTimer()
+	took, err := interleave.Blocks(b.N, len(pools), interleave.BlockOf(cost), func(p, i int) error {
+		_, err := pools[p].Exec(ctx, sidecheck.BenchFlip, batch(i))
+		return err
+	})
+	b.StopTimer()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return took
 }
 
 // notifyConst, as benchDB's version, is the current schema with the
@@ -319,47 +299,24 @@ func benchDBListened(b *testing.B, ctx context.Context, version int64, listen bo
 
 // checkSide fails b unless one membership UPDATE on pool sends what the
 // side version is named for: in queue mode, a queue row naming its member
-// (soak.QueuedRows); otherwise, as what a new listener gets before a marker
+// (sidecheck.QueuedRows); otherwise, as what a new listener gets before a marker
 // sent after it, the constant payload alone (notifyConst), nothing (-1 and
 // silentSend) or one payload naming its member. A side whose triggers were
 // left off, or on, by mistake fails here, not in the docs.
 func checkSide(b *testing.B, ctx context.Context, url string, pool *pgxpool.Pool, version int64) {
 	b.Helper()
-	const update = `UPDATE orgperm.memberships
-		SET status = CASE status WHEN 'active' THEN 'suspended' ELSE 'active' END
-		WHERE org_id = 'bench' AND user_id = 'user-0'`
 	if version == queueMode {
-		if n, err := soak.QueuedRows(ctx, pool, "bench", "user-0"); err != nil || n == 0 {
+		if n, err := sidecheck.QueuedRows(ctx, pool, "bench", "user-0"); err != nil || n == 0 {
 			b.Fatalf("queue mode: a membership UPDATE queued %d rows (%v)", n, err)
 		}
 		return
 	}
-	conn, err := pgx.Connect(ctx, url)
+	got, err := sidecheck.Notified(ctx, url, func(ctx context.Context) error {
+		_, err := pool.Exec(ctx, sidecheck.Flip, "bench", "user-0")
+		return err
+	})
 	if err != nil {
 		b.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "LISTEN orgperm_invalidate"); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := pool.Exec(ctx, update); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := pool.Exec(ctx, `SELECT pg_notify('orgperm_invalidate', 'marker')`); err != nil {
-		b.Fatal(err)
-	}
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	var got []string // the notifications before the marker
-	for {
-		n, err := conn.WaitForNotification(wctx)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if n.Payload == "marker" {
-			break
-		}
-		got = append(got, n.Payload)
 	}
 	var ok bool
 	switch version {

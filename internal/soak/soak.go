@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orgperm/orgperm/internal/faultproxy"
+	"github.com/orgperm/orgperm/internal/sidecheck"
 	"github.com/orgperm/orgperm/pkg/listener"
 	"github.com/orgperm/orgperm/pkg/membership"
 	"github.com/orgperm/orgperm/pkg/relay"
@@ -124,7 +125,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		}
 		// A soak "in queue mode" that still notified directly, or whose
 		// triggers were off, would pass without testing the queue path.
-		if n, err := QueuedRows(ctx, s.raw, s.l.orgID(0), s.l.userID(0, 0)); err != nil || n == 0 {
+		if n, err := sidecheck.QueuedRows(ctx, s.raw, s.l.orgID(0), s.l.userID(0, 0)); err != nil || n == 0 {
 			return Report{}, fmt.Errorf("soak: queue mode: a membership write queued %d rows (%v)", n, err)
 		}
 	}

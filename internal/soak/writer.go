@@ -13,33 +13,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// QueuedRows makes one membership UPDATE of org's member user in a
-// transaction that rolls back, and returns how many rows of orgperm.queue
-// name the member inside that transaction, before any relay can take
-// them: at least one in queue mode with the invalidation triggers on,
-// none otherwise. It fails when there is no such membership. Benchmarks
-// and the soak use it to prove a side "in queue mode" is in queue mode.
-func QueuedRows(ctx context.Context, pool *pgxpool.Pool, org, user string) (int, error) {
-	tx, err := pool.Begin(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = tx.Rollback(ctx) }()
-	tag, err := tx.Exec(ctx, `UPDATE orgperm.memberships SET status = CASE status WHEN 'active' THEN 'suspended' ELSE 'active' END
-		WHERE org_id = $1 AND user_id = $2`, org, user)
-	if err != nil {
-		return 0, err
-	}
-	if tag.RowsAffected() != 1 {
-		return 0, fmt.Errorf("soak: no membership %s/%s to write", org, user)
-	}
-	var n int
-	if err := tx.QueryRow(ctx, `SELECT count(*) FROM orgperm.queue WHERE strpos(payload, $1) > 0`, strconv.Quote(user)).Scan(&n); err != nil {
-		return 0, err
-	}
-	return n, nil
-}
-
 // seed writes version 0 of every component with raw SQL, before any
 // instance starts: the permission catalog, rolesPerOrg roles per org, one
 // membership per user (each user is a member of one org only, so that a

@@ -2,7 +2,6 @@ package membership
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orgperm/orgperm/internal/interleave"
+	"github.com/orgperm/orgperm/internal/sidecheck"
 	"github.com/orgperm/orgperm/pkg/pgtest"
 )
 
@@ -41,25 +41,12 @@ func BenchmarkAuditTriggerOverhead(b *testing.B) {
 				auditBenchDB(b, ctx, true, false),
 				auditBenchDB(b, ctx, true, true),
 			}
-			const users = 5000
-			stmt := `UPDATE orgperm.memberships
-				SET status = CASE status WHEN 'active' THEN 'suspended' ELSE 'active' END
-				WHERE org_id = 'bench' AND user_id = ANY ($1)`
-			// Statement i updates the rows users (i*rows .. i*rows+rows-1) mod
-			// users, made before the clock starts.
-			batches := map[int][]string{}
-			for i := 0; batches[i*bc.rows%users] == nil; i++ {
-				ids := make([]string, bc.rows)
-				for j := range ids {
-					ids[j] = fmt.Sprintf("user-%d", (i*bc.rows+j)%users)
-				}
-				batches[i*bc.rows%users] = ids
-			}
+			batch := sidecheck.Batches(5000, bc.rows) // auditBenchDB's 5,000 members
 			// Blocks of statements per database, so that each pays for the
 			// listener wake-ups its own commits cause: package interleave.
 			b.ResetTimer()
 			spent, err := interleave.Blocks(b.N, len(dbs), interleave.BlockOf(bc.cost), func(d, i int) error {
-				_, err := dbs[d].Exec(ctx, stmt, batches[i*bc.rows%users])
+				_, err := dbs[d].Exec(ctx, sidecheck.BenchFlip, batch(i))
 				return err
 			})
 			if err != nil {
@@ -140,39 +127,15 @@ func auditBenchDB(b *testing.B, ctx context.Context, notify, audit bool) *pgxpoo
 // triggers were left on, or off, by mistake fails here, not in the docs.
 func checkAuditSide(b *testing.B, ctx context.Context, url string, pool *pgxpool.Pool, notify, audit bool) {
 	b.Helper()
-	conn, err := pgx.Connect(ctx, url)
+	var recorded int
+	got, err := sidecheck.Notified(ctx, url, func(ctx context.Context) error {
+		if _, err := pool.Exec(ctx, sidecheck.Flip, "bench", "user-0"); err != nil {
+			return err
+		}
+		return pool.QueryRow(ctx, `SELECT count(*) FROM orgperm.audit_log WHERE user_id = 'user-0' AND operation = 'UPDATE'`).Scan(&recorded)
+	})
 	if err != nil {
 		b.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "LISTEN orgperm_invalidate"); err != nil {
-		b.Fatal(err)
-	}
-	tag, err := pool.Exec(ctx, `UPDATE orgperm.memberships
-		SET status = CASE status WHEN 'active' THEN 'suspended' ELSE 'active' END
-		WHERE org_id = 'bench' AND user_id = 'user-0'`)
-	if err != nil || tag.RowsAffected() != 1 {
-		b.Fatalf("the side's UPDATE: %v, %d rows", err, tag.RowsAffected())
-	}
-	var recorded int
-	if err := pool.QueryRow(ctx, `SELECT count(*) FROM orgperm.audit_log WHERE user_id = 'user-0' AND operation = 'UPDATE'`).Scan(&recorded); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := pool.Exec(ctx, `SELECT pg_notify('orgperm_invalidate', 'marker')`); err != nil {
-		b.Fatal(err)
-	}
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	var got []string // the notifications before the marker
-	for {
-		n, err := conn.WaitForNotification(wctx)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if n.Payload == "marker" {
-			break
-		}
-		got = append(got, n.Payload)
 	}
 	sent := len(got) == 1 && strings.Contains(got[0], `"user-0"`)
 	if (recorded > 0) != audit || sent != notify || (!notify && len(got) > 0) {

@@ -1,0 +1,108 @@
+// Package sidecheck shows what one membership write sends, so that a
+// benchmark or the soak can prove, before it times or judges anything, that
+// a side is what it is named for: "queue mode" queues, "no triggers" sends
+// nothing, "the current triggers" send one payload (docs/DECISIONS.md 63).
+// It reads the database only: no listener of the library is involved.
+package sidecheck
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Channel is the invalidation channel the checks listen on.
+const Channel = "orgperm_invalidate"
+
+// Flip is a membership UPDATE of org $1's member $2 that always changes
+// the row (its status flips between active and suspended).
+const Flip = `UPDATE orgperm.memberships
+	SET status = CASE status WHEN 'active' THEN 'suspended' ELSE 'active' END
+	WHERE org_id = $1 AND user_id = $2`
+
+// marker is what Notified sends after the write to know it has seen
+// everything the write sent.
+const marker = "orgperm-sidecheck-marker"
+
+// QueuedRows makes one Flip of org's member user in a transaction that
+// rolls back and returns how many rows of orgperm.queue name the member
+// inside that transaction, before any relay can take them: at least one in
+// queue mode with the invalidation triggers on, none otherwise. It fails
+// when there is no such membership.
+func QueuedRows(ctx context.Context, pool *pgxpool.Pool, org, user string) (int, error) {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	tag, err := tx.Exec(ctx, Flip, org, user)
+	if err != nil {
+		return 0, err
+	}
+	if tag.RowsAffected() != 1 {
+		return 0, fmt.Errorf("sidecheck: no membership %s/%s to write", org, user)
+	}
+	var n int
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM orgperm.queue WHERE strpos(payload, $1) > 0`, strconv.Quote(user)).Scan(&n); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// Notified returns the payloads on Channel that a listener connected to
+// url gets from write, run after it LISTENs: everything delivered before a
+// marker the listener sends itself once write has returned (a session gets
+// its own notifications, after those committed before them).
+func Notified(ctx context.Context, url string, write func(context.Context) error) ([]string, error) {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
+		return nil, err
+	}
+	if err := write(ctx); err != nil {
+		return nil, err
+	}
+	if _, err := conn.Exec(ctx, `SELECT pg_notify($1, $2)`, Channel, marker); err != nil {
+		return nil, err
+	}
+	var got []string
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			return got, err
+		}
+		if n.Channel == Channel && n.Payload == marker {
+			return got, nil
+		}
+		got = append(got, n.Payload)
+	}
+}
+
+// BenchFlip is the statement the write benchmarks time: a Flip of every
+// member of org "bench" named in the text array $1.
+const BenchFlip = `UPDATE orgperm.memberships
+	SET status = CASE status WHEN 'active' THEN 'suspended' ELSE 'active' END
+	WHERE org_id = 'bench' AND user_id = ANY ($1)`
+
+// Batches returns the members BenchFlip's statement i names, for a
+// benchmark over users members "user-0" ... "user-<users-1>" and rows
+// members per statement: users i*rows ... i*rows+rows-1, modulo users.
+// Every batch is made before Batches returns, so that none is built while
+// a clock runs.
+func Batches(users, rows int) func(i int) []string {
+	batches := map[int][]string{}
+	for i := 0; batches[i*rows%users] == nil; i++ {
+		ids := make([]string, rows)
+		for j := range ids {
+			ids[j] = fmt.Sprintf("user-%d", (i*rows+j)%users)
+		}
+		batches[i*rows%users] = ids
+	}
+	return func(i int) []string { return batches[i*rows%users] }
+}
