@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/orgperm/orgperm/internal/sidecheck"
 	"github.com/orgperm/orgperm/pkg/listener"
 	"github.com/orgperm/orgperm/pkg/membership"
 )
@@ -32,13 +33,23 @@ type hitResult struct {
 // benchHit measures c answering (hotOrg, hotUser) again and again, with
 // testing.Benchmark. ctx is the context of every check (a request's, for
 // the request cache); one check before the loop fills whatever c caches.
-func benchHit(ctx context.Context, c checker) (hitResult, error) {
+//
+// The run the figure comes from must have read the database exactly as the
+// strategy's name says, or benchHit fails: once per check when queries
+// (no cache), never otherwise (a Redis hit is a GET, a request cache hit
+// the memo, an orgperm hit the local cache). The reads are counted outside
+// the timer.
+func benchHit(ctx context.Context, c checker, queries bool) (hitResult, error) {
 	if ok, err := c.check(ctx, hotOrg, hotUser, codename); err != nil || !ok {
 		return hitResult{}, fmt.Errorf("first check: ok=%v err=%v", ok, err)
 	}
 	var failure error
+	var lastN int
+	var lastReads uint64
 	r := testing.Benchmark(func(b *testing.B) {
 		b.ReportAllocs()
+		before := c.reads()
+		b.ResetTimer()
 		for range b.N {
 			ok, err := c.check(ctx, hotOrg, hotUser, codename)
 			if err != nil || !ok {
@@ -46,12 +57,22 @@ func benchHit(ctx context.Context, c checker) (hitResult, error) {
 				return
 			}
 		}
+		b.StopTimer()
+		lastN, lastReads = b.N, c.reads()-before
 	})
 	if failure != nil {
 		return hitResult{}, failure
 	}
 	if r.N == 0 {
 		return hitResult{}, errors.New("testing.Benchmark ran no iteration")
+	}
+	want := uint64(0)
+	if queries {
+		want = uint64(r.N)
+	}
+	if lastN != r.N || lastReads != want {
+		return hitResult{}, fmt.Errorf("the timed run of %d checks read the database %d times, want %d: "+
+			"the strategy is not answering as its name says", r.N, lastReads, want)
 	}
 	return hitResult{
 		NsPerOp:     float64(r.T.Nanoseconds()) / float64(r.N),
@@ -88,7 +109,8 @@ func hitBreakdown(ctx context.Context, store *membership.Store) (clock, has hitR
 
 // benchMiss times n checks of (hotOrg, hotUser), each after prepare has
 // made it a miss (prepare is not timed). prepare returns the context of the
-// check.
+// check. Every kept sample must have read the database exactly once (a
+// prepare that leaves the key cached fails it), counted outside the timer.
 func benchMiss(ctx context.Context, n int, c checker, prepare func() (context.Context, error)) (samples, error) {
 	out := make(samples, 0, n)
 	for i := range n + n/10 { // the first tenth warms up and is dropped
@@ -96,11 +118,15 @@ func benchMiss(ctx context.Context, n int, c checker, prepare func() (context.Co
 		if err != nil {
 			return nil, err
 		}
+		before := c.reads()
 		start := time.Now()
 		ok, err := c.check(cctx, hotOrg, hotUser, codename)
 		d := time.Since(start)
 		if err != nil || !ok {
 			return nil, fmt.Errorf("check: ok=%v err=%v", ok, err)
+		}
+		if r := c.reads() - before; r != 1 && i >= n/10 {
+			return nil, fmt.Errorf("check %d read the database %d times, want 1: the prepared miss was not a miss", i+1, r)
 		}
 		if i >= n/10 {
 			out = append(out, d)
@@ -164,6 +190,17 @@ type probe struct {
 	got       []atomic.Int64 // per instance: sinceEpoch when applied; 0 not yet
 	left      atomic.Int32
 	done      chan struct{}
+	// other is the first covering invalidation that the write's trigger
+	// did not send (not a memberships payload, or one evicting everything):
+	// a sample it ended would not time the write's delivery.
+	other atomic.Pointer[listener.Invalidation]
+}
+
+// fromWrite reports whether inv is what the membership UPDATE's trigger
+// sends for (org, user): a memberships payload naming the member, its org
+// or its user, not a blanket eviction.
+func fromWrite(inv listener.Invalidation, org, user string) bool {
+	return inv.Source == "memberships" && !inv.All && covers(inv, org, user)
 }
 
 // covers reports whether inv evicts (org, user).
@@ -238,6 +275,9 @@ func measureInvalidation(ctx context.Context, url string, writer *pgx.Conn, k, n
 				if p == nil || err != nil || !covers(inv, p.org, p.user) {
 					return
 				}
+				if !fromWrite(inv, p.org, p.user) {
+					p.other.CompareAndSwap(nil, &inv)
+				}
 				if p.got[i].CompareAndSwap(0, sinceEpoch()) && p.left.Add(-1) == 0 {
 					close(p.done)
 				}
@@ -278,6 +318,9 @@ func measureInvalidation(ctx context.Context, url string, writer *pgx.Conn, k, n
 			return res, ctx.Err()
 		}
 		cur.Store(nil)
+		if inv := p.other.Load(); inv != nil {
+			return res, fmt.Errorf("write to %s: an invalidation the write did not send covered the key (source %q, all %v): the sample would not time the write's delivery", user, inv.Source, inv.All)
+		}
 		if i >= warm {
 			var last int64
 			for j := range p.got {
@@ -358,6 +401,7 @@ type outsideWrite struct {
 	RequestNext    bool          // the request cache, in a new request
 	Orgperm        bool          // orgperm's answer
 	OrgpermEvicted time.Duration // orgperm's eviction delay for this write
+	Write          time.Duration // the write's own round trip (triggers, commit)
 }
 
 // measureOutsideWrite suspends staleUser's membership with raw SQL, the
@@ -365,12 +409,16 @@ type outsideWrite struct {
 // waits wait, asks every strategy, then restores the membership.
 func measureOutsideWrite(ctx context.Context, url string, writer *pgx.Conn, rc *redisCache, db noCache, reqc requestCache, wait time.Duration) (outsideWrite, error) {
 	out := outsideWrite{After: wait}
-	evicted := make(chan time.Time, 1)
+	type eviction struct {
+		at  time.Time
+		inv listener.Invalidation
+	}
+	evicted := make(chan eviction, 1)
 	c, pool, err := newInstance(ctx, url, membership.Config{
 		OnInvalidate: func(inv listener.Invalidation, err error) {
 			if err == nil && covers(inv, invalOrg, staleUser) {
 				select {
-				case evicted <- time.Now():
+				case evicted <- eviction{time.Now(), inv}:
 				default:
 				}
 			}
@@ -390,18 +438,34 @@ func measureOutsideWrite(ctx context.Context, url string, writer *pgx.Conn, rc *
 			return out, fmt.Errorf("before write: ok=%v err=%v", ok, err)
 		}
 	}
+	// The writer's backend has not run this statement yet: its first run
+	// prepares it and compiles the trigger functions, tens of
+	// milliseconds that would be timed as orgperm's eviction delay. The
+	// same write, rolled back, does that and sends nothing.
+	if err := rolledBack(ctx, writer, setStatusSQL, invalOrg, staleUser, "suspended"); err != nil {
+		return out, fmt.Errorf("warm the writer: %w", err)
+	}
+	select {
+	case e := <-evicted:
+		return out, fmt.Errorf("an invalidation covering the key arrived before the write (source %q, all %v)", e.inv.Source, e.inv.All)
+	default:
+	}
 	start := time.Now()
 	if _, err := writer.Exec(ctx, setStatusSQL, invalOrg, staleUser, "suspended"); err != nil {
 		return out, fmt.Errorf("write: %w", err)
 	}
+	out.Write = time.Since(start)
 	defer func() {
 		// Restore, and DEL as the app would after its own write.
 		_, _ = writer.Exec(context.WithoutCancel(ctx), setStatusSQL, invalOrg, staleUser, "active")
 		_ = rc.invalidate(context.WithoutCancel(ctx), invalOrg, staleUser)
 	}()
 	select {
-	case at := <-evicted:
-		out.OrgpermEvicted = at.Sub(start)
+	case e := <-evicted:
+		if !fromWrite(e.inv, invalOrg, staleUser) || e.at.Before(start) {
+			return out, fmt.Errorf("the key was evicted by an invalidation the write did not send (source %q, all %v, %v after the write began)", e.inv.Source, e.inv.All, e.at.Sub(start))
+		}
+		out.OrgpermEvicted = e.at.Sub(start)
 	case <-time.After(5 * time.Second):
 		return out, errors.New("orgperm did not see the outside write within 5s")
 	}
@@ -434,12 +498,21 @@ type writeResult struct {
 // Ratio is the throughput with triggers over the throughput without.
 func (w writeResult) Ratio() float64 { return w.On / w.Off }
 
+// auditUpdateTrigger is the audit trail's trigger on the statement
+// measureWrites times (migrations/00005_audit.sql). It is off on both sides:
+// the ratio is the invalidation trigger's cost over a write with no trigger
+// at all, as in the library's trigger benchmarks (docs/DECISIONS.md 47:
+// audit rows on the "without" side flatter the ratio).
+const auditUpdateTrigger = "memberships_audit_update"
+
 // measureWrites runs UPDATE statements of rows membership rows (1: one
 // member of bulkOrg; otherwise every member of bulkOrg) on writer for
 // rounds × d with the update trigger enabled and as long disabled,
 // alternating, while an instance's listener receives and applies the
-// notifications. It leaves the trigger enabled.
-func measureWrites(ctx context.Context, writer *pgx.Conn, rows, rounds int, d time.Duration) (res writeResult, err error) {
+// notifications. The audit trigger is off throughout. Before each round
+// is timed, one such statement shows what the side sends (checkWriteSide).
+// It leaves both triggers enabled.
+func measureWrites(ctx context.Context, url string, writer *pgx.Conn, rows, rounds int, d time.Duration) (res writeResult, err error) {
 	res.Rows = rows
 	where, args := "org_id = $1 AND user_id = $2", []any{bulkOrg, "bulk-0000"}
 	if rows != 1 {
@@ -448,24 +521,34 @@ func measureWrites(ctx context.Context, writer *pgx.Conn, rows, rounds int, d ti
 	update := `UPDATE orgperm.memberships
 		SET status = CASE status WHEN 'active' THEN 'suspended' ELSE 'active' END
 		WHERE ` + where
-	setTrigger := func(on bool) error {
+	alter := func(on bool, trigger string) error {
 		verb := "DISABLE"
 		if on {
 			verb = "ENABLE"
 		}
-		_, err := writer.Exec(ctx, "ALTER TABLE orgperm.memberships "+verb+" TRIGGER memberships_notify_update")
+		_, err := writer.Exec(ctx, "ALTER TABLE orgperm.memberships "+verb+" TRIGGER "+trigger)
 		return err
 	}
+	setTrigger := func(on bool) error { return alter(on, "memberships_notify_update") }
 	defer func() {
 		if e := setTrigger(true); e != nil && err == nil {
 			err = fmt.Errorf("re-enable trigger: %w", e)
 		}
+		if e := alter(true, auditUpdateTrigger); e != nil && err == nil {
+			err = fmt.Errorf("re-enable the audit trigger: %w", e)
+		}
 	}()
+	if err := alter(false, auditUpdateTrigger); err != nil {
+		return res, err
+	}
 	var elapsed [2]time.Duration
 	for r := range rounds * 2 {
 		mode := r % 2 // 0: triggers on, 1: off
 		if err := setTrigger(mode == 0); err != nil {
 			return res, err
+		}
+		if err := checkWriteSide(ctx, url, writer, update, args, rows, mode == 0); err != nil {
+			return res, fmt.Errorf("triggers %s: %w", map[bool]string{true: "on", false: "off"}[mode == 0], err)
 		}
 		start := time.Now()
 		for time.Since(start) < d {
@@ -483,6 +566,54 @@ func measureWrites(ctx context.Context, writer *pgx.Conn, rows, rounds int, d ti
 	res.On = float64(res.Statements[0]) / elapsed[0].Seconds()
 	res.Off = float64(res.Statements[1]) / elapsed[1].Seconds()
 	return res, nil
+}
+
+// checkWriteSide runs update once on writer, committed, and fails unless
+// the side is what it is named for (docs/DECISIONS.md 63): the audit
+// trigger recorded nothing, and a listener got invalidations naming
+// bulkOrg with the triggers on, none with them off.
+func checkWriteSide(ctx context.Context, url string, writer *pgx.Conn, update string, args []any, rows int, on bool) error {
+	audited := -1
+	got, err := sidecheck.Notified(ctx, url, func(ctx context.Context) error {
+		tx, err := writer.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+		tag, err := tx.Exec(ctx, update, args...)
+		if err != nil {
+			return err
+		}
+		if int(tag.RowsAffected()) != rows {
+			return fmt.Errorf("update touched %d rows, want %d", tag.RowsAffected(), rows)
+		}
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM orgperm.audit_log WHERE txid = txid_current()`).Scan(&audited); err != nil {
+			return err
+		}
+		return tx.Commit(ctx)
+	})
+	if err != nil {
+		return fmt.Errorf("side check: %w", err)
+	}
+	if audited != 0 {
+		return fmt.Errorf("side check: the write left %d audit rows; the audit trigger must be off on both sides", audited)
+	}
+	if !on {
+		if len(got) != 0 {
+			return fmt.Errorf("side check: the write sent %d invalidations with the trigger off: %.200q", len(got), got)
+		}
+		return nil
+	}
+	if len(got) == 0 {
+		return errors.New("side check: the write sent no invalidation with the trigger on")
+	}
+	for _, p := range got {
+		inv, err := listener.ParsePayload(p)
+		if err != nil || inv.Source != "memberships" || !covers(inv, bulkOrg, "bulk-0000") {
+			return fmt.Errorf("side check: the write sent %.200q, not an invalidation of %s (err %v)", p, bulkOrg, err)
+		}
+	}
+	return nil
 }
 
 // memResult is the memory one cached permission set takes.
@@ -560,6 +691,19 @@ func measureMemory(ctx context.Context, url string, store *membership.Store, rc 
 	res.RedisBytes = float64(usedAfter-usedBefore) / float64(len(keys))
 	res.JSONBytes = float64(jsonBytes) / float64(len(keys))
 	return res, nil
+}
+
+// rolledBack runs sql on conn in a transaction that it rolls back: the
+// statement's triggers run and are compiled in conn's backend, and nothing
+// is committed or sent.
+func rolledBack(ctx context.Context, conn *pgx.Conn, sql string, args ...any) error {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	_, err = tx.Exec(ctx, sql, args...)
+	return err
 }
 
 // heapAlloc returns the live heap after two garbage collections.

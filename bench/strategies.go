@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -25,6 +26,11 @@ const (
 // checker is one strategy's answer to HasPermission(org, user, codename).
 type checker interface {
 	check(ctx context.Context, org, user, codename string) (bool, error)
+	// reads is how many times the strategy has read the database so far
+	// (a query, a Store.Load, a cache fill): what shows, before a figure
+	// is kept, that a hit made no round trip to PostgreSQL and that a miss
+	// or an uncached check made exactly one (see benchHit, benchMiss).
+	reads() uint64
 }
 
 // existsSQL is the no-cache strategy's query: the one statement an app
@@ -47,14 +53,22 @@ SELECT EXISTS (
 )`
 
 // noCache asks the database on every check (pgx prepares the statement
-// once per connection).
-type noCache struct{ pool *pgxpool.Pool }
+// once per connection). n counts the queries.
+type noCache struct {
+	pool *pgxpool.Pool
+	n    *atomic.Uint64
+}
+
+func newNoCache(pool *pgxpool.Pool) noCache { return noCache{pool: pool, n: new(atomic.Uint64)} }
 
 func (s noCache) check(ctx context.Context, org, user, codename string) (bool, error) {
 	var ok bool
+	s.n.Add(1)
 	err := s.pool.QueryRow(ctx, existsSQL, org, user, codename).Scan(&ok)
 	return ok, err
 }
+
+func (s noCache) reads() uint64 { return s.n.Load() }
 
 // redisTTL is the seed's cache duration.
 const redisTTL = 5 * time.Minute
@@ -67,7 +81,10 @@ type redisCache struct {
 	rdb    *redis.Client
 	store  *membership.Store
 	prefix string
+	loads  atomic.Uint64 // Store.Load calls: GETs that missed
 }
+
+func (s *redisCache) reads() uint64 { return s.loads.Load() }
 
 func (s *redisCache) key(org, user string) string { return s.prefix + "set:" + org + ":" + user }
 
@@ -84,6 +101,7 @@ func (s *redisCache) check(ctx context.Context, org, user, codename string) (boo
 	case !errors.Is(err, redis.Nil):
 		return false, err
 	}
+	s.loads.Add(1)
 	set, err := s.store.Load(ctx, org, user, time.Time{})
 	if err != nil {
 		return false, err
@@ -105,11 +123,14 @@ func (s *redisCache) invalidate(ctx context.Context, org, user string) error {
 // redisBool is the seed's exact shape: the boolean answer of one check in
 // Redis (here per (org, user, codename)), falling back to the no-cache
 // query. It is measured for hits only, as a lower bound of a Redis hit.
+// db must be a noCache of its own: its count is this strategy's reads.
 type redisBool struct {
 	rdb    *redis.Client
 	db     noCache
 	prefix string
 }
+
+func (s *redisBool) reads() uint64 { return s.db.reads() }
 
 func (s *redisBool) check(ctx context.Context, org, user, codename string) (bool, error) {
 	key := s.prefix + "bool:" + org + ":" + user + ":" + codename
@@ -142,9 +163,23 @@ func (s requestCache) check(ctx context.Context, org, user, codename string) (bo
 	return s.client.HasPermission(ctx, org, user, codename)
 }
 
+func (s requestCache) reads() uint64 { return clientReads(s.client) }
+
 // orgpermCache is orgperm's Client.
 type orgpermCache struct{ client *membership.Client }
 
 func (s orgpermCache) check(ctx context.Context, org, user, codename string) (bool, error) {
 	return s.client.HasPermission(ctx, org, user, codename)
+}
+
+func (s orgpermCache) reads() uint64 { return clientReads(s.client) }
+
+// clientReads is how many times c has read the database for a check: every
+// check its request memo and its local cache do not answer (a miss, a
+// lookup past the lease or while unsynced) starts a load or joins one, and
+// the counters say so. The benchmark makes no FullyConsistent or token
+// check, the other ways to the database.
+func clientReads(c *membership.Client) uint64 {
+	st := c.Stats().Cache
+	return st.Loads + st.Coalesced
 }
