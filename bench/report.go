@@ -85,7 +85,9 @@ func markdown(res results, o options) report {
 	}
 	table(&t, []string{"Strategy", "ns/op (median)", "range over rounds", "allocs/op", "B/op", "iterations", "× orgperm"}, rows)
 	t.WriteString(fmt.Sprintf("Where an orgperm hit's %s go: its local cache reads the monotonic clock once per lookup, for expiry, and one `time.Since` costs **%s** on this machine; "+
-		"`PermissionSet.Has` on a set in hand costs %s; the rest (%s) goes to two context lookups, the key hash, the shard's mutex and the LRU's move to front (not timed apart). "+
+		"`PermissionSet.Has` on a set in hand costs %s; the rest (%s) goes to the request options' context lookup, the key's two string hashes, "+
+		"the shard's lock-free lookup and key comparison, the striped hit counter and the codename's bit test, which the client makes on the cache entry "+
+		"rather than through `PermissionSet.Has` (not timed apart; docs/DECISIONS.md 38, 43). "+
 		"The request memo's hit reads no clock.\n\n",
 		fmtNs(orgHit), fmtNs(res.Clock.NsPerOp), fmtNs(res.Has.NsPerOp), fmtNs(orgHit-res.Clock.NsPerOp-res.Has.NsPerOp)))
 
