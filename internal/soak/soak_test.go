@@ -219,3 +219,37 @@ func TestStormerUnprivileged(t *testing.T) {
 		t.Errorf("with SELECT on memberships granted to PUBLIC: err = %v, want a refusal", err)
 	}
 }
+
+// lateCtx is a context past its deadline whose timer has not run yet: Err
+// still says nothing, as on a loaded machine between the deadline and the
+// timer that sets it.
+type lateCtx struct {
+	context.Context
+	deadline time.Time
+}
+
+func (c lateCtx) Deadline() (time.Time, bool) { return c.deadline, true }
+
+// TestEnded: the end of the load is its deadline, not the moment a timer
+// gets round to saying so (a storm whose dial failed at the deadline used
+// to fail the soak).
+func TestEnded(t *testing.T) {
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	future, cancelFuture := context.WithTimeout(context.Background(), time.Hour)
+	defer cancelFuture()
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		want bool
+	}{
+		{"no deadline", context.Background(), false},
+		{"deadline ahead", future, false},
+		{"cancelled", cancelled, true},
+		{"deadline passed, Err not yet set", lateCtx{context.Background(), time.Now().Add(-time.Millisecond)}, true},
+	} {
+		if got := ended(tc.ctx); got != tc.want {
+			t.Errorf("%s: ended = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
