@@ -518,8 +518,7 @@ func measureWrites(ctx context.Context, url string, writer *pgx.Conn, rows, roun
 	if rows != 1 {
 		where, args = "org_id = $1", []any{bulkOrg}
 	}
-	update := `UPDATE orgperm.memberships
-		SET status = CASE status WHEN 'active' THEN 'suspended' ELSE 'active' END
+	update := sidecheck.FlipStatus + `
 		WHERE ` + where
 	alter := func(on bool, trigger string) error {
 		verb := "DISABLE"

@@ -142,8 +142,7 @@ func BenchmarkNotifyParts(b *testing.B) {
 }
 
 // orgFlip flips the status of every member of org "bulk" (benchDB's 1,000).
-const orgFlip = `UPDATE orgperm.memberships
-	SET status = CASE status WHEN 'active' THEN 'suspended' ELSE 'active' END
+const orgFlip = sidecheck.FlipStatus + `
 	WHERE org_id = 'bulk'`
 
 // flipArgs returns the arguments of sidecheck.BenchFlip's statement i, for
@@ -175,8 +174,11 @@ func timeFlips(b *testing.B, ctx context.Context, pools []*pgxpool.Pool, cost ti
 
 // notifyConst, as benchDB's version, is the current schema with the
 // membership triggers replaced by one statement-level UPDATE trigger that
-// NOTIFYs a constant payload.
+// NOTIFYs constPayload.
 const notifyConst = -2
+
+// constPayload is what the NOTIFY-only yardstick sends.
+const constPayload = `{"v":1,"t":"memberships","orgs":["bench"]}`
 
 // queueMode, as benchDB's version, is the current schema in queue mode
 // (orgperm.set_transport('queue')) with a relay (package relay, default
@@ -190,10 +192,11 @@ const queueMode = -3
 const silentSend = -4
 
 // benchDB returns a pool on a fresh database with 5,000 memberships of org
-// "bench" and 1,000 of org "bulk": at the current schema (version 0), at an older one (version > 0),
-// at the current one with the membership triggers disabled (version -1),
-// replaced by a constant NOTIFY (notifyConst), in queue mode (queueMode) or
-// sending nothing (silentSend). The audit triggers are disabled. With
+// "bench" and 1,000 of org "bulk": at the current schema (version 0), at
+// an older one (version > 0), at the current one with the membership
+// triggers disabled (version -1), replaced by a constant NOTIFY
+// (notifyConst), in queue mode (queueMode) or sending nothing
+// (silentSend). The audit triggers are disabled. With
 // triggers, a listener drains the notifications. Before it returns, one
 // membership UPDATE shows that the side sends what it is named for
 // (checkSide).
@@ -257,7 +260,7 @@ func benchDBListened(b *testing.B, ctx context.Context, version int64, listen bo
 			CREATE FUNCTION public.bench_notify_const() RETURNS trigger
 			LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 			BEGIN
-				PERFORM pg_catalog.pg_notify('orgperm_invalidate', '{"v":1,"t":"memberships","orgs":["bench"]}');
+				PERFORM pg_catalog.pg_notify('orgperm_invalidate', '`+constPayload+`');
 				RETURN NULL;
 			END
 			$$;
@@ -325,8 +328,8 @@ func benchDBListened(b *testing.B, ctx context.Context, version int64, listen bo
 
 // checkSide fails b unless one membership UPDATE on pool sends what the
 // side version is named for: in queue mode, a queue row naming its member
-// (sidecheck.QueuedRows); otherwise, as what a new listener gets before a marker
-// sent after it, the constant payload alone (notifyConst), nothing (-1 and
+// (sidecheck.QueuedRows); otherwise, as what a new listener gets before a
+// marker sent after it, constPayload alone (notifyConst), nothing (-1 and
 // silentSend) or one payload naming its member. A side whose triggers were
 // left off, or on, by mistake fails here, not in the docs.
 func checkSide(b *testing.B, ctx context.Context, url string, pool *pgxpool.Pool, version int64) {
@@ -349,7 +352,7 @@ func checkSide(b *testing.B, ctx context.Context, url string, pool *pgxpool.Pool
 	case -1, silentSend:
 		ok = len(got) == 0
 	case notifyConst:
-		ok = len(got) == 1 && got[0] == `{"v":1,"t":"memberships","orgs":["bench"]}`
+		ok = len(got) == 1 && got[0] == constPayload
 	default:
 		ok = len(got) == 1 && strings.Contains(got[0], `"user-0"`)
 	}

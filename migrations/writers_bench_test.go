@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/orgperm/orgperm/internal/sidecheck"
 )
 
 // BenchmarkConcurrentWriters measures single-row membership writes
@@ -83,8 +85,7 @@ func writeFor(b *testing.B, ctx context.Context, pool *pgxpool.Pool, writers int
 			for i := 0; time.Now().Before(deadline); i++ {
 				// 5,000 users: writer w takes users w, w+writers, ...
 				user := fmt.Sprintf("user-%d", (w+i*writers)%5000)
-				if _, err := conn.Exec(ctx, `UPDATE orgperm.memberships
-					SET status = CASE status WHEN 'active' THEN 'suspended' ELSE 'active' END
+				if _, err := conn.Exec(ctx, sidecheck.FlipStatus+`
 					WHERE org_id = 'bench' AND user_id = $1`, user); err != nil {
 					failed.Store(err)
 					return

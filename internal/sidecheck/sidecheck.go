@@ -17,10 +17,14 @@ import (
 // Channel is the invalidation channel the checks listen on.
 const Channel = "orgperm_invalidate"
 
-// Flip is a membership UPDATE of org $1's member $2 that always changes
-// the row (its status flips between active and suspended).
-const Flip = `UPDATE orgperm.memberships
-	SET status = CASE status WHEN 'active' THEN 'suspended' ELSE 'active' END
+// FlipStatus is a membership UPDATE, without its WHERE clause, that
+// always changes the rows it reaches: their status flips between active
+// and suspended.
+const FlipStatus = `UPDATE orgperm.memberships
+	SET status = CASE status WHEN 'active' THEN 'suspended' ELSE 'active' END`
+
+// Flip is FlipStatus of org $1's member $2.
+const Flip = FlipStatus + `
 	WHERE org_id = $1 AND user_id = $2`
 
 // marker is what Notified sends after the write to know it has seen
@@ -84,10 +88,9 @@ func Notified(ctx context.Context, url string, write func(context.Context) error
 	}
 }
 
-// BenchFlip is the statement the write benchmarks time: a Flip of every
-// member of org "bench" named in the text array $1.
-const BenchFlip = `UPDATE orgperm.memberships
-	SET status = CASE status WHEN 'active' THEN 'suspended' ELSE 'active' END
+// BenchFlip is the statement the write benchmarks time: FlipStatus of
+// every member of org "bench" named in the text array $1.
+const BenchFlip = FlipStatus + `
 	WHERE org_id = 'bench' AND user_id = ANY ($1)`
 
 // Batches returns the members BenchFlip's statement i names, for a
