@@ -92,6 +92,24 @@ func TestRLSMatchesAccess(t *testing.T) {
 			shift := time.Until(t0).Truncate(time.Microsecond)
 			exec(`UPDATE orgperm.memberships SET valid_from = valid_from - $1::interval, valid_until = valid_until - $1::interval`, shift)
 			exec(`UPDATE orgperm.membership_roles SET valid_until = valid_until - $1::interval`, shift)
+			// A random dataset may admit nobody to an invoice at the
+			// present, and then the comparison proves nothing: one member
+			// active now (made so, when there is none) gets record r0.
+			var org0, user0 string
+			err := pool.QueryRow(ctx, `SELECT org_id, user_id FROM orgperm.memberships
+				WHERE status = 'active' AND (valid_from IS NULL OR valid_from <= now())
+				  AND (valid_until IS NULL OR valid_until > now())
+				ORDER BY org_id, user_id LIMIT 1`).Scan(&org0, &user0)
+			if errors.Is(err, pgx.ErrNoRows) {
+				err = pool.QueryRow(ctx, `UPDATE orgperm.memberships SET status = 'active', valid_from = NULL, valid_until = NULL
+					WHERE (org_id, user_id) = (SELECT org_id, user_id FROM orgperm.memberships ORDER BY org_id, user_id LIMIT 1)
+					RETURNING org_id, user_id`).Scan(&org0, &user0)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			exec(`INSERT INTO orgperm.data_access (org_id, user_id, resource_type, resource_id)
+				VALUES ($1, $2, 'invoice', 'r0') ON CONFLICT DO NOTHING`, org0, user0)
 
 			codename := d.codenames[rng.IntN(len(d.codenames))]
 			role := appRole(t, pool, true)
