@@ -117,6 +117,8 @@ DROP FUNCTION IF EXISTS orgperm.emit_chunks(text, text[], boolean);
 DROP FUNCTION IF EXISTS orgperm.relay();
 DROP FUNCTION IF EXISTS orgperm.prove(text, text);
 DROP FUNCTION IF EXISTS orgperm.set_transport(text);
+DROP FUNCTION IF EXISTS orgperm.wal_slot();
+DROP FUNCTION IF EXISTS orgperm.relay_emit(text, boolean, text[], text[], text[], bigint[]);
 DROP FUNCTION IF EXISTS orgperm.transport();
 DROP FUNCTION IF EXISTS orgperm.transport_source(text);
 DROP FUNCTION IF EXISTS orgperm.send(text, text);
@@ -162,6 +164,15 @@ $$;
 --     delivery (orgperm.prove) travel the same way, after the payloads
 --     relayed with them, so a relay that stopped stops the proofs and every
 --     instance bypasses its cache.
+--   * 'wal' (docs/DECISIONS.md 64): no invalidation trigger fires; the
+--     relay leader decodes the WAL through a logical replication slot
+--     (orgperm.wal_slot(), plugin pgoutput, publication orgperm_wal) and
+--     NOTIFYs the scopes of every committed change, whatever wrote it
+--     (replica sessions, logical replication, restores included). What
+--     still goes through orgperm.send (proofs, orgperm.evict_*) becomes a
+--     transactional logical message, decoded in commit order with the rows.
+--     Needs wal_level = logical and PostgreSQL 14 or later; the relay's role
+--     needs REPLICATION to create and read the slot.
 --
 -- The mode is the function's body: a writer's session cannot change it (no
 -- setting is read), and a missing or altered send makes writes fail, never
@@ -187,10 +198,11 @@ REVOKE ALL ON orgperm.queue FROM PUBLIC;
 -- +goose StatementBegin
 CREATE FUNCTION orgperm.transport_source(mode text, OUT language text, OUT body text)
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT CASE mode WHEN 'notify' THEN 'sql' WHEN 'queue' THEN 'plpgsql' END,
+    SELECT CASE mode WHEN 'notify' THEN 'sql' WHEN 'queue' THEN 'plpgsql' WHEN 'wal' THEN 'sql' END,
            CASE mode
                WHEN 'notify' THEN E'\n    SELECT pg_catalog.pg_notify(channel, payload);\n'
                WHEN 'queue' THEN E'\nBEGIN\n    INSERT INTO orgperm.queue (channel, payload) VALUES ($1, $2);\nEND\n'
+               WHEN 'wal' THEN E'\n    SELECT pg_catalog.pg_logical_emit_message(true, channel, payload);\n'
            END;
 $$;
 -- +goose StatementEnd
@@ -205,13 +217,13 @@ LANGUAGE sql VOLATILE AS $$
 $$;
 -- +goose StatementEnd
 
--- orgperm.transport: 'notify' or 'queue', what orgperm.send does; NULL when
+-- orgperm.transport: 'notify', 'queue' or 'wal', what orgperm.send does; NULL when
 -- its body is neither (orgperm.inspect() reports it).
 -- +goose StatementBegin
 CREATE FUNCTION orgperm.transport() RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT m.mode
-    FROM (VALUES ('notify'), ('queue')) m(mode),
+    FROM (VALUES ('notify'), ('queue'), ('wal')) m(mode),
          orgperm.transport_source(m.mode) src,
          pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
     WHERE p.oid = pg_catalog.to_regprocedure('orgperm.send(text, text)')
@@ -222,7 +234,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 -- +goose StatementEnd
 
--- orgperm.set_transport('queue' | 'notify') switches every writer of the
+-- orgperm.set_transport('queue' | 'notify' | 'wal') switches every writer of the
 -- database at once, and returns the mode it set. Only the schema owner (or a
 -- superuser) may: it replaces orgperm.send. Before switching to 'queue', run
 -- a relay (membership.Config.Relay on the app instances); otherwise every
@@ -230,22 +242,64 @@ $$;
 -- The switch sends a "ddl" payload on both paths, so every instance purges,
 -- verifies the schema and proves delivery again on the new path; the relay
 -- keeps draining the queue after a switch back to 'notify', and proofs go
--- through the queue as long as it holds rows.
+-- through the queue as long as it holds rows. 'wal' also creates the
+-- publication orgperm_wal (the six tables, every action), sets REPLICA
+-- IDENTITY FULL on roles and data_access (a deleted row's org and subject
+-- are not in its key) and disables the notify triggers; leaving 'wal'
+-- enables them again (orgperm.reset_trigger_modes) and leaves the
+-- publication and the replica identities as they are. The relay drops the
+-- slot once the transport is no longer 'wal'. A switch into or out of
+-- 'wal' alters the six tables: it first locks them all against writes
+-- (SHARE ROW EXCLUSIVE, what ALTER TABLE ... DISABLE TRIGGER takes; readers
+-- go on), parents first (the order of their foreign keys' cascades), so that
+-- writers under way finish and none holding one table waits for another
+-- behind it. The first switch to 'wal' also sets two replica identities,
+-- which waits for the readers of those two tables.
 -- +goose StatementBegin
 CREATE FUNCTION orgperm.set_transport(mode text) RETURNS text
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     src record;
+    was_wal constant boolean := orgperm.transport() IS NOT DISTINCT FROM 'wal';
 BEGIN
     SELECT * INTO src FROM orgperm.transport_source(mode);
     IF src.body IS NULL THEN
-        RAISE EXCEPTION 'orgperm.set_transport: unknown transport %; want ''notify'' or ''queue''', mode
+        RAISE EXCEPTION 'orgperm.set_transport: unknown transport %; want ''notify'', ''queue'' or ''wal''', mode
             USING ERRCODE = '22023';
+    END IF;
+    IF (mode = 'wal') <> was_wal THEN
+        LOCK TABLE orgperm.permissions, orgperm.roles, orgperm.role_permissions, orgperm.memberships,
+            orgperm.membership_roles, orgperm.data_access IN SHARE ROW EXCLUSIVE MODE;
+    END IF;
+    IF mode = 'wal' THEN
+        IF pg_catalog.current_setting('server_version_num')::integer < 140000 THEN
+            RAISE EXCEPTION 'orgperm.set_transport: the wal transport needs PostgreSQL 14 or later'
+                USING ERRCODE = '55000';
+        END IF;
+        IF pg_catalog.current_setting('wal_level') <> 'logical' THEN
+            RAISE EXCEPTION 'orgperm.set_transport: the wal transport needs wal_level = logical (it is %)',
+                pg_catalog.current_setting('wal_level')
+                USING ERRCODE = '55000', HINT = 'ALTER SYSTEM SET wal_level = logical, then restart the server.';
+        END IF;
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_publication WHERE pubname = 'orgperm_wal') THEN
+            CREATE PUBLICATION orgperm_wal FOR TABLE orgperm.permissions, orgperm.roles, orgperm.role_permissions,
+                orgperm.memberships, orgperm.membership_roles, orgperm.data_access
+                WITH (publish = 'insert, update, delete, truncate');
+        END IF;
+        IF EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = 'orgperm.roles'::pg_catalog.regclass AND c.relreplident <> 'f') THEN
+            ALTER TABLE orgperm.roles REPLICA IDENTITY FULL;
+        END IF;
+        IF EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = 'orgperm.data_access'::pg_catalog.regclass AND c.relreplident <> 'f') THEN
+            ALTER TABLE orgperm.data_access REPLICA IDENTITY FULL;
+        END IF;
     END IF;
     IF orgperm.transport() IS DISTINCT FROM mode THEN
         EXECUTE pg_catalog.format(
             'CREATE OR REPLACE FUNCTION orgperm.send(channel text, payload text) RETURNS void LANGUAGE %s VOLATILE AS %L',
             src.language, src.body);
+    END IF;
+    IF (mode = 'wal') <> was_wal THEN
+        PERFORM orgperm.reset_trigger_modes();
     END IF;
     PERFORM pg_catalog.pg_notify('orgperm_invalidate', '{"v":1,"t":"ddl","all":true}');
     INSERT INTO orgperm.queue (channel, payload) VALUES ('orgperm_invalidate', '{"v":1,"t":"ddl","all":true}');
@@ -254,12 +308,26 @@ END
 $$;
 -- +goose StatementEnd
 
+-- orgperm.wal_slot is the logical replication slot the wal transport's
+-- relay reads: one per database (slot names are the cluster's), created by
+-- the relay.
+-- +goose StatementBegin
+CREATE FUNCTION orgperm.wal_slot() RETURNS name
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT ('orgperm_wal_' || d.oid::text)::name FROM pg_catalog.pg_database d
+    WHERE d.datname = pg_catalog.current_database();
+$$;
+-- +goose StatementEnd
+
 -- orgperm.prove sends a proof of delivery (pkg/listener/proof.go) on
 -- proof_channel: "p1 <wal insert lsn> <clock, µs> <fingerprint> <tag>", all
 -- read here, before the proof leaves. It takes the path writes take (send),
 -- and the queue whenever the queue holds a committed row, whatever the mode:
 -- a proof then comes back only after everything committed before its clock
--- was read has been relayed.
+-- was read has been relayed. In wal mode the proof is a logical message,
+-- never a queue row, and its transaction commits with synchronous_commit on:
+-- the slot decodes only flushed WAL, and flushing the proof's commit record
+-- flushes every commit before it.
 -- +goose StatementBegin
 CREATE FUNCTION orgperm.prove(proof_channel text, tag text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -268,7 +336,10 @@ DECLARE
         || (extract(epoch FROM pg_catalog.clock_timestamp()) * 1000000)::bigint::text || ' '
         || orgperm.fingerprint() || ' ' || tag;
 BEGIN
-    IF EXISTS (SELECT FROM orgperm.queue) THEN
+    IF orgperm.transport() = 'wal' THEN
+        PERFORM pg_catalog.set_config('synchronous_commit', 'on', true);
+        PERFORM orgperm.send(proof_channel, p);
+    ELSIF EXISTS (SELECT FROM orgperm.queue) THEN
         INSERT INTO orgperm.queue (channel, payload) VALUES (proof_channel, p);
     ELSE
         PERFORM orgperm.send(proof_channel, p);
@@ -502,6 +573,35 @@ BEGIN
         PERFORM pg_catalog.pg_notify('orgperm_invalidate', prefix || buf || ']}');
     ELSIF buf <> '' THEN
         PERFORM orgperm.send('orgperm_invalidate', prefix || buf || ']}');
+    END IF;
+END
+$$;
+-- +goose StatementEnd
+
+-- orgperm.relay_emit sends, in the caller's transaction, what the wal
+-- transport's relay (pkg/relay) decoded for one source table: everything,
+-- or the orgs, the (member_orgs[i], member_users[i]) pairs and the orgs of
+-- role_ids (everything for a system role; a role that no longer exists is
+-- skipped: its deletion was decoded too, with its org), collapsed and split
+-- as emit does. Anyone may call it: it only evicts, as any session's
+-- pg_notify on the channel could.
+-- +goose StatementBegin
+CREATE FUNCTION orgperm.relay_emit(source text, everything boolean, orgs text[], member_orgs text[],
+                                   member_users text[], role_ids bigint[]) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    system_role boolean;
+    role_orgs   text[];
+BEGIN
+    IF NOT everything AND role_ids IS NOT NULL THEN
+        SELECT coalesce(bool_or(r.org_id IS NULL), false), array_agg(DISTINCT r.org_id) FILTER (WHERE r.org_id IS NOT NULL)
+          INTO system_role, role_orgs
+          FROM ONLY orgperm.roles r WHERE r.id = ANY (role_ids);
+        everything := system_role;
+        orgs := orgs || role_orgs;
+    END IF;
+    IF everything OR orgs IS NOT NULL OR member_orgs IS NOT NULL THEN
+        PERFORM orgperm.emit(source, everything, orgs, member_orgs, member_users, NULL, true);
     END IF;
 END
 $$;
@@ -1127,6 +1227,18 @@ BEGIN
             UNION ALL
             SELECT 'e' || e.oid::text || ':' || e.xmin::text FROM pg_catalog.pg_event_trigger e
             WHERE e.evtname IN ('orgperm_ddl_notify', 'orgperm_ddl_notify_drop')
+            UNION ALL
+            -- What the wal transport decodes: its publication, the tables
+            -- in it, and the tables' replica identities.
+            SELECT 'P' || pb.oid::text || ':' || pb.xmin::text FROM pg_catalog.pg_publication pb
+            WHERE pb.pubname = 'orgperm_wal'
+            UNION ALL
+            SELECT 'r' || pr.oid::text || ':' || pr.xmin::text
+            FROM pg_catalog.pg_publication_rel pr JOIN pg_catalog.pg_publication pb ON pb.oid = pr.prpubid
+            WHERE pb.pubname = 'orgperm_wal'
+            UNION ALL
+            SELECT 'i' || c.oid::text || ':' || c.relreplident::text FROM pg_catalog.pg_class c
+            WHERE c.oid = ANY (tables)
         ) x
     );
 END
@@ -1181,16 +1293,23 @@ $$;
 -- ALTER TABLE ... ENABLE TRIGGER ALL or USER puts every trigger in mode O,
 -- and so does `pg_restore --disable-triggers` when it re-enables them:
 -- inspect() then reports the replica and TRUNCATE triggers; this repairs
--- them. It needs the tables' owner (it runs ALTER TABLE).
+-- them. With the wal transport it disables them instead: the relay decodes
+-- every change from the WAL. It needs the tables' owner (it runs ALTER
+-- TABLE).
 -- +goose StatementBegin
 CREATE FUNCTION orgperm.reset_trigger_modes() RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     x record;
+    wal constant boolean := orgperm.transport() IS NOT DISTINCT FROM 'wal';
 BEGIN
     FOR x IN SELECT * FROM orgperm.expected_triggers() LOOP
-        EXECUTE pg_catalog.format('ALTER TABLE orgperm.%I ENABLE %s TRIGGER %I', x.table_name,
-            CASE x.enabled WHEN 'R' THEN 'REPLICA' WHEN 'A' THEN 'ALWAYS' ELSE '' END, x.trigger_name);
+        IF wal THEN
+            EXECUTE pg_catalog.format('ALTER TABLE orgperm.%I DISABLE TRIGGER %I', x.table_name, x.trigger_name);
+        ELSE
+            EXECUTE pg_catalog.format('ALTER TABLE orgperm.%I ENABLE %s TRIGGER %I', x.table_name,
+                CASE x.enabled WHEN 'R' THEN 'REPLICA' WHEN 'A' THEN 'ALWAYS' ELSE '' END, x.trigger_name);
+        END IF;
     END LOOP;
 END
 $$;
@@ -1205,6 +1324,7 @@ CREATE FUNCTION orgperm.expected_functions() RETURNS SETOF name
 LANGUAGE sql IMMUTABLE AS $$
     SELECT pg_catalog.unnest(ARRAY[
         'setting_int', 'emit', 'list_bytes', 'emit_chunks', 'emit_roles', 'notify_truncate', 'prove', 'relay',
+        'relay_emit',
         'notify_permissions', 'notify_roles', 'notify_role_permissions', 'notify_memberships',
         'notify_membership_roles', 'notify_data_access', 'notify_permissions_row', 'notify_roles_row',
         'notify_role_permissions_row', 'notify_memberships_row', 'notify_membership_roles_row',
@@ -1263,8 +1383,12 @@ BEGIN
         SELECT tb.table_name, c.oid, c.relforcerowsecurity
         FROM tables tb LEFT JOIN pg_catalog.pg_class c
           ON c.relname = tb.table_name AND c.relnamespace = (SELECT oid FROM nsp) AND c.relkind IN ('r', 'p')
+    ), mode AS (
+        SELECT orgperm.transport() IS NOT DISTINCT FROM 'wal' AS wal
     ), trig AS (
-        SELECT x.table_name, x.trigger_name, x.enabled, t.tgenabled::text AS actual, t.oid AS tgoid, r.oid AS relid
+        SELECT x.table_name, x.trigger_name,
+               CASE WHEN (SELECT wal FROM mode) THEN 'D' ELSE x.enabled END AS enabled,
+               t.tgenabled::text AS actual, t.oid AS tgoid, r.oid AS relid
         FROM orgperm.expected_triggers() x
         JOIN rels r ON r.table_name = x.table_name
         LEFT JOIN pg_catalog.pg_trigger t ON t.tgrelid = r.oid AND t.tgname = x.trigger_name
@@ -1278,6 +1402,8 @@ BEGIN
         UNION ALL
         SELECT 'error', 'trigger ' || g.trigger_name || ' on orgperm.' || g.table_name,
                CASE WHEN g.tgoid IS NULL THEN 'notify trigger missing'
+                    WHEN g.enabled = 'D' THEN 'notify trigger enabled while the transport is wal (every write pays for it); '
+                                              'SELECT orgperm.reset_trigger_modes() disables it'
                     WHEN g.actual = 'D' THEN 'notify trigger disabled'
                     ELSE pg_catalog.format('notify trigger enabled in mode %s, expected %s (O: origin, R: replica, A: always); '
                                            'SELECT orgperm.reset_trigger_modes() repairs it', g.actual, g.enabled) END, 2
@@ -1307,6 +1433,29 @@ BEGIN
         SELECT 'error', 'function orgperm.send(text, text)',
                'missing, overloaded or not a body orgperm.set_transport installs (run SELECT orgperm.set_transport(''notify''))', 4
         WHERE orgperm.transport() IS NULL
+        UNION ALL
+        SELECT 'error', 'setting wal_level',
+               'the transport is wal and wal_level is ' || pg_catalog.current_setting('wal_level') || ', not logical: nothing can be decoded', 4
+        WHERE (SELECT wal FROM mode) AND pg_catalog.current_setting('wal_level') <> 'logical'
+        UNION ALL
+        SELECT 'error', 'publication orgperm_wal',
+               CASE WHEN pb.oid IS NULL THEN 'missing: the wal transport decodes nothing (SELECT orgperm.set_transport(''wal'') creates it)'
+                    ELSE 'does not publish every insert, update, delete and truncate of orgperm.' || r.table_name
+                         || ' (DROP PUBLICATION orgperm_wal, then SELECT orgperm.set_transport(''wal''))' END, 4
+        FROM rels r
+        LEFT JOIN pg_catalog.pg_publication pb ON pb.pubname = 'orgperm_wal'
+        WHERE (SELECT wal FROM mode) AND r.oid IS NOT NULL
+          AND (pb.oid IS NULL OR NOT (pb.pubinsert AND pb.pubupdate AND pb.pubdelete AND pb.pubtruncate)
+               OR NOT (pb.puballtables OR EXISTS (
+                   -- A row filter or a column list (PostgreSQL 15) would hide changes.
+                   SELECT FROM pg_catalog.pg_publication_rel pr
+                   WHERE pr.prpubid = pb.oid AND pr.prrelid = r.oid
+                     AND pg_catalog.to_jsonb(pr) ->> 'prqual' IS NULL AND pg_catalog.to_jsonb(pr) ->> 'prattrs' IS NULL)))
+        UNION ALL
+        SELECT 'error', 'table orgperm.' || r.table_name,
+               'REPLICA IDENTITY is not FULL: the wal transport cannot tell a deleted row''s scope (SELECT orgperm.set_transport(''wal'') sets it)', 4
+        FROM rels r JOIN pg_catalog.pg_class c ON c.oid = r.oid
+        WHERE (SELECT wal FROM mode) AND r.table_name IN ('roles', 'data_access') AND c.relreplident <> 'f'
         UNION ALL
         SELECT 'warning', 'event trigger ' || w.name,
                CASE WHEN e.oid IS NULL THEN 'DDL event trigger missing: DDL on orgperm''s tables notifies nothing (only orgperm.fingerprint() changes)'
@@ -1503,8 +1652,8 @@ $$;
 -- +goose StatementBegin
 DO $$
 BEGIN
-    IF pg_catalog.current_setting('orgperm.upgrade_transport', true) = 'queue' THEN
-        PERFORM orgperm.set_transport('queue');
+    IF pg_catalog.current_setting('orgperm.upgrade_transport', true) IN ('queue', 'wal') THEN
+        PERFORM orgperm.set_transport(pg_catalog.current_setting('orgperm.upgrade_transport', true));
     END IF;
 END
 $$;
@@ -1547,6 +1696,8 @@ DROP FUNCTION IF EXISTS orgperm.emit_chunks(text, text[], boolean);
 DROP FUNCTION IF EXISTS orgperm.relay();
 DROP FUNCTION IF EXISTS orgperm.prove(text, text);
 DROP FUNCTION IF EXISTS orgperm.set_transport(text);
+DROP FUNCTION IF EXISTS orgperm.wal_slot();
+DROP FUNCTION IF EXISTS orgperm.relay_emit(text, boolean, text[], text[], text[], bigint[]);
 DROP FUNCTION IF EXISTS orgperm.transport();
 DROP FUNCTION IF EXISTS orgperm.transport_source(text);
 DROP FUNCTION IF EXISTS orgperm.send(text, text);

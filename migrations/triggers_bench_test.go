@@ -21,14 +21,17 @@ import (
 // BenchmarkTriggerOverhead measures membership writes with the current
 // invalidation triggers, with those of the previous release (schema
 // version 6, migrations/00006_queue.sql), with the current triggers in
-// queue mode, with a statement trigger that only NOTIFYs a constant (the
+// queue mode, in wal mode (no trigger: a relay decodes the WAL; walMode),
+// with a statement trigger that only NOTIFYs a constant (the
 // yardstick: the least a notifying trigger can cost) and with no trigger at
 // all, interleaved in one run (in blocks of statements per side, in a new
-// random order every round: package interleave) so that all five see the
+// random order every round: package interleave) so that all seven see the
 // same machine, and reports the throughput ratios to no
 // trigger: throughput-ratio for the current triggers (issue #12 asks for at
 // least 0.9), throughput-ratio-v6 for version 6's, queue-ratio for queue
-// mode and notify-only-ratio for the yardstick; and current-over-v6, the
+// mode, notify-only-ratio for the yardstick, and wal-ratio for wal mode,
+// whose sessions and yardstick's commit with synchronous_commit on (see
+// walMode); and current-over-v6, the
 // current triggers' throughput over version 6's. The audit triggers
 // (migrations/00005_audit.sql) are disabled everywhere:
 // BenchmarkAuditTriggerOverhead in pkg/membership measures them. A listener
@@ -60,6 +63,8 @@ func BenchmarkTriggerOverhead(b *testing.B) {
 				none
 				notifyOnly
 				queue
+				wal
+				noneS
 			)
 			pools := []*pgxpool.Pool{
 				current:    benchDB(b, ctx, 0),
@@ -67,6 +72,8 @@ func BenchmarkTriggerOverhead(b *testing.B) {
 				none:       benchDB(b, ctx, -1),
 				notifyOnly: benchDB(b, ctx, notifyConst),
 				queue:      benchDB(b, ctx, queueMode),
+				wal:        benchDB(b, ctx, walMode),
+				noneS:      benchDB(b, ctx, noneSync),
 			}
 			stmt, args := sidecheck.BenchFlip, flipArgs(bc.rows)
 			if bc.org {
@@ -79,9 +86,12 @@ func BenchmarkTriggerOverhead(b *testing.B) {
 			b.ReportMetric(float64(took[none].Nanoseconds())/n, "ns/stmt-no-triggers")
 			b.ReportMetric(float64(took[notifyOnly].Nanoseconds())/n, "ns/stmt-notify-only")
 			b.ReportMetric(float64(took[queue].Nanoseconds())/n, "ns/stmt-queue")
+			b.ReportMetric(float64(took[wal].Nanoseconds())/n, "ns/stmt-wal")
+			b.ReportMetric(float64(took[noneS].Nanoseconds())/n, "ns/stmt-no-triggers-sync")
 			b.ReportMetric(float64(took[none])/float64(took[current]), "throughput-ratio")
 			b.ReportMetric(float64(took[none])/float64(took[v6]), "throughput-ratio-v6")
 			b.ReportMetric(float64(took[none])/float64(took[queue]), "queue-ratio")
+			b.ReportMetric(float64(took[noneS])/float64(took[wal]), "wal-ratio")
 			b.ReportMetric(float64(took[none])/float64(took[notifyOnly]), "notify-only-ratio")
 			b.ReportMetric(float64(took[v6])/float64(took[current]), "current-over-v6")
 		})
@@ -191,6 +201,20 @@ const queueMode = -3
 // NOTIFY.
 const silentSend = -4
 
+// walMode, as benchDB's version, is the current schema in wal mode
+// (orgperm.set_transport('wal')) with a relay (package relay, default
+// interval) streaming the database's WAL and sending what it decodes to
+// the listener. Its sessions commit with synchronous_commit on: the slot
+// decodes only flushed WAL, so with the throwaway cluster's asynchronous
+// commits the decoding would wait for the WAL writer and land in other
+// sides' blocks; flushing at every commit keeps that work in the side's
+// own block. Its yardstick is noneSync.
+const walMode = -5
+
+// noneSync, as benchDB's version, is -1 (no trigger) with the sessions
+// committing with synchronous_commit on, as walMode's do.
+const noneSync = -6
+
 // benchDB returns a pool on a fresh database with 5,000 memberships of org
 // "bench" and 1,000 of org "bulk": at the current schema (version 0), at
 // an older one (version > 0), at the current one with the membership
@@ -226,7 +250,14 @@ func benchDBListened(b *testing.B, ctx context.Context, version int64, listen bo
 	} else {
 		url = pgtest.NewDatabase(b)
 	}
-	pool, err := pgxpool.New(ctx, url)
+	pcfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if version == walMode || version == noneSync {
+		pcfg.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -244,14 +275,14 @@ func benchDBListened(b *testing.B, ctx context.Context, version int64, listen bo
 			if _, err := pool.Exec(ctx, "ALTER TABLE orgperm.memberships DISABLE TRIGGER memberships_audit_"+ev); err != nil {
 				b.Fatal(err)
 			}
-			if version == -1 || version == notifyConst {
+			if version == -1 || version == noneSync || version == notifyConst {
 				if _, err := pool.Exec(ctx, "ALTER TABLE orgperm.memberships DISABLE TRIGGER memberships_notify_"+ev); err != nil {
 					b.Fatal(err)
 				}
 			}
 		}
 	}
-	if version == -1 {
+	if version == -1 || version == noneSync {
 		checkSide(b, ctx, url, pool, version)
 		return pool
 	}
@@ -297,6 +328,12 @@ func benchDBListened(b *testing.B, ctx context.Context, version int64, listen bo
 			}
 		})
 	}
+	if version == walMode {
+		if _, err := pool.Exec(ctx, `SELECT orgperm.set_transport('wal')`); err != nil {
+			b.Fatal(err)
+		}
+		startWALRelay(b, ctx, url, relay.DefaultInterval)
+	}
 	checkSide(b, ctx, url, pool, version)
 	if !listen || version == silentSend {
 		return pool
@@ -340,16 +377,30 @@ func checkSide(b *testing.B, ctx context.Context, url string, pool *pgxpool.Pool
 		}
 		return
 	}
-	got, err := sidecheck.Notified(ctx, url, func(ctx context.Context) error {
+	flip := func(ctx context.Context) error {
 		_, err := pool.Exec(ctx, sidecheck.Flip, "bench", "user-0")
 		return err
-	})
+	}
+	if version == walMode {
+		// The write's triggers are off, and the relay sends the payload
+		// they would have.
+		var on int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_trigger
+			WHERE tgrelid = 'orgperm.memberships'::regclass AND tgname LIKE '%notify%' AND tgenabled <> 'D'`).Scan(&on); err != nil || on != 0 {
+			b.Fatalf("wal mode: %d notify triggers on memberships are enabled (%v)", on, err)
+		}
+	}
+	check := sidecheck.Notified
+	if version == walMode {
+		check = sidecheck.Relayed
+	}
+	got, err := check(ctx, url, flip)
 	if err != nil {
 		b.Fatal(err)
 	}
 	var ok bool
 	switch version {
-	case -1, silentSend:
+	case -1, noneSync, silentSend:
 		ok = len(got) == 0
 	case notifyConst:
 		ok = len(got) == 1 && got[0] == constPayload

@@ -33,6 +33,9 @@ type env struct {
 	// queue: the database is in queue mode (orgperm.set_transport('queue')),
 	// and drain relays the queue (orgperm.relay()) before its sentinel.
 	queue bool
+	// wal: the database is in wal mode and a relay streams its WAL
+	// (wal_test.go); drain's sentinel is a logical message.
+	wal bool
 }
 
 // transports are the modes the trigger tests run in.
@@ -44,6 +47,9 @@ func setup(t *testing.T) *env { t.Helper(); return setupTransport(t, "notify") }
 // queue), its switch's own payloads drained.
 func setupTransport(t *testing.T, mode string) *env {
 	t.Helper()
+	if mode == "wal" {
+		return setupWAL(t)
+	}
 	e := setupNotify(t)
 	if mode == "queue" {
 		var got string
@@ -104,6 +110,12 @@ func (e *env) drain() []string {
 			e.t.Errorf("queue mode: the writes notified directly: %q", got)
 		}
 		e.exec("SELECT orgperm.relay()")
+	}
+	if e.wal {
+		// Decoded in commit order after the writes, and relayed after
+		// their scopes; its commit flushes theirs.
+		e.exec("SELECT pg_catalog.set_config('synchronous_commit', 'on', true), pg_logical_emit_message(true, $1, $2)", channel, sentinel)
+		return e.until(sentinel)
 	}
 	e.exec("SELECT pg_notify($1, $2)", channel, sentinel)
 	return e.until(sentinel)
@@ -287,15 +299,30 @@ func TestTriggerNotifications(t *testing.T) {
 		{"evict user", `SELECT orgperm.evict_user('u\1')`, []string{payload("evict", `"users":["u\\1"]`)}},
 		{"evict all", `SELECT orgperm.evict_all()`, []string{all("evict")}},
 	}
-	for _, mode := range transports {
+	for _, mode := range append(transports, "wal") {
 		for _, tc := range cases {
 			t.Run(mode+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
 				e := setupTransport(t, mode)
 				e.exec(fixture)
 				e.drain()
-				e.expect(tc.sql, tc.want...)
+				want := tc.want
+				if w, ok := walWant[tc.name]; ok && mode == "wal" {
+					want = w
+				}
+				e.expect(tc.sql, want...)
 			})
+		}
+	}
+	for name := range walWant {
+		if !slices.ContainsFunc(cases, func(c struct {
+			name string
+			sql  string
+			want []string
+		}) bool {
+			return c.name == name
+		}) {
+			t.Errorf("walWant names %q, which is no case", name)
 		}
 	}
 }

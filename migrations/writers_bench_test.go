@@ -16,8 +16,10 @@ import (
 // BenchmarkConcurrentWriters measures single-row membership writes
 // (autocommit UPDATEs, each writer on its own connection and its own
 // users) by 1, 8 and 32 concurrent writers, with the invalidation triggers
-// (notify mode, the default), with them disabled, and with them in queue
-// mode (relayed by package relay), in rotating 1 s phases over 3 rounds of
+// (notify mode, the default), with them disabled, with them in queue
+// mode (relayed by package relay), and in wal mode (no trigger; a relay
+// decodes the WAL) against no trigger with the same synchronous commits
+// (walMode, noneSync), in rotating 1 s phases over 3 rounds of
 // one run, while a listener drains the notifications. It reports writes/s
 // of each and their ratios to no triggers: every notifying commit takes
 // PostgreSQL's database-wide notify lock, held through its commit's WAL
@@ -36,17 +38,17 @@ func BenchmarkConcurrentWriters(b *testing.B) {
 		b.Cleanup(w.Close)
 		return w
 	}
-	on, off, queue := wide(benchDB(b, ctx, 0)), wide(benchDB(b, ctx, -1)), wide(benchDB(b, ctx, queueMode))
+	pools := []*pgxpool.Pool{wide(benchDB(b, ctx, 0)), wide(benchDB(b, ctx, -1)), wide(benchDB(b, ctx, queueMode)),
+		wide(benchDB(b, ctx, walMode)), wide(benchDB(b, ctx, noneSync))}
 	for _, writers := range []int{1, 8, 32} {
 		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
-			var took [3]time.Duration
-			var done [3]int64
+			took := make([]time.Duration, len(pools))
+			done := make([]int64, len(pools))
 			for b.Loop() {
 				for round := range 3 {
-					for k := range 3 {
-						p := (round + k) % 3
-						pool := []*pgxpool.Pool{on, off, queue}[p]
-						n, d := writeFor(b, ctx, pool, writers, time.Second)
+					for k := range pools {
+						p := (round + k) % len(pools)
+						n, d := writeFor(b, ctx, pools[p], writers, time.Second)
 						done[p] += n
 						took[p] += d
 					}
@@ -60,6 +62,9 @@ func BenchmarkConcurrentWriters(b *testing.B) {
 			queued := float64(done[2]) / took[2].Seconds()
 			b.ReportMetric(queued, "writes/s-queue")
 			b.ReportMetric(queued/without, "ratio-queue")
+			wal := float64(done[3]) / took[3].Seconds()
+			b.ReportMetric(wal, "writes/s-wal")
+			b.ReportMetric(wal/(float64(done[4])/took[4].Seconds()), "ratio-wal")
 		})
 	}
 }

@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/orgperm/orgperm/pkg/relay"
 )
@@ -15,13 +18,14 @@ import (
 const (
 	modeNotify  = "notify"
 	modeQueue   = "queue"
+	modeWAL     = "wal"
 	modeUnknown = "unknown"
 )
 
 // transportJSON is doctor's view of the transport: how payloads leave the
 // writers' transactions, and in queue mode whether they leave the queue.
 type transportJSON struct {
-	// Mode is notify, queue or unknown; notify before migration 6.
+	// Mode is notify, queue, wal or unknown; notify before migration 6.
 	Mode string `json:"mode"`
 	// QueueRows counts the rows waiting in orgperm.queue; null before
 	// migration 6.
@@ -33,6 +37,22 @@ type transportJSON struct {
 	// RelayLeader is the session holding the relay's advisory lock
 	// (relay.LockID), null when none does.
 	RelayLeader *relayLeaderJSON `json:"relay_leader"`
+	// Slot is the wal transport's replication slot (orgperm.wal_slot()),
+	// null when the database has none.
+	Slot *walSlotJSON `json:"wal_slot"`
+}
+
+// walSlotJSON is the wal transport's replication slot, as
+// pg_replication_slots shows it.
+type walSlotJSON struct {
+	Name string `json:"name"`
+	// Active: a relay streams it now.
+	Active bool `json:"active"`
+	// WALStatus is pg_replication_slots.wal_status: reserved, extended,
+	// unreserved or lost (the WAL it needs is gone).
+	WALStatus string `json:"wal_status"`
+	// RetainedBytes is the WAL the server keeps for it.
+	RetainedBytes int64 `json:"retained_bytes"`
 }
 
 type relayLeaderJSON struct {
@@ -74,6 +94,18 @@ func (c *cli) transport(ctx context.Context, d *doctorJSON, add func(sev, obj, f
 	if !hasQueue {
 		return nil
 	}
+	var slot walSlotJSON
+	err := c.pool.QueryRow(ctx, `SELECT s.slot_name, s.active, coalesce(s.wal_status, ''),
+		coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn), 0)::bigint
+		FROM pg_replication_slots s
+		WHERE s.slot_name = 'orgperm_wal_' || (SELECT oid FROM pg_database WHERE datname = current_database())::text`).
+		Scan(&slot.Name, &slot.Active, &slot.WALStatus, &slot.RetainedBytes)
+	switch {
+	case err == nil:
+		tr.Slot = &slot
+	case !errors.Is(err, pgx.ErrNoRows):
+		return fmt.Errorf("doctor: the wal slot: %w", err)
+	}
 
 	// Only the schema owner (or a superuser) may read the queue; doctor
 	// already needs one to read the migrations' version table.
@@ -109,6 +141,14 @@ func (c *cli) transport(ctx context.Context, d *doctorJSON, add func(sev, obj, f
 			plural(*tr.QueueRows, "row"))
 	case tr.Mode == modeQueue:
 		add(sevWarning, "relay", "queue mode and no relay holds the relay lock: the next write's invalidation will wait in orgperm.queue and every cache will bypass itself (run an app instance with membership.Config{Relay: true})")
+	case tr.Mode == modeWAL:
+		add(sevWarning, "relay", "wal mode and no relay holds the relay lock: nothing decodes the WAL, and every cache bypasses itself (run an app instance with membership.Config{Relay: true}; its role needs REPLICATION)")
+	}
+	switch sl := tr.Slot; {
+	case sl != nil && sl.WALStatus == "lost":
+		add(sevError, "replication slot "+sl.Name, "lost: the server removed WAL it needed (max_slot_wal_keep_size); the relay cannot stream from it and every cache bypasses itself: SELECT pg_drop_replication_slot('%s'), and the relay makes a new one (and evicts everything)", sl.Name)
+	case sl != nil && tr.Mode != modeWAL && tr.RelayLeader == nil:
+		add(sevWarning, "replication slot "+sl.Name, "the transport is %s, and the wal transport's slot keeps %d bytes of WAL with no relay to drop it: SELECT pg_drop_replication_slot('%s')", tr.Mode, sl.RetainedBytes, sl.Name)
 	}
 	return nil
 }
@@ -134,8 +174,15 @@ func printTransport(w io.Writer, tr *transportJSON) {
 			app = "-"
 		}
 		fmt.Fprintf(w, "relay:\tpid %d (%s) from %s since %s holds the relay lock\n", l.PID, app, l.Client, since)
-	case tr.QueueRows != nil || tr.Mode == modeQueue:
+	case tr.QueueRows != nil || tr.Mode == modeQueue || tr.Mode == modeWAL:
 		fmt.Fprintf(w, "relay:\tnone: no session holds the relay lock\n")
+	}
+	if sl := tr.Slot; sl != nil {
+		state := "idle"
+		if sl.Active {
+			state = "streamed"
+		}
+		fmt.Fprintf(w, "wal slot:\t%s, %s, WAL %s, %d bytes kept\n", sl.Name, state, sl.WALStatus, sl.RetainedBytes)
 	}
 }
 

@@ -220,6 +220,10 @@ func (c *Cluster) start() error {
 		"-c", "full_page_writes=off",
 		"-c", "max_connections=300",
 		"-c", "shared_buffers=128MB",
+		// The wal transport (orgperm.set_transport('wal')) decodes the
+		// WAL through a logical replication slot.
+		"-c", "wal_level=logical",
+		"-c", "max_replication_slots=64",
 	)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// On Linux the kernel stops the cluster if the test binary dies

@@ -61,6 +61,22 @@ func QueuedRows(ctx context.Context, pool *pgxpool.Pool, org, user string) (int,
 // marker the listener sends itself once write has returned (a session gets
 // its own notifications, after those committed before them).
 func Notified(ctx context.Context, url string, write func(context.Context) error) ([]string, error) {
+	return notified(ctx, url, write, `SELECT pg_notify($1, $2)`)
+}
+
+// Relayed is Notified for the wal transport (orgperm.set_transport('wal')):
+// the marker is a logical message, committed with synchronous_commit on
+// (which flushes the write's commit before it), and the relay sends it
+// after the scopes it decoded from the write. With no relay streaming the
+// database's WAL it waits until ctx ends.
+func Relayed(ctx context.Context, url string, write func(context.Context) error) ([]string, error) {
+	return notified(ctx, url, write,
+		`SELECT pg_catalog.set_config('synchronous_commit', 'on', true), pg_catalog.pg_logical_emit_message(true, $1, $2)`)
+}
+
+// notified is Notified with the marker sent by markSQL($1 channel, $2
+// payload).
+func notified(ctx context.Context, url string, write func(context.Context) error, markSQL string) ([]string, error) {
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
 		return nil, err
@@ -72,7 +88,7 @@ func Notified(ctx context.Context, url string, write func(context.Context) error
 	if err := write(ctx); err != nil {
 		return nil, err
 	}
-	if _, err := conn.Exec(ctx, `SELECT pg_notify($1, $2)`, Channel, marker); err != nil {
+	if _, err := conn.Exec(ctx, markSQL, Channel, marker); err != nil {
 		return nil, err
 	}
 	var got []string

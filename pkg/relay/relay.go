@@ -334,7 +334,28 @@ func (r *Relay) session(ctx context.Context) (led bool, err error) {
 	}
 	t := time.NewTicker(r.cfg.Interval)
 	defer t.Stop()
+	var nextMode time.Time
 	for {
+		if now := time.Now(); !now.Before(nextMode) {
+			nextMode = now.Add(walModeEvery)
+			wal, slot, err := r.walState(ctx, conn)
+			if err != nil {
+				return true, err
+			}
+			if wal {
+				if err := r.walSession(ctx, conn); err != nil {
+					return true, err
+				}
+				nextMode = time.Time{}
+				continue
+			}
+			if slot {
+				if err := r.dropSlot(ctx, conn); err != nil {
+					r.errors.Add(1)
+					r.cfg.Logger.Warn("relay: the wal slot stays", "err", err)
+				}
+			}
+		}
 		var n int64
 		qctx, end := r.deadline(ctx, true)
 		err := conn.QueryRow(qctx, `SELECT orgperm.relay()`).Scan(&n)

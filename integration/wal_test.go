@@ -1,0 +1,202 @@
+package integration_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/orgperm/orgperm/pkg/listener"
+	"github.com/orgperm/orgperm/pkg/membership"
+	"github.com/orgperm/orgperm/pkg/pgtest"
+)
+
+// walWorld is a world whose database can take the wal transport
+// (orgperm.set_transport('wal')); it skips the test where the server
+// cannot decode its WAL. Its last cleanup step before the database goes
+// drops the database's replication slot, once the instances (and their
+// relays) have closed: a database with a logical slot cannot be dropped.
+func walWorld(t *testing.T) *world {
+	t.Helper()
+	w := newWorld(t, pgtest.Shared(t))
+	var level string
+	var version int
+	if err := w.raw.QueryRow(context.Background(), `SELECT current_setting('wal_level'), current_setting('server_version_num')::int`).Scan(&level, &version); err != nil {
+		t.Fatal(err)
+	}
+	if level != "logical" || version < 140000 {
+		t.Skipf("the wal transport needs wal_level logical and PostgreSQL 14 (wal_level %s, version %d)", level, version)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		defer cancel()
+		for {
+			var dropped int
+			var left bool
+			err := w.raw.QueryRow(ctx, `SELECT count(pg_drop_replication_slot(slot_name))::int FROM pg_replication_slots
+				WHERE slot_name = orgperm.wal_slot() AND NOT active`).Scan(&dropped)
+			if err == nil {
+				err = w.raw.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = orgperm.wal_slot())`).Scan(&left)
+			}
+			if err != nil {
+				t.Errorf("drop the wal slot: %v", err)
+				return
+			}
+			if !left || ctx.Err() != nil {
+				return
+			}
+			time.Sleep(10 * time.Millisecond) // polling for the walsender's exit
+		}
+	})
+	return w
+}
+
+// slotState reports whether w's database has a wal slot and whether a
+// walsender streams it.
+func slotState(t *testing.T, w *world) (exists, streaming bool) {
+	t.Helper()
+	if err := w.raw.QueryRow(context.Background(), `SELECT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = orgperm.wal_slot()),
+		EXISTS (SELECT FROM pg_replication_slots s JOIN pg_stat_activity a ON a.pid = s.active_pid
+		        WHERE s.slot_name = orgperm.wal_slot() AND a.backend_type = 'walsender')`).Scan(&exists, &streaming); err != nil {
+		t.Fatal(err)
+	}
+	return exists, streaming
+}
+
+// TestWALTransport: in wal mode no invalidation trigger fires, and an
+// instance running a relay stays correct under raw writers: its proofs
+// come back through the WAL, so it serves from its cache, and every write
+// is evicted from what the relay decodes.
+func TestWALTransport(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	w := walWorld(t)
+	setTransport(t, w, "wal")
+	in := newInstance(t, w.pool, membership.Config{Relay: true})
+	warm(t, w, in)
+	if _, streaming := slotState(t, w); !streaming {
+		t.Fatal("ready in wal mode, and no relay streams the slot")
+	}
+	l := startLoad(t, w, in)
+	syncAll(t, w.raw, in)
+	l.stop()
+	syncAll(t, w.raw, in)
+	checkAll(t, w, in, "after the load")
+	if l.writes == 0 || l.reads == 0 {
+		t.Fatalf("the load made %d writes and %d reads", l.writes, l.reads)
+	}
+	if st := in.c.Stats(); st.Cache.Hits == 0 {
+		t.Errorf("no read hit the cache in wal mode: %+v", st.Cache)
+	}
+}
+
+// TestWALCatchesWritesThatSkipTriggers: writes that fire no trigger at all
+// (a session with session_replication_role = replica, as pg_restore
+// --disable-triggers and hand-run repairs use; in wal mode the replica
+// triggers are off too) are decoded from the WAL like any other.
+func TestWALCatchesWritesThatSkipTriggers(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	w := walWorld(t)
+	setTransport(t, w, "wal")
+	in := newInstance(t, w.pool, membership.Config{Relay: true})
+	warm(t, w, in)
+	ctx := context.Background()
+	conn, err := w.raw.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	for _, q := range []string{
+		`SET session_replication_role = replica`,
+		`UPDATE orgperm.memberships SET status = CASE status WHEN 'active' THEN 'suspended' ELSE 'active' END WHERE org_id = 'o1'`,
+		`DELETE FROM orgperm.membership_roles WHERE org_id = 'o2'`,
+		`RESET session_replication_role`,
+	} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	syncAll(t, w.raw, in)
+	checkAll(t, w, in, "after writes that fire no trigger")
+}
+
+// TestWALSlotLost: the relay's slot dropped while no relay runs (as on a
+// promoted standby, which has no slot before PostgreSQL 17): writes made
+// meanwhile are never decoded, so the relay that creates the slot again
+// evicts everything, and no read is stale.
+func TestWALSlotLost(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	w := walWorld(t)
+	setTransport(t, w, "wal")
+	g := &gate{}
+	in := newInstance(t, w.pool, membership.Config{Relay: true, RelayConnect: relayConnect(t, w, g)})
+	warm(t, w, in)
+
+	l := startLoad(t, w, in) // its reads ask for proofs
+	g.block()
+	if n := terminateRelays(t, w); n < 2 {
+		t.Fatalf("terminated %d relay backends, want the relay's and its walsender", n)
+	}
+	in.waitState(listener.Unsynced)
+	l.stop()
+	ctx := context.Background()
+	for {
+		// count, not EXISTS: EXISTS never evaluates its select list.
+		var dropped int
+		err := w.raw.QueryRow(ctx, `SELECT count(pg_drop_replication_slot(slot_name))::int FROM pg_replication_slots
+			WHERE slot_name = orgperm.wal_slot() AND NOT active`).Scan(&dropped)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dropped == 1 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond) // polling for the walsender's exit
+	}
+	// Written while nothing decodes: lost to the WAL transport.
+	if _, err := w.raw.Exec(ctx, `UPDATE orgperm.memberships SET status = CASE status WHEN 'active' THEN 'suspended' ELSE 'active' END`); err != nil {
+		t.Fatal(err)
+	}
+	checkBypass(t, w, in)
+	if err := in.c.Check(ctx); !errors.Is(err, membership.ErrBypassed) {
+		t.Errorf("Check with no relay: %v, want ErrBypassed", err)
+	}
+	g.open()
+	resynced(t, w, in)
+	checkAll(t, w, in, "after the slot was made again")
+	if exists, _ := slotState(t, w); !exists {
+		t.Errorf("the relay did not make the slot again")
+	}
+}
+
+// TestWALSwitchWhileRunning: an instance in service sees the database
+// switched to wal mode and away while raw writers go on; after each switch
+// no read is stale, and once the transport is not wal the relay drops the
+// slot (a slot nobody reads keeps the server's WAL).
+func TestWALSwitchWhileRunning(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	w := walWorld(t)
+	in := newInstance(t, w.pool, membership.Config{Relay: true})
+	warm(t, w, in)
+	for _, mode := range []string{"wal", "notify", "wal", "queue"} {
+		l := startLoad(t, w, in)
+		setTransport(t, w, mode)
+		in.waitState(listener.Unsynced) // the switch's "ddl" payload
+		l.stop()
+		resynced(t, w, in)
+		deadline := time.Now().Add(waitTimeout)
+		for {
+			exists, streaming := slotState(t, w)
+			if mode == "wal" && streaming || mode != "wal" && !exists {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("transport %s: slot exists %v, streamed %v", mode, exists, streaming)
+			}
+			time.Sleep(10 * time.Millisecond) // polling for the relay's next check of the transport
+		}
+	}
+}

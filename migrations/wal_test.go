@@ -1,0 +1,132 @@
+package migrations_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/orgperm/orgperm/pkg/relay"
+)
+
+// walWant is what the wal transport sends where it differs from the
+// triggers (TestTriggerNotifications' want). The WAL has no old row for
+// memberships and membership_roles (their REPLICA IDENTITY is the key), so
+// an UPDATE evicts the keys it touched even when nothing that matters
+// changed; and a deleted role's cascades are decoded row by row, each
+// within the role's org. Every entry covers the triggers' payloads.
+var walWant = map[string][]string{
+	"memberships update same value": {payload("memberships", `"members":[["o1","u1"],["o1","u2"],["o2","u1"]]`)},
+	"memberships update irrelevant": {payload("memberships", `"members":[["o1","u1"],["o1","u2"],["o2","u1"]]`)},
+	"memberships update key": {payload("memberships", `"members":[["o1","u2"],["o1","u3"]]`),
+		payload("membership_roles", `"members":[["o1","u2"],["o1","u3"]]`)},
+	"memberships update one row unchanged":      {payload("memberships", `"members":[["o1","u1"]]`)},
+	"memberships update one row irrelevant":     {payload("memberships", `"members":[["o1","u1"]]`)},
+	"memberships update one row and no change":  {payload("memberships", `"members":[["o1","u1"],["o2","u1"]]`)},
+	"memberships update of which one changes":   {payload("memberships", `"members":[["o1","u1"],["o1","u2"]]`)},
+	"membership_roles update irrelevant":        {payload("membership_roles", `"members":[["o1","u1"],["o1","u2"]]`)},
+	"membership_roles update one row unchanged": {payload("membership_roles", `"members":[["o1","u2"]]`)},
+	"data_access update irrelevant":             {payload("data_access", `"orgs":["o1"]`)},
+	"memberships delete": {payload("memberships", `"members":[["o1","u1"],["o1","u2"]]`),
+		payload("membership_roles", `"members":[["o1","u1"],["o1","u2"]]`)},
+	"roles delete system role": {all("roles"), payload("membership_roles", `"members":[["o1","u1"]]`)},
+	"roles delete org role": {payload("roles", `"orgs":["o1"]`),
+		payload("membership_roles", `"members":[["o1","u1"],["o1","u2"]]`), payload("data_access", `"orgs":["o1"]`)},
+}
+
+func all(src string) string { return payload(src, `"all":true`) }
+
+// setupWAL is setupNotify in wal mode, with a relay streaming the
+// database's WAL. It skips where the server cannot decode (wal_level not
+// logical, PostgreSQL before 14).
+func setupWAL(t *testing.T) *env {
+	t.Helper()
+	e := setupNotify(t)
+	var level string
+	var version int
+	if err := e.pool.QueryRow(e.ctx, `SELECT current_setting('wal_level'), current_setting('server_version_num')::int`).Scan(&level, &version); err != nil {
+		t.Fatal(err)
+	}
+	if level != "logical" || version < 140000 {
+		t.Skipf("the wal transport needs wal_level logical and PostgreSQL 14 (wal_level %s, version %d)", level, version)
+	}
+	var got string
+	if err := e.pool.QueryRow(e.ctx, `SELECT orgperm.set_transport('wal')`).Scan(&got); err != nil || got != "wal" {
+		t.Fatalf("set_transport('wal') = %q, %v", got, err)
+	}
+	startWALRelay(t, e.ctx, e.url, time.Millisecond)
+	e.drain() // the switch notifies directly
+	e.wal = true
+	e.drain()
+	return e
+}
+
+// startWALRelay runs a relay on url until the test ends, waits until it
+// streams, and at the end stops it and drops its slot (a database with a
+// logical slot cannot be dropped).
+func startWALRelay(t testing.TB, ctx context.Context, url string, interval time.Duration) *relay.Relay {
+	t.Helper()
+	r, err := relay.New(relay.Config{
+		Connect:  func(ctx context.Context) (*pgx.Conn, error) { return pgx.Connect(ctx, url) },
+		Interval: interval,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		defer conn.Close(context.Background())
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := r.Stop(sctx); err != nil {
+			t.Errorf("stop the relay: %v", err)
+		}
+		// The walsender ends a moment after the relay hangs up.
+		for {
+			var n int
+			err := conn.QueryRow(sctx, `SELECT count(pg_drop_replication_slot(slot_name))::int FROM pg_replication_slots
+				WHERE slot_name = orgperm.wal_slot() AND NOT active`).Scan(&n)
+			var left bool
+			if err == nil {
+				err = conn.QueryRow(sctx, `SELECT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = orgperm.wal_slot())`).Scan(&left)
+			}
+			if err != nil || !left {
+				if err != nil {
+					t.Errorf("drop the wal slot: %v", err)
+				}
+				return
+			}
+			if sctx.Err() != nil {
+				t.Errorf("the wal slot is still active")
+				return
+			}
+			time.Sleep(10 * time.Millisecond) // polling for the walsender's exit
+		}
+	})
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		// Streaming: a walsender holds the slot. (While the relay creates
+		// it, the creating backend holds it, and what commits before the
+		// slot is consistent is never decoded.)
+		var streaming bool
+		err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_replication_slots s JOIN pg_stat_activity a ON a.pid = s.active_pid
+			WHERE s.slot_name = orgperm.wal_slot() AND a.backend_type = 'walsender')`).Scan(&streaming)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if streaming {
+			return r
+		}
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			t.Fatal("the relay did not start streaming")
+		}
+		time.Sleep(5 * time.Millisecond) // polling for the relay's slot
+	}
+}
