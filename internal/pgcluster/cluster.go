@@ -224,6 +224,7 @@ func (c *Cluster) start() error {
 		// WAL through a logical replication slot.
 		"-c", "wal_level=logical",
 		"-c", "max_replication_slots=64",
+		"-c", "max_wal_senders=32",
 	)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// On Linux the kernel stops the cluster if the test binary dies
