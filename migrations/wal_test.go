@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/orgperm/orgperm/pkg/relay"
 )
@@ -50,6 +51,16 @@ func setupWAL(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	if level != "logical" || version < 140000 {
+		// Refused, and nothing changed.
+		_, err := e.pool.Exec(e.ctx, `SELECT orgperm.set_transport('wal')`)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "55000" {
+			t.Fatalf("set_transport('wal') with wal_level %s, version %d: %v; want SQLSTATE 55000", level, version, err)
+		}
+		var mode string
+		if err := e.pool.QueryRow(e.ctx, `SELECT orgperm.transport()`).Scan(&mode); err != nil || mode != "notify" {
+			t.Fatalf("after the refusal the transport is %q (%v)", mode, err)
+		}
 		t.Skipf("the wal transport needs wal_level logical and PostgreSQL 14 (wal_level %s, version %d)", level, version)
 	}
 	var got string

@@ -445,6 +445,11 @@ type doctorDoc struct {
 			PID         int32  `json:"pid"`
 			Application string `json:"application_name"`
 		} `json:"relay_leader"`
+		Slot *struct {
+			Name      string `json:"name"`
+			Active    bool   `json:"active"`
+			WALStatus string `json:"wal_status"`
+		} `json:"wal_slot"`
 	} `json:"transport"`
 	Findings []struct {
 		Severity string `json:"severity"`
@@ -475,6 +480,7 @@ func (doc *doctorDoc) finding(sev string, words ...string) bool {
 func TestDoctor(t *testing.T) {
 	t.Parallel()
 	t.Run("queue", testDoctorQueue)
+	t.Run("wal", testDoctorWAL)
 	url := pgtest.NewDatabase(t)
 	want(t, url, exitOK, []string{"doctor"}, "schema version:", "listeners:\t0", "warning",
 		"transport:\tnotify", "orgperm.queue:\t0 rows waiting", "relay:\tnone")
@@ -706,5 +712,75 @@ func waitFor(t *testing.T, conn *pgx.Conn, what, query string) {
 			t.Fatalf("%s: not within two minutes", what)
 		case <-tick.C:
 		}
+	}
+}
+
+// testDoctorWAL: in wal mode doctor reports the slot; no relay leading is
+// a warning, and so is a slot left behind after a switch away from wal
+// with no relay to drop it.
+func testDoctorWAL(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var level string
+	var version int
+	if err := conn.QueryRow(ctx, `SELECT current_setting('wal_level'), current_setting('server_version_num')::int`).Scan(&level, &version); err != nil {
+		t.Fatal(err)
+	}
+	if level != "logical" || version < 140000 {
+		t.Skipf("the wal transport needs wal_level logical and PostgreSQL 14 (wal_level %s, version %d)", level, version)
+	}
+	defer func() { // a database with a slot cannot be dropped
+		if _, err := conn.Exec(ctx, `SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots WHERE slot_name = orgperm.wal_slot()`); err != nil {
+			t.Error(err)
+		}
+	}()
+	// The switch queues its "ddl" payload too (for a queue relay): relay it
+	// here, as a relay would.
+	if _, err := conn.Exec(ctx, `SELECT orgperm.set_transport('wal'), orgperm.relay()`); err != nil {
+		t.Fatal(err)
+	}
+	var doc doctorDoc
+	wantJSON(t, url, exitOK, &doc, "doctor")
+	if tr := doc.Transport; tr == nil || tr.Mode != "wal" || tr.Slot != nil || !doc.finding("warning", "relay", "wal mode and no relay") {
+		t.Errorf("wal mode, no relay: transport %+v, findings %+v", tr, doc.Findings)
+	}
+
+	r, err := relay.New(relay.Config{Connect: func(ctx context.Context) (*pgx.Conn, error) { return pgx.Connect(ctx, url) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop(ctx)
+	waitFor(t, conn, "the relay streaming", `SELECT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = orgperm.wal_slot() AND active)`)
+	want(t, url, exitOK, []string{"doctor"}, "transport:\twal", "wal slot:\torgperm_wal_", "streamed")
+	wantJSON(t, url, exitOK, &doc, "doctor")
+	if tr := doc.Transport; tr == nil || tr.Slot == nil || !tr.Slot.Active || tr.RelayLeader == nil || doc.finding("warning", "relay") {
+		t.Errorf("wal mode, a relay streams: transport %+v, findings %+v", tr, doc.Findings)
+	}
+
+	// The relay stops, the transport goes back to notify: the slot stays,
+	// keeping WAL, with no relay to drop it.
+	if err := r.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, conn, "the slot released", `SELECT NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = orgperm.wal_slot() AND active)`)
+	waitFor(t, conn, "the relay lock released", `SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE application_name = 'orgperm_relay' AND datname = current_database())`)
+	if _, err := conn.Exec(ctx, `SELECT orgperm.set_transport('notify')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `SELECT orgperm.relay()`); err != nil {
+		t.Fatal(err)
+	}
+	wantJSON(t, url, exitOK, &doc, "doctor")
+	if tr := doc.Transport; tr == nil || tr.Slot == nil || tr.Slot.Active || !doc.finding("warning", "replication slot", "keeps", "pg_drop_replication_slot") {
+		t.Errorf("notify mode, a slot left: transport %+v, findings %+v", tr, doc.Findings)
 	}
 }

@@ -65,21 +65,51 @@ type scopeSet struct {
 	roles      map[int64]struct{}
 }
 
+// walMaxScopes bounds what one source holds in memory for a batch: past
+// it, members collapse to their orgs and orgs to everything, as
+// orgperm.emit would collapse them anyway (it keeps at most
+// notify_max_users users of an org, 1,000,000 at the most, and
+// notify_max_orgs orgs), so a transaction of millions of rows costs the
+// relay a bounded map.
+const walMaxScopes = 100000
+
 func (s *scopeSet) org(o string) {
+	if s.everything {
+		return
+	}
 	if s.orgs == nil {
 		s.orgs = make(map[string]struct{})
 	}
 	s.orgs[o] = struct{}{}
+	if len(s.orgs) > walMaxScopes {
+		s.everything, s.orgs, s.members, s.roles = true, nil, nil, nil
+	}
 }
 
 func (s *scopeSet) member(o, u string) {
+	if s.everything {
+		return
+	}
+	if _, ok := s.orgs[o]; ok {
+		return // the org's scope covers the member
+	}
 	if s.members == nil {
 		s.members = make(map[[2]string]struct{})
 	}
 	s.members[[2]string{o, u}] = struct{}{}
+	if len(s.members) > walMaxScopes {
+		members := s.members
+		s.members = nil
+		for k := range members {
+			s.org(k[0])
+		}
+	}
 }
 
 func (s *scopeSet) role(id int64) {
+	if s.everything {
+		return
+	}
 	if s.roles == nil {
 		s.roles = make(map[int64]struct{})
 	}
@@ -577,6 +607,22 @@ func (r *Relay) createSlot(ctx context.Context, conn *pgx.Conn, slot string) err
 	return nil
 }
 
+// waitVisibleSQL reports whether any of the 32-bit transaction IDs in $1
+// is not yet visible to a new snapshot: in its running list, or at or past
+// its xmax (a snapshot lists only running IDs below xmax, the newest
+// completed one plus one, and counts every later one as running). Each ID
+// is widened to 64 bits in the epoch that puts it nearest the snapshot's
+// xmax (decoded transactions are recent).
+const waitVisibleSQL = `WITH s AS MATERIALIZED (SELECT pg_catalog.pg_current_snapshot() AS snap),
+	m AS (SELECT s.snap, pg_catalog.pg_snapshot_xmax(s.snap)::text::bigint AS xmax FROM s)
+	SELECT EXISTS (
+		SELECT FROM m, pg_catalog.unnest($1::bigint[]) AS x(id),
+			LATERAL (SELECT ((m.xmax >> 32) << 32) | x.id AS f) a
+		WHERE NOT pg_catalog.pg_visible_in_snapshot(
+			(CASE WHEN a.f > m.xmax + 2147483648 THEN a.f - 4294967296
+			      WHEN a.f < m.xmax - 2147483648 THEN a.f + 4294967296
+			      ELSE a.f END)::text::pg_catalog.xid8, m.snap))`
+
 // waitVisible returns once none of xids is running in a new snapshot.
 func waitVisible(ctx context.Context, conn *pgx.Conn, xids []uint32) error {
 	if len(xids) == 0 {
@@ -588,9 +634,7 @@ func waitVisible(ctx context.Context, conn *pgx.Conn, xids []uint32) error {
 	}
 	for delay := 100 * time.Microsecond; ; delay = min(2*delay, 10*time.Millisecond) {
 		var running bool
-		err := conn.QueryRow(ctx, `SELECT EXISTS (
-			SELECT FROM pg_catalog.pg_snapshot_xip(pg_catalog.pg_current_snapshot()) x
-			WHERE (x::text::bigint % 4294967296) = ANY ($1))`, ids).Scan(&running)
+		err := conn.QueryRow(ctx, waitVisibleSQL, ids).Scan(&running)
 		if err != nil {
 			return fmt.Errorf("check that the decoded transactions are visible: %w", err)
 		}
