@@ -3,9 +3,14 @@ package integration_test
 import (
 	"context"
 	"errors"
+	"os"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/orgperm/orgperm/internal/pgcluster"
+	"github.com/orgperm/orgperm/internal/soak"
 	"github.com/orgperm/orgperm/pkg/listener"
 	"github.com/orgperm/orgperm/pkg/membership"
 	"github.com/orgperm/orgperm/pkg/pgtest"
@@ -198,5 +203,40 @@ func TestWALSwitchWhileRunning(t *testing.T) {
 			}
 			time.Sleep(10 * time.Millisecond) // polling for the relay's next check of the transport
 		}
+	}
+}
+
+// TestSoakWAL is TestSoak in wal mode (a relay on every instance decoding
+// the WAL) on a throwaway server of its own: a terminated listener
+// backend, a server restart, every listener backend terminated, and the
+// leading relay's backends (its connection and its walsender) terminated.
+func TestSoakWAL(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	if os.Getenv(pgtest.URLEnv) != "" {
+		t.Skip(pgtest.URLEnv + " is set: the wal soak restarts a throwaway server")
+	}
+	cluster := pgcluster.StartTB(t)
+	cfg := shortSoak(pgtest.NewServer(cluster.URL).NewDatabase(t), 4)
+	cfg.Restart = cluster.Restart
+	cfg.Faults = []soak.Fault{soak.FaultTerminateOne, soak.FaultRestart, soak.FaultTerminateAll, soak.FaultTerminateRelay}
+	cfg.WAL = true
+	var version int
+	db, err := pgx.Connect(context.Background(), cfg.DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.QueryRow(context.Background(), `SELECT current_setting('server_version_num')::int`).Scan(&version)
+	db.Close(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if version < 140000 {
+		t.Skipf("the wal transport needs PostgreSQL 14 (version %d)", version)
+	}
+	rep, err := soak.Run(context.Background(), cfg)
+	checkSoak(t, rep, err)
+	if rep.Terminations < 1 || rep.Restarts < 1 || rep.Verifications < 4 {
+		t.Errorf("%d terminations, %d restarts, %d verifications; want every fault and the final round", rep.Terminations, rep.Restarts, rep.Verifications)
 	}
 }

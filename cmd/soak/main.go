@@ -59,7 +59,8 @@ func main() {
 	flag.IntVar(&cfg.Orgs, "orgs", 16, "organizations")
 	flag.IntVar(&cfg.UsersPerOrg, "users", 32, "members per organization")
 	flag.BoolVar(&cfg.Queue, "queue", false, "switch the database to the queue transport (orgperm.set_transport('queue')) and relay it from the instances")
-	flag.IntVar(&cfg.Relays, "relays", 0, "with -queue, how many instances (the first ones) run the relay; default every instance")
+	flag.BoolVar(&cfg.WAL, "wal", false, "switch the database to the wal transport (orgperm.set_transport('wal'); wal_level logical) and relay it from the instances")
+	flag.IntVar(&cfg.Relays, "relays", 0, "with -queue or -wal, how many instances (the first ones) run the relay; default every instance")
 	verbose := flag.Bool("v", false, "log everything the listeners log (by default only their warnings)")
 	flag.Parse()
 

@@ -93,6 +93,14 @@ type Config struct {
 	// false: the transport the database has.
 	Queue bool
 
+	// WAL puts the database in wal mode (orgperm.set_transport('wal'),
+	// README "Scaling"; wal_level logical, PostgreSQL 14) before the
+	// instances start, and runs the relay on Relays instances: no trigger
+	// fires, and the relay decodes the writes from the WAL. At the end the
+	// soak drops the database's replication slot. Not with Queue. Defaults
+	// to false.
+	WAL bool
+
 	// Relays is the number of instances (the first ones) that run the
 	// relay in queue mode. With one, a fault that cuts the relay's
 	// connection leaves nothing to relay until that relay reconnects.
@@ -168,13 +176,16 @@ func (cfg Config) resolve() (Config, error) {
 			*f.v = f.def
 		}
 	}
-	if cfg.Relays > 0 && !cfg.Queue {
-		return cfg, configError("Relays", "is set, but Queue is false: no relay runs")
+	if cfg.Queue && cfg.WAL {
+		return cfg, configError("WAL", "and Queue are both set: one transport at a time")
+	}
+	if cfg.Relays > 0 && !cfg.relayed() {
+		return cfg, configError("Relays", "is set, but Queue and WAL are false: no relay runs")
 	}
 	if cfg.Relays > cfg.Instances {
 		return cfg, configError("Relays", fmt.Sprintf("(%d) must not exceed Instances (%d)", cfg.Relays, cfg.Instances))
 	}
-	if cfg.Queue && cfg.Relays == 0 {
+	if cfg.relayed() && cfg.Relays == 0 {
 		cfg.Relays = cfg.Instances
 	}
 	if cfg.Writers > cfg.Orgs {
@@ -215,8 +226,8 @@ func (cfg Config) resolve() (Config, error) {
 		if !f.valid() {
 			return cfg, configError("Faults", fmt.Sprintf("holds %q, which is not a fault (%s)", f, faultNames()))
 		}
-		if f == FaultTerminateRelay && !cfg.Queue {
-			return cfg, configError("Faults", "holds terminate-relay, but Queue is false: no relay runs")
+		if f == FaultTerminateRelay && !cfg.relayed() {
+			return cfg, configError("Faults", "holds terminate-relay, but Queue and WAL are false: no relay runs")
 		}
 		if f == FaultRestart && cfg.Restart == nil {
 			return cfg, configError("Faults", "holds restart, but Restart is nil: only a throwaway server can be restarted")
@@ -329,3 +340,6 @@ func ParseFaults(list string, restart bool) ([]Fault, error) {
 	}
 	return out, nil
 }
+
+// relayed reports whether the transport needs relays: queue or wal.
+func (cfg Config) relayed() bool { return cfg.Queue || cfg.WAL }

@@ -112,7 +112,8 @@
 // service after the last fault is an error, though it bypasses itself
 // correctly.
 //
-// In queue mode (Config.Queue) Config.Relays instances run the relay; with
+// In queue mode (Config.Queue) and wal mode (Config.WAL) Config.Relays
+// instances run the relay; with
 // the black holes, the relays connect through the listeners' proxy, so
 // that both black holes cut the relay too.
 package soak

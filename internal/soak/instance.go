@@ -83,8 +83,8 @@ type route struct {
 	// waitReady: wait for the listener's first sync before the load starts
 	// (not through a pooler, where it may never sync).
 	waitReady bool
-	// relays: how many instances (the first ones) run the queue relay
-	// (Config.Queue, Config.Relays); through listenerAddr when it is set.
+	// relays: how many instances (the first ones) run the relay
+	// (Config.Queue or Config.WAL, Config.Relays); through listenerAddr when it is set.
 	relays int
 }
 

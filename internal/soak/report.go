@@ -72,8 +72,8 @@ type Report struct {
 	// unsynced, cache hits and misses.
 	Reconnects, Bypassed, Hits, Misses uint64
 
-	// Relays is the number of instances running the queue relay
-	// (Config.Queue), RelaysLeading how many of them led at the end (one
+	// Relays is the number of instances running the relay (Config.Queue,
+	// Config.WAL), RelaysLeading how many of them led at the end (one
 	// while a relay is in service), and RelayRounds and RelayErrors their
 	// rounds and their lost connections and failed rounds, summed.
 	Relays, RelaysLeading    int

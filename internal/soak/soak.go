@@ -129,6 +129,28 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			return Report{}, fmt.Errorf("soak: queue mode: a membership write queued %d rows (%v)", n, err)
 		}
 	}
+	if cfg.WAL {
+		var mode string
+		if err := s.raw.QueryRow(ctx, `SELECT orgperm.set_transport('wal'), orgperm.relay()`).Scan(&mode, new(int)); err != nil {
+			return Report{}, fmt.Errorf("soak: wal mode: %w", err)
+		}
+		// A soak "in wal mode" whose triggers still notified would pass
+		// without testing the WAL path. (No write here: the writers'
+		// timeline starts at the seed.)
+		var on int
+		if err := s.raw.QueryRow(ctx, `SELECT count(*) FROM orgperm.expected_triggers() x
+			JOIN pg_trigger t ON t.tgname = x.trigger_name AND t.tgrelid = ('orgperm.' || x.table_name)::regclass
+			WHERE t.tgenabled <> 'D'`).Scan(&on); err != nil || on != 0 {
+			return Report{}, fmt.Errorf("soak: wal mode: %d notify triggers still enabled (%v)", on, err)
+		}
+		defer func() { // after the instances (and their relays) closed: a database with a slot cannot be dropped
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
+			if err := dropWALSlot(dctx, s.raw); err != nil {
+				cfg.Logger.Warn("soak: " + err.Error())
+			}
+		}()
+	}
 	rt := route{url: cfg.DatabaseURL, waitReady: cfg.PoolerURL == "", relays: cfg.Relays}
 	if cfg.PoolerURL != "" {
 		rt.url = cfg.PoolerURL
@@ -925,4 +947,26 @@ func (h minLevel) WithAttrs(attrs []slog.Attr) slog.Handler {
 
 func (h minLevel) WithGroup(name string) slog.Handler {
 	return minLevel{h.Handler.WithGroup(name), h.min}
+}
+
+// dropWALSlot drops the database's wal slot once no walsender holds it.
+func dropWALSlot(ctx context.Context, db *pgxpool.Pool) error {
+	for {
+		var left bool
+		if _, err := db.Exec(ctx, `SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots
+			WHERE slot_name = orgperm.wal_slot() AND NOT active`); err != nil {
+			return fmt.Errorf("drop the wal slot: %w", err)
+		}
+		if err := db.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = orgperm.wal_slot())`).Scan(&left); err != nil {
+			return fmt.Errorf("drop the wal slot: %w", err)
+		}
+		if !left {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("drop the wal slot: still streamed: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond): // polling for the walsender's exit
+		}
+	}
 }
