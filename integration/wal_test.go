@@ -18,9 +18,8 @@ import (
 
 // walWorld is a world whose database can take the wal transport
 // (orgperm.set_transport('wal')); it skips the test where the server
-// cannot decode its WAL. Its last cleanup step before the database goes
-// drops the database's replication slot, once the instances (and their
-// relays) have closed: a database with a logical slot cannot be dropped.
+// cannot decode its WAL. (Dropping the database drops its slot:
+// pgcluster.DropDatabase.)
 func walWorld(t *testing.T) *world {
 	t.Helper()
 	w := newWorld(t, pgtest.Shared(t))
@@ -32,27 +31,6 @@ func walWorld(t *testing.T) *world {
 	if level != "logical" || version < 140000 {
 		t.Skipf("the wal transport needs wal_level logical and PostgreSQL 14 (wal_level %s, version %d)", level, version)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-		defer cancel()
-		for {
-			var dropped int
-			var left bool
-			err := w.raw.QueryRow(ctx, `SELECT count(pg_drop_replication_slot(slot_name))::int FROM pg_replication_slots
-				WHERE slot_name = orgperm.wal_slot() AND NOT active`).Scan(&dropped)
-			if err == nil {
-				err = w.raw.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = orgperm.wal_slot())`).Scan(&left)
-			}
-			if err != nil {
-				t.Errorf("drop the wal slot: %v", err)
-				return
-			}
-			if !left || ctx.Err() != nil {
-				return
-			}
-			time.Sleep(10 * time.Millisecond) // polling for the walsender's exit
-		}
-	})
 	return w
 }
 

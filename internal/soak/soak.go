@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/orgperm/orgperm/internal/faultproxy"
+	"github.com/orgperm/orgperm/internal/pgcluster"
 	"github.com/orgperm/orgperm/internal/sidecheck"
 	"github.com/orgperm/orgperm/pkg/listener"
 	"github.com/orgperm/orgperm/pkg/membership"
@@ -146,7 +147,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		defer func() { // after the instances (and their relays) closed: a database with a slot cannot be dropped
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 			defer cancel()
-			if err := dropWALSlot(dctx, s.raw); err != nil {
+			if err := pgcluster.DropSlots(dctx, cfg.DatabaseURL, ""); err != nil {
 				cfg.Logger.Warn("soak: " + err.Error())
 			}
 		}()
@@ -947,26 +948,4 @@ func (h minLevel) WithAttrs(attrs []slog.Attr) slog.Handler {
 
 func (h minLevel) WithGroup(name string) slog.Handler {
 	return minLevel{h.Handler.WithGroup(name), h.min}
-}
-
-// dropWALSlot drops the database's wal slot once no walsender holds it.
-func dropWALSlot(ctx context.Context, db *pgxpool.Pool) error {
-	for {
-		var left bool
-		if _, err := db.Exec(ctx, `SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots
-			WHERE slot_name = orgperm.wal_slot() AND NOT active`); err != nil {
-			return fmt.Errorf("drop the wal slot: %w", err)
-		}
-		if err := db.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = orgperm.wal_slot())`).Scan(&left); err != nil {
-			return fmt.Errorf("drop the wal slot: %w", err)
-		}
-		if !left {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("drop the wal slot: still streamed: %w", ctx.Err())
-		case <-time.After(10 * time.Millisecond): // polling for the walsender's exit
-		}
-	}
 }
