@@ -8,7 +8,7 @@ func SetStatementTimeout(r *Relay, d time.Duration) { r.baseTimeout = d }
 
 // KeepaliveSQL is the statement that sets the keepalives of a relay's
 // session.
-const KeepaliveSQL = keepaliveSQL
+var KeepaliveSQL = keepaliveSQL
 
 // WaitVisible is waitVisible.
 var WaitVisible = waitVisible

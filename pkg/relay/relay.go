@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -251,11 +252,20 @@ const (
 // and while a dead leader's session lingers no other relay can lead, so
 // every queue-mode cache stays bypassed. The probes are answered by the
 // client's kernel, so a paused process (GC, a debugger) keeps its session.
-// The settings do nothing on a Unix-domain socket.
-const keepaliveSQL = `SELECT pg_catalog.set_config('tcp_keepalives_idle', '5', false),
-	pg_catalog.set_config('tcp_keepalives_interval', '2', false),
-	pg_catalog.set_config('tcp_keepalives_count', '3', false),
-	pg_catalog.set_config('tcp_user_timeout', '15000', false)`
+// The settings do nothing on a Unix-domain socket. The wal transport's
+// replication connection takes the same settings at start-up.
+var keepaliveSQL = func() string {
+	sets := make([]string, len(keepalives))
+	for i, kv := range keepalives {
+		sets[i] = fmt.Sprintf("pg_catalog.set_config('%s', '%s', false)", kv[0], kv[1])
+	}
+	return "SELECT " + strings.Join(sets, ",\n\t")
+}()
+
+// keepalives are keepaliveSQL's settings, name and value.
+var keepalives = [][2]string{
+	{"tcp_keepalives_idle", "5"}, {"tcp_keepalives_interval", "2"}, {"tcp_keepalives_count", "3"}, {"tcp_user_timeout", "15000"},
+}
 
 // deadline returns the context of a statement, and a function that ends
 // it and reports whether the statement was cut by the deadline. A round's

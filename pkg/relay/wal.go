@@ -380,6 +380,13 @@ func (r *Relay) walSession(ctx context.Context, conn *pgx.Conn) error {
 	}
 	cfg.RuntimeParams["replication"] = "database"
 	cfg.RuntimeParams["application_name"] = ApplicationName
+	// The keepalives of keepaliveSQL, as start-up settings: a walsender
+	// whose relay's host vanished holds the slot, and no other relay can
+	// stream it, until the server gives up on it (without these, after
+	// wal_sender_timeout, a minute by default).
+	for _, kv := range keepalives {
+		cfg.RuntimeParams[kv[0]] = kv[1]
+	}
 	qctx, end = r.deadline(ctx, false)
 	rc, err := pgconn.ConnectConfig(qctx, cfg)
 	end()
