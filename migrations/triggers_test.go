@@ -314,15 +314,19 @@ func TestTriggerNotifications(t *testing.T) {
 			})
 		}
 	}
-	for name := range walWant {
-		if !slices.ContainsFunc(cases, func(c struct {
+	for name, w := range walWant {
+		i := slices.IndexFunc(cases, func(c struct {
 			name string
 			sql  string
 			want []string
 		}) bool {
 			return c.name == name
-		}) {
+		})
+		switch {
+		case i < 0:
 			t.Errorf("walWant names %q, which is no case", name)
+		case slices.Equal(w, cases[i].want):
+			t.Errorf("walWant[%q] is the triggers' want: no difference to list", name)
 		}
 	}
 }
