@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/orgperm/orgperm/internal/pgcluster"
+	"github.com/orgperm/orgperm/internal/sidecheck"
 	"github.com/orgperm/orgperm/internal/soak"
 	"github.com/orgperm/orgperm/pkg/listener"
 	"github.com/orgperm/orgperm/pkg/membership"
@@ -23,15 +24,23 @@ import (
 func walWorld(t *testing.T) *world {
 	t.Helper()
 	w := newWorld(t, pgtest.Shared(t))
-	var level string
-	var version int
-	if err := w.raw.QueryRow(context.Background(), `SELECT current_setting('wal_level'), current_setting('server_version_num')::int`).Scan(&level, &version); err != nil {
+	if ok, why, err := sidecheck.WAL(context.Background(), w.raw); err != nil {
 		t.Fatal(err)
-	}
-	if level != "logical" || version < 140000 {
-		t.Skipf("the wal transport needs wal_level logical and PostgreSQL 14 (wal_level %s, version %d)", level, version)
+	} else if !ok {
+		t.Skip(why)
 	}
 	return w
+}
+
+// walInstance is a walWorld in wal mode with a warm instance running a
+// relay.
+func walInstance(t *testing.T) (*world, *instance) {
+	t.Helper()
+	w := walWorld(t)
+	setTransport(t, w, "wal")
+	in := newInstance(t, w.pool, membership.Config{Relay: true})
+	warm(t, w, in)
+	return w, in
 }
 
 // slotState reports whether w's database has a wal slot and whether a
@@ -53,10 +62,7 @@ func slotState(t *testing.T, w *world) (exists, streaming bool) {
 func TestWALTransport(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	w := walWorld(t)
-	setTransport(t, w, "wal")
-	in := newInstance(t, w.pool, membership.Config{Relay: true})
-	warm(t, w, in)
+	w, in := walInstance(t)
 	if _, streaming := slotState(t, w); !streaming {
 		t.Fatal("ready in wal mode, and no relay streams the slot")
 	}
@@ -80,10 +86,7 @@ func TestWALTransport(t *testing.T) {
 func TestWALCatchesWritesThatSkipTriggers(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
-	w := walWorld(t)
-	setTransport(t, w, "wal")
-	in := newInstance(t, w.pool, membership.Config{Relay: true})
-	warm(t, w, in)
+	w, in := walInstance(t)
 	ctx := context.Background()
 	conn, err := w.raw.Acquire(ctx)
 	if err != nil {
@@ -199,18 +202,17 @@ func TestSoakWAL(t *testing.T) {
 	cfg.Restart = cluster.Restart
 	cfg.Faults = []soak.Fault{soak.FaultTerminateOne, soak.FaultRestart, soak.FaultTerminateAll, soak.FaultTerminateRelay}
 	cfg.WAL = true
-	var version int
 	db, err := pgx.Connect(context.Background(), cfg.DatabaseURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = db.QueryRow(context.Background(), `SELECT current_setting('server_version_num')::int`).Scan(&version)
+	ok, why, err := sidecheck.WAL(context.Background(), db)
 	db.Close(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if version < 140000 {
-		t.Skipf("the wal transport needs PostgreSQL 14 (version %d)", version)
+	if !ok {
+		t.Skip(why)
 	}
 	rep, err := soak.Run(context.Background(), cfg)
 	checkSoak(t, rep, err)

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/orgperm/orgperm/internal/sidecheck"
 	"github.com/orgperm/orgperm/pkg/relay"
 )
 
@@ -42,23 +43,22 @@ func all(src string) string { return payload(src, `"all":true`) }
 func setupWAL(t *testing.T) *env {
 	t.Helper()
 	e := setupNotify(t)
-	var level string
-	var version int
-	if err := e.pool.QueryRow(e.ctx, `SELECT current_setting('wal_level'), current_setting('server_version_num')::int`).Scan(&level, &version); err != nil {
+	ok, why, err := sidecheck.WAL(e.ctx, e.pool)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if level != "logical" || version < 140000 {
+	if !ok {
 		// Refused, and nothing changed.
 		_, err := e.pool.Exec(e.ctx, `SELECT orgperm.set_transport('wal')`)
 		var pgErr *pgconn.PgError
 		if !errors.As(err, &pgErr) || pgErr.Code != "55000" {
-			t.Fatalf("set_transport('wal') with wal_level %s, version %d: %v; want SQLSTATE 55000", level, version, err)
+			t.Fatalf("set_transport('wal') where %s: %v; want SQLSTATE 55000", why, err)
 		}
 		var mode string
 		if err := e.pool.QueryRow(e.ctx, `SELECT orgperm.transport()`).Scan(&mode); err != nil || mode != "notify" {
 			t.Fatalf("after the refusal the transport is %q (%v)", mode, err)
 		}
-		t.Skipf("the wal transport needs wal_level logical and PostgreSQL 14 (wal_level %s, version %d)", level, version)
+		t.Skip(why)
 	}
 	var got string
 	if err := e.pool.QueryRow(e.ctx, `SELECT orgperm.set_transport('wal')`).Scan(&got); err != nil || got != "wal" {

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/orgperm/orgperm/internal/sidecheck"
 	"github.com/orgperm/orgperm/pkg/membership"
 	"github.com/orgperm/orgperm/pkg/pgtest"
 	"github.com/orgperm/orgperm/pkg/relay"
@@ -727,13 +728,10 @@ func testDoctorWAL(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	var level string
-	var version int
-	if err := conn.QueryRow(ctx, `SELECT current_setting('wal_level'), current_setting('server_version_num')::int`).Scan(&level, &version); err != nil {
+	if ok, why, err := sidecheck.WAL(ctx, conn); err != nil {
 		t.Fatal(err)
-	}
-	if level != "logical" || version < 140000 {
-		t.Skipf("the wal transport needs wal_level logical and PostgreSQL 14 (wal_level %s, version %d)", level, version)
+	} else if !ok {
+		t.Skip(why)
 	}
 	// The switch queues its "ddl" payload too (for a queue relay): relay it
 	// here, as a relay would.

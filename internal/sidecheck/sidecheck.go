@@ -125,3 +125,23 @@ func Batches(users, rows int) func(i int) []string {
 	}
 	return func(i int) []string { return batches[i*rows%users] }
 }
+
+// Querier is what WAL reads through: a *pgx.Conn or a *pgxpool.Pool.
+type Querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// WAL reports whether the server behind q can run the wal transport
+// (orgperm.set_transport('wal'): wal_level logical, PostgreSQL 14 or
+// later), and if not, why, for a test to skip with.
+func WAL(ctx context.Context, q Querier) (ok bool, why string, err error) {
+	var level string
+	var version int
+	if err := q.QueryRow(ctx, `SELECT current_setting('wal_level'), current_setting('server_version_num')::int`).Scan(&level, &version); err != nil {
+		return false, "", err
+	}
+	if level != "logical" || version < 140000 {
+		return false, fmt.Sprintf("the wal transport needs wal_level logical and PostgreSQL 14 (wal_level %s, version %d)", level, version), nil
+	}
+	return true, "", nil
+}
