@@ -47,9 +47,8 @@ func walInstance(t *testing.T) (*world, *instance) {
 // walsender streams it.
 func slotState(t *testing.T, w *world) (exists, streaming bool) {
 	t.Helper()
-	if err := w.raw.QueryRow(context.Background(), `SELECT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = orgperm.wal_slot()),
-		EXISTS (SELECT FROM pg_replication_slots s JOIN pg_stat_activity a ON a.pid = s.active_pid
-		        WHERE s.slot_name = orgperm.wal_slot() AND a.backend_type = 'walsender')`).Scan(&exists, &streaming); err != nil {
+	exists, streaming, err := sidecheck.WALSlot(context.Background(), w.raw)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return exists, streaming

@@ -384,10 +384,8 @@ func checkSide(b *testing.B, ctx context.Context, url string, pool *pgxpool.Pool
 	if version == walMode {
 		// The write's triggers are off, and the relay sends the payload
 		// they would have.
-		var on int
-		if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_trigger
-			WHERE tgrelid = 'orgperm.memberships'::regclass AND tgname LIKE '%notify%' AND tgenabled <> 'D'`).Scan(&on); err != nil || on != 0 {
-			b.Fatalf("wal mode: %d notify triggers on memberships are enabled (%v)", on, err)
+		if on, err := sidecheck.NotifyTriggersOn(ctx, pool); err != nil || on != 0 {
+			b.Fatalf("wal mode: %d notify triggers are enabled (%v)", on, err)
 		}
 	}
 	check := sidecheck.Notified

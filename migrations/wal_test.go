@@ -97,12 +97,7 @@ func startWALRelay(t testing.TB, ctx context.Context, url string, interval time.
 		t.Fatal(err)
 	}
 	for {
-		// Streaming: a walsender holds the slot. (While the relay creates
-		// it, the creating backend holds it, and what commits before the
-		// slot is consistent is never decoded.)
-		var streaming bool
-		err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_replication_slots s JOIN pg_stat_activity a ON a.pid = s.active_pid
-			WHERE s.slot_name = orgperm.wal_slot() AND a.backend_type = 'walsender')`).Scan(&streaming)
+		_, streaming, err := sidecheck.WALSlot(ctx, conn)
 		if err != nil {
 			t.Fatal(err)
 		}

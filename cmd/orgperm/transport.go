@@ -2,12 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/orgperm/orgperm/pkg/relay"
 )
@@ -94,17 +91,12 @@ func (c *cli) transport(ctx context.Context, d *doctorJSON, add func(sev, obj, f
 	if !hasQueue {
 		return nil
 	}
-	var slot walSlotJSON
-	err := c.pool.QueryRow(ctx, `SELECT s.slot_name, s.active, coalesce(s.wal_status, ''),
-		coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn), 0)::bigint
-		FROM pg_replication_slots s
-		WHERE s.slot_name = 'orgperm_wal_' || (SELECT oid FROM pg_database WHERE datname = current_database())::text`).
-		Scan(&slot.Name, &slot.Active, &slot.WALStatus, &slot.RetainedBytes)
-	switch {
-	case err == nil:
-		tr.Slot = &slot
-	case !errors.Is(err, pgx.ErrNoRows):
-		return fmt.Errorf("doctor: the wal slot: %w", err)
+	slot, ok, err := relay.FindWALSlot(ctx, c.pool)
+	if err != nil {
+		return fmt.Errorf("doctor: %w", err)
+	}
+	if ok {
+		tr.Slot = &walSlotJSON{Name: slot.Name, Active: slot.Active, WALStatus: slot.WALStatus, RetainedBytes: slot.RetainedBytes}
 	}
 
 	// Only the schema owner (or a superuser) may read the queue; doctor

@@ -126,7 +126,8 @@ func Batches(users, rows int) func(i int) []string {
 	return func(i int) []string { return batches[i*rows%users] }
 }
 
-// Querier is what WAL reads through: a *pgx.Conn or a *pgxpool.Pool.
+// Querier is what WAL, WALSlot and NotifyTriggersOn read through: a
+// *pgx.Conn or a *pgxpool.Pool.
 type Querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
@@ -144,4 +145,27 @@ func WAL(ctx context.Context, q Querier) (ok bool, why string, err error) {
 		return false, fmt.Sprintf("the wal transport needs wal_level logical and PostgreSQL 14 (wal_level %s, version %d)", level, version), nil
 	}
 	return true, "", nil
+}
+
+// NotifyTriggersOn returns how many of the notify triggers
+// (orgperm.expected_triggers()) are enabled in any mode: none in wal mode,
+// whose writes fire no trigger.
+func NotifyTriggersOn(ctx context.Context, q Querier) (int, error) {
+	var on int
+	err := q.QueryRow(ctx, `SELECT count(*)::int FROM orgperm.expected_triggers() x
+		JOIN pg_trigger t ON t.tgname = x.trigger_name AND t.tgrelid = ('orgperm.' || x.table_name)::regclass
+		WHERE t.tgenabled <> 'D'`).Scan(&on)
+	return on, err
+}
+
+// WALSlot reports whether the database behind q has its wal slot
+// (orgperm.wal_slot()) and whether a walsender streams it. While the relay
+// creates the slot, the creating backend holds it, not a walsender, and
+// what commits before the slot is consistent is never decoded: a test
+// writing for the relay to see waits for streaming.
+func WALSlot(ctx context.Context, q Querier) (exists, streaming bool, err error) {
+	err = q.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = orgperm.wal_slot()),
+		EXISTS (SELECT FROM pg_replication_slots s JOIN pg_stat_activity a ON a.pid = s.active_pid
+		        WHERE s.slot_name = orgperm.wal_slot() AND a.backend_type = 'walsender')`).Scan(&exists, &streaming)
+	return exists, streaming, err
 }

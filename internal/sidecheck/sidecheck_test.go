@@ -94,3 +94,42 @@ func TestBatches(t *testing.T) {
 		}
 	}
 }
+
+// TestNotifyTriggersOn: every notify trigger counts while the triggers
+// notify, one disabled by hand counts no more, and in wal mode none counts.
+func TestNotifyTriggersOn(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pool, err := pgxpool.New(ctx, pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	var all int
+	if err := pool.QueryRow(ctx, `SELECT count(*)::int FROM orgperm.expected_triggers()`).Scan(&all); err != nil {
+		t.Fatal(err)
+	}
+	if on, err := sidecheck.NotifyTriggersOn(ctx, pool); err != nil || on != all || all == 0 {
+		t.Fatalf("notify mode: %d of %d triggers on (%v)", on, all, err)
+	}
+	if _, err := pool.Exec(ctx, `ALTER TABLE orgperm.memberships DISABLE TRIGGER memberships_notify_update`); err != nil {
+		t.Fatal(err)
+	}
+	if on, err := sidecheck.NotifyTriggersOn(ctx, pool); err != nil || on != all-1 {
+		t.Fatalf("one disabled: %d of %d triggers on (%v)", on, all, err)
+	}
+	if ok, why, err := sidecheck.WAL(ctx, pool); err != nil {
+		t.Fatal(err)
+	} else if !ok {
+		t.Skip(why)
+	}
+	if _, err := pool.Exec(ctx, `SELECT orgperm.set_transport('wal')`); err != nil {
+		t.Fatal(err)
+	}
+	if on, err := sidecheck.NotifyTriggersOn(ctx, pool); err != nil || on != 0 {
+		t.Fatalf("wal mode: %d triggers on (%v)", on, err)
+	}
+	if exists, streaming, err := sidecheck.WALSlot(ctx, pool); err != nil || exists || streaming {
+		t.Fatalf("wal mode, no relay: slot exists %v, streamed %v (%v)", exists, streaming, err)
+	}
+}

@@ -138,10 +138,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		// A soak "in wal mode" whose triggers still notified would pass
 		// without testing the WAL path. (No write here: the writers'
 		// timeline starts at the seed.)
-		var on int
-		if err := s.raw.QueryRow(ctx, `SELECT count(*) FROM orgperm.expected_triggers() x
-			JOIN pg_trigger t ON t.tgname = x.trigger_name AND t.tgrelid = ('orgperm.' || x.table_name)::regclass
-			WHERE t.tgenabled <> 'D'`).Scan(&on); err != nil || on != 0 {
+		if on, err := sidecheck.NotifyTriggersOn(ctx, s.raw); err != nil || on != 0 {
 			return Report{}, fmt.Errorf("soak: wal mode: %d notify triggers still enabled (%v)", on, err)
 		}
 		defer func() { // after the instances (and their relays) closed: a database with a slot cannot be dropped

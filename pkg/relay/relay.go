@@ -348,19 +348,19 @@ func (r *Relay) session(ctx context.Context) (led bool, err error) {
 	for {
 		if now := time.Now(); !now.Before(nextMode) {
 			nextMode = now.Add(walModeEvery)
-			wal, slot, err := r.walState(ctx, conn)
+			wal, slot, exists, err := r.walState(ctx, conn)
 			if err != nil {
 				return true, err
 			}
 			if wal {
-				if err := r.walSession(ctx, conn); err != nil {
+				if err := r.walSession(ctx, conn, slot, exists); err != nil {
 					return true, err
 				}
 				nextMode = time.Time{}
 				continue
 			}
-			if slot {
-				if err := r.dropSlot(ctx, conn); err != nil {
+			if exists {
+				if err := r.dropSlot(ctx, conn, slot); err != nil {
 					r.errors.Add(1)
 					r.cfg.Logger.Warn("relay: the wal slot stays", "err", err)
 				}

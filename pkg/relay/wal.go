@@ -3,6 +3,7 @@ package relay
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -137,8 +138,10 @@ type walScopes struct {
 	lastEnd pglogrepl.LSN
 }
 
-func newWALScopes() *walScopes {
-	return &walScopes{rels: make(map[uint32]*pglogrepl.RelationMessage), sources: make(map[string]*scopeSet)}
+// newWALScopes returns an empty batch that knows the relations in rels
+// (the stream sends a relation's description once per session).
+func newWALScopes(rels map[uint32]*pglogrepl.RelationMessage) *walScopes {
+	return &walScopes{rels: rels, sources: make(map[string]*scopeSet)}
 }
 
 func (w *walScopes) source(name string) *scopeSet {
@@ -190,7 +193,8 @@ func (w *walScopes) add(m pglogrepl.Message) {
 }
 
 // tupleCols returns the tuple's columns by name: text values, nil for
-// NULL; ok false when a column it needs is missing or unchanged-TOAST.
+// NULL. An unchanged-TOAST column is left out (text treats it as unknown),
+// and so is one past the relation's columns.
 func tupleCols(rel *pglogrepl.RelationMessage, t *pglogrepl.TupleData) map[string]*string {
 	if t == nil {
 		return nil
@@ -355,20 +359,12 @@ const walStatusEvery = 10 * time.Second
 // still 'wal' and relays what orgperm.queue may still hold.
 const walModeEvery = time.Second
 
-// walSession relays the WAL (see the top of this file) until the transport
-// is no longer 'wal' (nil) or an error. conn is the relay's connection,
-// which holds the lock; the changes stream on a second, replication
-// connection made from conn's configuration.
-func (r *Relay) walSession(ctx context.Context, conn *pgx.Conn) error {
-	var slot string
-	var exists bool
-	qctx, end := r.deadline(ctx, false)
-	err := conn.QueryRow(qctx, `SELECT s, EXISTS (SELECT FROM pg_catalog.pg_replication_slots WHERE slot_name = s)
-		FROM (SELECT `+walSlotSQL+` AS s) x`).Scan(&slot, &exists)
-	end()
-	if err != nil {
-		return fmt.Errorf("relay: wal: find the slot: %w", err)
-	}
+// walSession relays the WAL (see the top of this file) from slot, made
+// first unless it exists, until the transport is no longer 'wal' (nil) or
+// an error. conn is the relay's connection, which holds the lock; the
+// changes stream on a second, replication connection made from conn's
+// configuration.
+func (r *Relay) walSession(ctx context.Context, conn *pgx.Conn, slot string, exists bool) error {
 	if !exists {
 		if err := r.createSlot(ctx, conn, slot); err != nil {
 			return err
@@ -387,7 +383,7 @@ func (r *Relay) walSession(ctx context.Context, conn *pgx.Conn) error {
 	for _, kv := range keepalives {
 		cfg.RuntimeParams[kv[0]] = kv[1]
 	}
-	qctx, end = r.deadline(ctx, false)
+	qctx, end := r.deadline(ctx, false)
 	rc, err := pgconn.ConnectConfig(qctx, cfg)
 	end()
 	if err != nil {
@@ -409,7 +405,7 @@ func (r *Relay) walSession(ctx context.Context, conn *pgx.Conn) error {
 	r.cfg.Logger.Info("relay: wal: streaming", "slot", slot)
 
 	var (
-		w          = newWALScopes()
+		w          = newWALScopes(make(map[uint32]*pglogrepl.RelationMessage))
 		inTxn      bool
 		batchStart time.Time // when the batch's first change arrived
 		changes    int
@@ -449,7 +445,7 @@ func (r *Relay) walSession(ctx context.Context, conn *pgx.Conn) error {
 		r.timeout = 0
 		r.relayed.Add(uint64(changes))
 		pos := w.lastEnd
-		w = &walScopes{rels: w.rels, sources: make(map[string]*scopeSet)}
+		w = newWALScopes(w.rels)
 		changes = 0
 		return status(pos)
 	}
@@ -568,28 +564,29 @@ func (r *Relay) walQueue(ctx context.Context, conn *pgx.Conn) (wal bool, err err
 // out so that a database of an earlier schema version answers too).
 const walSlotSQL = `'orgperm_wal_' || (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())::text`
 
-// walState reports whether the transport is 'wal' and whether this
-// database has a wal slot.
-func (r *Relay) walState(ctx context.Context, conn *pgx.Conn) (wal, slot bool, err error) {
+// walState reports whether the transport is 'wal', the name of this
+// database's wal slot, and whether the slot exists.
+func (r *Relay) walState(ctx context.Context, conn *pgx.Conn) (wal bool, slot string, exists bool, err error) {
 	qctx, end := r.deadline(ctx, false)
 	defer end()
-	err = conn.QueryRow(qctx, `SELECT orgperm.transport() IS NOT DISTINCT FROM 'wal',
-		EXISTS (SELECT FROM pg_catalog.pg_replication_slots s WHERE s.slot_name = `+walSlotSQL+`)`).Scan(&wal, &slot)
+	err = conn.QueryRow(qctx, `SELECT orgperm.transport() IS NOT DISTINCT FROM 'wal', x.s,
+		EXISTS (SELECT FROM pg_catalog.pg_replication_slots WHERE slot_name = x.s)
+		FROM (SELECT `+walSlotSQL+` AS s) x`).Scan(&wal, &slot, &exists)
 	if err != nil {
-		return false, false, fmt.Errorf("relay: read the transport: %w", err)
+		return false, "", false, fmt.Errorf("relay: read the transport: %w", err)
 	}
-	return wal, slot, nil
+	return wal, slot, exists, nil
 }
 
-// dropSlot drops this database's wal slot unless something streams from
+// dropSlot drops this database's wal slot, slot, unless something streams from
 // it: the transport is no longer 'wal', and a slot nobody reads keeps the
 // server's WAL forever. It needs REPLICATION.
-func (r *Relay) dropSlot(ctx context.Context, conn *pgx.Conn) error {
+func (r *Relay) dropSlot(ctx context.Context, conn *pgx.Conn, slot string) error {
 	qctx, end := r.deadline(ctx, false)
 	defer end()
 	var dropped int
 	err := conn.QueryRow(qctx, `SELECT count(pg_catalog.pg_drop_replication_slot(s.slot_name))::int
-		FROM pg_catalog.pg_replication_slots s WHERE s.slot_name = `+walSlotSQL+` AND NOT s.active`).Scan(&dropped)
+		FROM pg_catalog.pg_replication_slots s WHERE s.slot_name = $1 AND NOT s.active`, slot).Scan(&dropped)
 	if err != nil {
 		return fmt.Errorf("relay: drop the wal slot: %w", err)
 	}
@@ -705,4 +702,33 @@ func (w *walScopes) send(ctx context.Context, conn *pgx.Conn) error {
 		}
 		return nil
 	})
+}
+
+// WALSlot is this database's wal slot, as pg_replication_slots shows it.
+type WALSlot struct {
+	Name string
+	// Active: a walsender streams it now.
+	Active bool
+	// WALStatus is reserved, extended, unreserved or lost (the WAL it
+	// needs is gone).
+	WALStatus string
+	// RetainedBytes is the WAL the server keeps for it.
+	RetainedBytes int64
+}
+
+// FindWALSlot returns q's database's wal slot, and false when it has none.
+// It works on databases of every schema version.
+func FindWALSlot(ctx context.Context, q Querier) (WALSlot, bool, error) {
+	var sl WALSlot
+	err := q.QueryRow(ctx, `SELECT s.slot_name, s.active, coalesce(s.wal_status, ''),
+		coalesce(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), s.restart_lsn), 0)::bigint
+		FROM pg_catalog.pg_replication_slots s WHERE s.slot_name = `+walSlotSQL).
+		Scan(&sl.Name, &sl.Active, &sl.WALStatus, &sl.RetainedBytes)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return WALSlot{}, false, nil
+	}
+	if err != nil {
+		return WALSlot{}, false, fmt.Errorf("relay: find the wal slot: %w", err)
+	}
+	return sl, true, nil
 }
