@@ -106,6 +106,44 @@ func TestWALCatchesWritesThatSkipTriggers(t *testing.T) {
 	checkAll(t, w, in, "after writes that fire no trigger")
 }
 
+// stopRelay stops in's relay: it holds the relay's reconnects at g,
+// terminates the relay's backends (its connection and its walsender),
+// and returns once the cache is unsynced and no walsender streams the
+// slot.
+func stopRelay(t *testing.T, w *world, in *instance, g *gate) {
+	t.Helper()
+	l := startLoad(t, w, in) // its reads ask for proofs
+	g.block()
+	if n := terminateRelays(t, w); n < 2 {
+		t.Fatalf("terminated %d relay backends, want the relay's and its walsender", n)
+	}
+	in.waitState(listener.Unsynced)
+	l.stop()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		exists, streaming := slotState(t, w)
+		if !exists {
+			t.Fatal("the wal slot went with its relay")
+		}
+		if !streaming {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a walsender still streams the slot")
+		}
+		time.Sleep(10 * time.Millisecond) // polling for the walsender's exit
+	}
+}
+
+// flipAll changes every membership's status: in wal mode, with no relay
+// running, a write the caches can learn of only from the WAL.
+func flipAll(t *testing.T, w *world) {
+	t.Helper()
+	if _, err := w.raw.Exec(context.Background(), `UPDATE orgperm.memberships SET status = CASE status WHEN 'active' THEN 'suspended' ELSE 'active' END`); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestWALSlotLost: the relay's slot dropped while no relay runs (as on a
 // promoted standby, which has no slot before PostgreSQL 17): writes made
 // meanwhile are never decoded, so the relay that creates the slot again
@@ -118,32 +156,18 @@ func TestWALSlotLost(t *testing.T) {
 	g := &gate{}
 	in := newInstance(t, w.pool, membership.Config{Relay: true, RelayConnect: relayConnect(t, w, g)})
 	warm(t, w, in)
-
-	l := startLoad(t, w, in) // its reads ask for proofs
-	g.block()
-	if n := terminateRelays(t, w); n < 2 {
-		t.Fatalf("terminated %d relay backends, want the relay's and its walsender", n)
-	}
-	in.waitState(listener.Unsynced)
-	l.stop()
+	stopRelay(t, w, in, g)
 	ctx := context.Background()
-	for {
-		// count, not EXISTS: EXISTS never evaluates its select list.
-		var dropped int
-		err := w.raw.QueryRow(ctx, `SELECT count(pg_drop_replication_slot(slot_name))::int FROM pg_replication_slots
-			WHERE slot_name = orgperm.wal_slot() AND NOT active`).Scan(&dropped)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if dropped == 1 {
-			break
-		}
-		time.Sleep(10 * time.Millisecond) // polling for the walsender's exit
-	}
-	// Written while nothing decodes: lost to the WAL transport.
-	if _, err := w.raw.Exec(ctx, `UPDATE orgperm.memberships SET status = CASE status WHEN 'active' THEN 'suspended' ELSE 'active' END`); err != nil {
+	// count, not EXISTS: EXISTS never evaluates its select list.
+	var dropped int
+	if err := w.raw.QueryRow(ctx, `SELECT count(pg_drop_replication_slot(slot_name))::int FROM pg_replication_slots
+		WHERE slot_name = orgperm.wal_slot() AND NOT active`).Scan(&dropped); err != nil {
 		t.Fatal(err)
 	}
+	if dropped != 1 {
+		t.Fatalf("dropped %d slots, want 1", dropped)
+	}
+	flipAll(t, w) // written while nothing decodes: lost to the wal transport
 	checkBypass(t, w, in)
 	if err := in.c.Check(ctx); !errors.Is(err, membership.ErrBypassed) {
 		t.Errorf("Check with no relay: %v, want ErrBypassed", err)
@@ -153,6 +177,89 @@ func TestWALSlotLost(t *testing.T) {
 	checkAll(t, w, in, "after the slot was made again")
 	if exists, _ := slotState(t, w); !exists {
 		t.Errorf("the relay did not make the slot again")
+	}
+}
+
+// TestWALSlotInvalidated: PostgreSQL invalidates the slot of a stopped
+// relay once it keeps more WAL than max_slot_wal_keep_size (wal_status
+// 'lost'), so the writes made meanwhile can never be decoded. The relay
+// drops it, makes it anew and evicts everything, with no operator: the
+// caches serve again, and no read is stale. On a throwaway server of its
+// own, whose settings it changes.
+func TestWALSlotInvalidated(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	if os.Getenv(pgtest.URLEnv) != "" {
+		t.Skip(pgtest.URLEnv + " is set: the test changes max_slot_wal_keep_size of a throwaway server")
+	}
+	cluster := pgcluster.StartTB(t)
+	w := newWorld(t, pgtest.NewServer(cluster.URL))
+	ctx := context.Background()
+	if ok, why, err := sidecheck.WAL(ctx, w.raw); err != nil {
+		t.Fatal(err)
+	} else if !ok {
+		t.Skip(why)
+	}
+	setTransport(t, w, "wal")
+	g := &gate{}
+	in := newInstance(t, w.pool, membership.Config{Relay: true, RelayConnect: relayConnect(t, w, g)})
+	warm(t, w, in)
+	if n := in.c.Stats().Relay.WALSlotsCreated; n != 1 {
+		t.Fatalf("the relay made %d slots, want 1", n)
+	}
+	// The leading relay reports the WAL the slot keeps (about once a
+	// second), never 0 once it has read it: the slot keeps at least the
+	// WAL since its restart point.
+	for deadline := time.Now().Add(waitTimeout); in.c.Stats().Relay.WALRetainedBytes <= 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the relay reports %d bytes kept for its slot", in.c.Stats().Relay.WALRetainedBytes)
+		}
+		time.Sleep(10 * time.Millisecond) // polling for the relay's next check of the slot
+	}
+	stopRelay(t, w, in, g)
+	for deadline := time.Now().Add(waitTimeout); in.c.Stats().Relay.WALRetainedBytes != 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("a relay whose session ended reports %d bytes kept, want 0", in.c.Stats().Relay.WALRetainedBytes)
+		}
+		time.Sleep(10 * time.Millisecond) // polling for the relay's session to end
+	}
+	flipAll(t, w)
+
+	// Keep no WAL for slots, and move past the slot's WAL until a
+	// checkpoint invalidates it.
+	for _, q := range []string{`ALTER SYSTEM SET max_slot_wal_keep_size = 0`, `SELECT pg_reload_conf()`} {
+		if _, err := w.raw.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	for i := 0; ; i++ {
+		var status string
+		if err := w.raw.QueryRow(ctx, `SELECT coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = orgperm.wal_slot()`).Scan(&status); err != nil {
+			t.Fatal(err)
+		}
+		if status == "lost" {
+			break
+		}
+		if i == 20 {
+			t.Fatalf("the slot's wal_status is %q after %d WAL switches and checkpoints, want lost", status, i)
+		}
+		for _, q := range []string{`SELECT pg_logical_emit_message(false, 'orgperm_test', 'filler')`, `SELECT pg_switch_wal()`, `CHECKPOINT`} {
+			if _, err := w.raw.Exec(ctx, q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+	}
+	for _, q := range []string{`ALTER SYSTEM RESET max_slot_wal_keep_size`, `SELECT pg_reload_conf()`} {
+		if _, err := w.raw.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	checkBypass(t, w, in)
+	g.open()
+	resynced(t, w, in)
+	checkAll(t, w, in, "after the invalidated slot was made anew")
+	if n := in.c.Stats().Relay.WALSlotsCreated; n != 2 {
+		t.Errorf("the relay made %d slots, want 2 (the first, and one for the invalidated slot)", n)
 	}
 }
 

@@ -755,8 +755,17 @@ func testDoctorWAL(t *testing.T) {
 	waitFor(t, conn, "the relay streaming", `SELECT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = orgperm.wal_slot() AND active)`)
 	want(t, url, exitOK, []string{"doctor"}, "transport:\twal", "wal slot:\torgperm_wal_", "streamed")
 	wantJSON(t, url, exitOK, &doc, "doctor")
-	if tr := doc.Transport; tr == nil || tr.Slot == nil || !tr.Slot.Active || tr.RelayLeader == nil || doc.finding("warning", "relay") {
+	if tr := doc.Transport; tr == nil || tr.Slot == nil || !tr.Slot.Active || tr.RelayLeader == nil || doc.finding("warning", "no relay") {
 		t.Errorf("wal mode, a relay streams: transport %+v, findings %+v", tr, doc.Findings)
+	}
+	// A slot keeps WAL without bound unless max_slot_wal_keep_size says
+	// otherwise: doctor warns exactly when it is -1 (the default).
+	var keep string
+	if err := conn.QueryRow(ctx, `SELECT current_setting('max_slot_wal_keep_size')`).Scan(&keep); err != nil {
+		t.Fatal(err)
+	}
+	if got := doc.finding("warning", "max_slot_wal_keep_size", "without bound"); got != (keep == "-1") {
+		t.Errorf("max_slot_wal_keep_size = %s: warned %v, findings %+v", keep, got, doc.Findings)
 	}
 
 	// The relay stops, the transport goes back to notify: the slot stays,

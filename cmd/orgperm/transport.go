@@ -137,10 +137,21 @@ func (c *cli) transport(ctx context.Context, d *doctorJSON, add func(sev, obj, f
 		add(sevWarning, "relay", "wal mode and no relay holds the relay lock: nothing decodes the WAL, and every cache bypasses itself (run an app instance with membership.Config{Relay: true}; its role needs REPLICATION)")
 	}
 	switch sl := tr.Slot; {
+	case sl != nil && sl.WALStatus == "lost" && tr.Mode == modeWAL:
+		add(sevError, "replication slot "+sl.Name, "lost: the server removed WAL it needed (max_slot_wal_keep_size), so writes in it were never decoded, and every cache bypasses itself until a relay drops the slot and makes it anew, evicting everything (a leading relay does so within a second; see orgperm_relay_wal_slots_created_total)")
 	case sl != nil && sl.WALStatus == "lost":
-		add(sevError, "replication slot "+sl.Name, "lost: the server removed WAL it needed (max_slot_wal_keep_size); the relay cannot stream from it and every cache bypasses itself: SELECT pg_drop_replication_slot('%s'), and the relay makes a new one (and evicts everything)", sl.Name)
+		add(sevWarning, "replication slot "+sl.Name, "lost (the server removed WAL it needed) and unused: the transport is %s: SELECT pg_drop_replication_slot('%s')", tr.Mode, sl.Name)
 	case sl != nil && tr.Mode != modeWAL && tr.RelayLeader == nil:
 		add(sevWarning, "replication slot "+sl.Name, "the transport is %s, and the wal transport's slot keeps %d bytes of WAL with no relay to drop it: SELECT pg_drop_replication_slot('%s')", tr.Mode, sl.RetainedBytes, sl.Name)
+	}
+	if tr.Mode == modeWAL {
+		var keep string
+		if err := c.pool.QueryRow(ctx, `SELECT current_setting('max_slot_wal_keep_size')`).Scan(&keep); err != nil {
+			return fmt.Errorf("doctor: max_slot_wal_keep_size: %w", err)
+		}
+		if keep == "-1" {
+			add(sevWarning, "max_slot_wal_keep_size", "is -1: should the relay stop, the wal slot keeps the server's WAL without bound, until its disk is full; set a bound (ALTER SYSTEM SET max_slot_wal_keep_size = '10GB'; SELECT pg_reload_conf()): past it PostgreSQL invalidates the slot, and the next relay makes it anew and evicts every cache")
+		}
 	}
 	return nil
 }

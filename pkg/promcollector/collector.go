@@ -156,6 +156,12 @@ func (c *Collector) build() {
 		cnt, relayCounter(func(st *membership.Stats) uint64 { return st.Relay.Relayed }))
 	add("relay", "errors_total", "Relay connections that failed or were lost, and rounds that failed; each is retried with backoff.",
 		cnt, relayCounter(func(st *membership.Stats) uint64 { return st.Relay.Errors }))
+	add("relay", "wal_slots_created_total", "Replication slots of the wal transport this instance's relay made, each followed by evicting every cache: a first start, and a slot found missing or invalidated by PostgreSQL (past max_slot_wal_keep_size). After the first, each one means writes were never decoded.",
+		cnt, relayCounter(func(st *membership.Stats) uint64 { return st.Relay.WALSlotsCreated }))
+	add("relay", "wal_retained_bytes", "While this instance's relay leads in wal mode: the WAL the server keeps for the slot, read about once a second (0 otherwise). It grows while the relay falls behind; if the relay stops, the slot keeps the WAL from this point on, up to max_slot_wal_keep_size.",
+		gauge, func(st *membership.Stats, _ time.Time) (float64, bool) {
+			return float64(st.Relay.WALRetainedBytes), st.Relay.Running
+		})
 	lastRound := func(st *membership.Stats) (time.Time, bool) { return st.Relay.LastRound, st.Relay.Running }
 	add("relay", "last_round_timestamp_seconds", "Unix time at which this instance's relay last finished a round. Absent until its first.",
 		gauge, timestamp(lastRound))

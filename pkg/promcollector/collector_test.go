@@ -37,6 +37,7 @@ var everyField = fixedSource{
 	},
 	Relay: relay.Stats{
 		Running: true, Leading: true, Leaderships: 21, Rounds: 22, Relayed: 23, Errors: 24,
+		WALSlotsCreated: 25, WALRetainedBytes: 26,
 		LastRound: lastSync.Add(60 * time.Second),
 	},
 }
@@ -138,6 +139,12 @@ orgperm_relay_rows_total 23
 # HELP orgperm_relay_seconds_since_round Seconds since this instance's relay last finished a round. While it leads, more than a few relay intervals means its rounds are stuck and every cache bypasses itself; while it does not lead it is the time since it last led. Absent until its first round.
 # TYPE orgperm_relay_seconds_since_round gauge
 orgperm_relay_seconds_since_round 30
+# HELP orgperm_relay_wal_retained_bytes While this instance's relay leads in wal mode: the WAL the server keeps for the slot, read about once a second (0 otherwise). It grows while the relay falls behind; if the relay stops, the slot keeps the WAL from this point on, up to max_slot_wal_keep_size.
+# TYPE orgperm_relay_wal_retained_bytes gauge
+orgperm_relay_wal_retained_bytes 26
+# HELP orgperm_relay_wal_slots_created_total Replication slots of the wal transport this instance's relay made, each followed by evicting every cache: a first start, and a slot found missing or invalidated by PostgreSQL (past max_slot_wal_keep_size). After the first, each one means writes were never decoded.
+# TYPE orgperm_relay_wal_slots_created_total counter
+orgperm_relay_wal_slots_created_total 25
 `
 
 func TestCollectEveryField(t *testing.T) {

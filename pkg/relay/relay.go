@@ -117,6 +117,17 @@ type Stats struct {
 	// While this relay leads it is at most an Interval and a round trip
 	// old; an older one means its rounds are stuck.
 	LastRound time.Time
+	// WALSlotsCreated counts the wal transport's replication slots this
+	// relay made, each followed by evicting everything: on a first start,
+	// and for a slot that was missing (dropped, or a promoted standby's)
+	// or that PostgreSQL had invalidated.
+	WALSlotsCreated uint64
+	// WALRetainedBytes is, while this relay leads in wal mode, the WAL the
+	// server keeps for the slot, read about once a second; 0 otherwise.
+	// It grows while the relay falls behind, and it is what a stopped
+	// relay would leave the server to keep (max_slot_wal_keep_size bounds
+	// it).
+	WALRetainedBytes int64
 }
 
 // Relay is one instance's relay. Start it once; Stop it once.
@@ -132,6 +143,8 @@ type Relay struct {
 	running, leading                     atomic.Bool
 	leaderships, rounds, relayed, errors atomic.Uint64
 	lastRound                            atomic.Int64 // Unix ns; 0 before the first round
+	slotsCreated                         atomic.Uint64
+	walRetained                          atomic.Int64 // bytes; 0 unless leading in wal mode
 
 	// baseTimeout is statementTimeout (tests shorten it); timeout, when not
 	// zero, the doubled deadline of the next statement. Only the goroutine
@@ -153,6 +166,7 @@ func (r *Relay) Stats() Stats {
 	st := Stats{
 		Running: r.running.Load(), Leading: r.leading.Load(), Leaderships: r.leaderships.Load(),
 		Rounds: r.rounds.Load(), Relayed: r.relayed.Load(), Errors: r.errors.Load(),
+		WALSlotsCreated: r.slotsCreated.Load(), WALRetainedBytes: r.walRetained.Load(),
 	}
 	if ns := r.lastRound.Load(); ns != 0 {
 		st.LastRound = time.Unix(0, ns)
@@ -348,21 +362,25 @@ func (r *Relay) session(ctx context.Context) (led bool, err error) {
 	for {
 		if now := time.Now(); !now.Before(nextMode) {
 			nextMode = now.Add(walModeEvery)
-			wal, slot, exists, err := r.walState(ctx, conn)
+			st, err := r.walState(ctx, conn)
 			if err != nil {
 				return true, err
 			}
-			if wal {
-				if err := r.walSession(ctx, conn, slot, exists); err != nil {
+			if st.wal {
+				if err := r.walSession(ctx, conn, st); err != nil {
 					return true, err
 				}
 				nextMode = time.Time{}
 				continue
 			}
-			if exists {
-				if err := r.dropSlot(ctx, conn, slot); err != nil {
+			if st.exists {
+				// The transport is no longer 'wal', and a slot nobody
+				// reads keeps the server's WAL.
+				if dropped, err := r.dropSlot(ctx, conn, st.slot); err != nil {
 					r.errors.Add(1)
 					r.cfg.Logger.Warn("relay: the wal slot stays", "err", err)
+				} else if dropped {
+					r.cfg.Logger.Info("relay: dropped the wal transport's replication slot")
 				}
 			}
 		}

@@ -41,10 +41,12 @@ import (
 // A missing slot is created, and then everything is evicted: changes
 // committed before the slot existed will never be decoded (a first start,
 // a promoted standby, which has no slot before PostgreSQL 17, a slot an
-// operator dropped). A slot PostgreSQL invalidated for its WAL
-// (max_slot_wal_keep_size) fails to stream: the relay keeps failing, no
-// proof comes back, and every cache bypasses itself until an operator
-// drops the slot.
+// operator dropped). A slot PostgreSQL invalidated (its WAL removed past
+// max_slot_wal_keep_size while no relay read it, or idle too long) can
+// never stream again, and the writes in the WAL it lost were never
+// decoded: the relay drops it and makes it anew, which evicts everything
+// the same way. Until then no proof comes back and every cache bypasses
+// itself.
 
 // walChannel is the channel of invalidation payloads; a logical message
 // with this prefix is one (orgperm.send in wal mode).
@@ -364,12 +366,28 @@ const walModeEvery = time.Second
 // an error. conn is the relay's connection, which holds the lock; the
 // changes stream on a second, replication connection made from conn's
 // configuration.
-func (r *Relay) walSession(ctx context.Context, conn *pgx.Conn, slot string, exists bool) error {
+func (r *Relay) walSession(ctx context.Context, conn *pgx.Conn, st walSlotState) error {
+	slot, exists := st.slot, st.exists
+	if exists && st.lost {
+		// It can never stream again, and what was committed since its
+		// last confirmed position is gone from the WAL: make it anew,
+		// which evicts everything (createSlot).
+		dropped, err := r.dropSlot(ctx, conn, slot)
+		if err != nil {
+			return err
+		}
+		if !dropped {
+			return fmt.Errorf("relay: wal: the replication slot %s was invalidated and is still in use", slot)
+		}
+		r.cfg.Logger.Warn("relay: wal: PostgreSQL invalidated the replication slot (past max_slot_wal_keep_size, or idle too long); dropped it, making it anew", "slot", slot)
+		exists = false
+	}
 	if !exists {
 		if err := r.createSlot(ctx, conn, slot); err != nil {
 			return err
 		}
 	}
+	defer r.walRetained.Store(0)
 	cfg := conn.Config().Config.Copy()
 	if cfg.RuntimeParams == nil {
 		cfg.RuntimeParams = map[string]string{}
@@ -471,7 +489,7 @@ func (r *Relay) walSession(ctx context.Context, conn *pgx.Conn, slot string, exi
 			}
 			if now.After(nextMode) {
 				nextMode = now.Add(walModeEvery)
-				wal, err := r.walQueue(ctx, conn)
+				wal, err := r.walQueue(ctx, conn, slot)
 				if err != nil {
 					return err
 				}
@@ -547,16 +565,21 @@ func (r *Relay) walSession(ctx context.Context, conn *pgx.Conn, slot string, exi
 	}
 }
 
-// walQueue reports whether the transport is still 'wal', and relays what
-// orgperm.queue holds (rows written before the switch to 'wal').
-func (r *Relay) walQueue(ctx context.Context, conn *pgx.Conn) (wal bool, err error) {
+// walQueue reports whether the transport is still 'wal', relays what
+// orgperm.queue holds (rows written before the switch to 'wal'), and
+// records the WAL the server keeps for slot (Stats.WALRetainedBytes).
+func (r *Relay) walQueue(ctx context.Context, conn *pgx.Conn, slot string) (wal bool, err error) {
 	qctx, end := r.deadline(ctx, true)
 	defer end()
-	var n int64
-	if err := conn.QueryRow(qctx, `SELECT orgperm.transport() IS NOT DISTINCT FROM 'wal', orgperm.relay()`).Scan(&wal, &n); err != nil {
+	var n, kept int64
+	err = conn.QueryRow(qctx, `SELECT orgperm.transport() IS NOT DISTINCT FROM 'wal', orgperm.relay(),
+		coalesce((SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), s.restart_lsn)::bigint
+			FROM pg_catalog.pg_replication_slots s WHERE s.slot_name = $1), 0)`, slot).Scan(&wal, &n, &kept)
+	if err != nil {
 		return false, fmt.Errorf("relay: wal: read the transport: %w", err)
 	}
 	r.relayed.Add(uint64(n))
+	r.walRetained.Store(kept)
 	return wal, nil
 }
 
@@ -564,36 +587,52 @@ func (r *Relay) walQueue(ctx context.Context, conn *pgx.Conn) (wal bool, err err
 // out so that a database of an earlier schema version answers too).
 const walSlotSQL = `'orgperm_wal_' || (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())::text`
 
-// walState reports whether the transport is 'wal', the name of this
-// database's wal slot, and whether the slot exists.
-func (r *Relay) walState(ctx context.Context, conn *pgx.Conn) (wal bool, slot string, exists bool, err error) {
-	qctx, end := r.deadline(ctx, false)
-	defer end()
-	err = conn.QueryRow(qctx, `SELECT orgperm.transport() IS NOT DISTINCT FROM 'wal', x.s,
-		EXISTS (SELECT FROM pg_catalog.pg_replication_slots WHERE slot_name = x.s)
-		FROM (SELECT `+walSlotSQL+` AS s) x`).Scan(&wal, &slot, &exists)
-	if err != nil {
-		return false, "", false, fmt.Errorf("relay: read the transport: %w", err)
-	}
-	return wal, slot, exists, nil
+// walSlotState is what walState reads: whether the transport is 'wal',
+// the name of this database's wal slot, whether the slot exists, and
+// whether PostgreSQL has invalidated it (it can never stream again).
+type walSlotState struct {
+	wal          bool
+	slot         string
+	exists, lost bool
 }
 
-// dropSlot drops this database's wal slot, slot, unless something streams from
-// it: the transport is no longer 'wal', and a slot nobody reads keeps the
-// server's WAL forever. It needs REPLICATION.
-func (r *Relay) dropSlot(ctx context.Context, conn *pgx.Conn, slot string) error {
+// walSlotLostSQL is true for a slot s of pg_replication_slots that
+// PostgreSQL has invalidated: its WAL removed (wal_status 'lost', past
+// max_slot_wal_keep_size), or, on PostgreSQL 16 and later, marked
+// conflicting or given an invalidation_reason (PostgreSQL 18's
+// idle_replication_slot_timeout, for one). The later columns are read
+// through to_jsonb so that the query runs on every version.
+const walSlotLostSQL = `(s.wal_status IS NOT DISTINCT FROM 'lost'
+	OR (pg_catalog.to_jsonb(s) ->> 'invalidation_reason') IS NOT NULL
+	OR (pg_catalog.to_jsonb(s) ->> 'conflicting') IS NOT DISTINCT FROM 'true')`
+
+// walState reads the transport and this database's wal slot.
+func (r *Relay) walState(ctx context.Context, conn *pgx.Conn) (walSlotState, error) {
+	qctx, end := r.deadline(ctx, false)
+	defer end()
+	var st walSlotState
+	err := conn.QueryRow(qctx, `SELECT orgperm.transport() IS NOT DISTINCT FROM 'wal', x.s,
+		EXISTS (SELECT FROM pg_catalog.pg_replication_slots s WHERE s.slot_name = x.s),
+		EXISTS (SELECT FROM pg_catalog.pg_replication_slots s WHERE s.slot_name = x.s AND `+walSlotLostSQL+`)
+		FROM (SELECT `+walSlotSQL+` AS s) x`).Scan(&st.wal, &st.slot, &st.exists, &st.lost)
+	if err != nil {
+		return walSlotState{}, fmt.Errorf("relay: read the transport: %w", err)
+	}
+	return st, nil
+}
+
+// dropSlot drops this database's wal slot, slot, unless something streams
+// from it, and reports whether it did. It needs REPLICATION.
+func (r *Relay) dropSlot(ctx context.Context, conn *pgx.Conn, slot string) (bool, error) {
 	qctx, end := r.deadline(ctx, false)
 	defer end()
 	var dropped int
 	err := conn.QueryRow(qctx, `SELECT count(pg_catalog.pg_drop_replication_slot(s.slot_name))::int
 		FROM pg_catalog.pg_replication_slots s WHERE s.slot_name = $1 AND NOT s.active`, slot).Scan(&dropped)
 	if err != nil {
-		return fmt.Errorf("relay: drop the wal slot: %w", err)
+		return false, fmt.Errorf("relay: drop the wal slot: %w", err)
 	}
-	if dropped > 0 {
-		r.cfg.Logger.Info("relay: dropped the wal transport's replication slot")
-	}
-	return nil
+	return dropped > 0, nil
 }
 
 // createSlot creates the slot and then evicts everything: changes
@@ -608,6 +647,7 @@ func (r *Relay) createSlot(ctx context.Context, conn *pgx.Conn, slot string) err
 	if _, err := conn.Exec(qctx, `SELECT orgperm.relay_emit('wal', true, NULL, NULL, NULL, NULL)`); err != nil {
 		return fmt.Errorf("relay: wal: evict everything after creating the slot: %w", err)
 	}
+	r.slotsCreated.Add(1)
 	return nil
 }
 
