@@ -55,6 +55,12 @@ const walChannel = "orgperm_invalidate"
 // walPublication is the publication set_transport('wal') creates.
 const walPublication = "orgperm_wal"
 
+// walGap is how long a read waits, once a batch is due, before the relay
+// takes the stream to have paused and sends the batch: long enough to read
+// on through what is already in the socket, short next to the gaps
+// between one writer's commits.
+const walGap = 100 * time.Microsecond
+
 // walBatch bounds the rows one peek returns (PostgreSQL stops after the
 // transaction in which it reaches the bound, so one big transaction still
 // comes whole).
@@ -431,6 +437,9 @@ func (r *Relay) walSession(ctx context.Context, conn *pgx.Conn, st walSlotState)
 		serverEnd  pglogrepl.LSN // the server's WAL end, from keepalives
 		nextStatus = time.Now().Add(walStatusEvery)
 		nextMode   = time.Now().Add(walModeEvery)
+		// caughtUp: the last batch was sent at a pause in the stream, not
+		// cut at its latest time (see the loop).
+		caughtUp = true
 	)
 	status := func(pos pglogrepl.LSN) error {
 		if pos < acked {
@@ -472,9 +481,27 @@ func (r *Relay) walSession(ctx context.Context, conn *pgx.Conn, st walSlotState)
 			return ctx.Err()
 		}
 		now := time.Now()
-		if !inTxn && changes > 0 && now.Sub(batchStart) >= r.cfg.Interval {
-			if err := flush(); err != nil {
-				return err
+		// A batch of whole transactions is due an Interval after its first
+		// change arrived. It is sent at the first pause in the stream
+		// after that (a read that waits walGap for nothing), or at the
+		// latest an Interval later. While the relay keeps up, it does not
+		// read a batch as it comes: it leaves the stream to gather in the
+		// socket until the batch is due and then reads it in one go,
+		// rather than wake for every message (three per transaction; the
+		// walsender sends them as each commit is flushed).
+		if !inTxn && changes > 0 {
+			due := batchStart.Add(r.cfg.Interval)
+			if now.Before(due) && caughtUp {
+				if !wait(ctx, due.Sub(now)) {
+					return ctx.Err()
+				}
+				continue
+			}
+			if !now.Before(due.Add(r.cfg.Interval)) {
+				caughtUp = false // no pause for an Interval: read on at once
+				if err := flush(); err != nil {
+					return err
+				}
 			}
 		}
 		if !inTxn && changes == 0 {
@@ -499,11 +526,29 @@ func (r *Relay) walSession(ctx context.Context, conn *pgx.Conn, st walSlotState)
 				}
 			}
 		}
-		rctx, cancel := context.WithTimeout(ctx, r.cfg.Interval)
+		timeout := r.cfg.Interval
+		if !inTxn && changes > 0 {
+			timeout = walGap
+			if due := batchStart.Add(r.cfg.Interval); now.Before(due) {
+				timeout = due.Sub(now)
+			}
+		}
+		rctx, cancel := context.WithTimeout(ctx, timeout)
 		msg, err := rc.ReceiveMessage(rctx)
+		expired := rctx.Err() != nil
 		cancel()
 		if err != nil {
-			if pgconn.Timeout(err) && ctx.Err() == nil {
+			// The read's own deadline: nothing came in time (pgconn
+			// leaves the connection usable), or, for a deadline already
+			// past when the read began, nothing was read at all (an error
+			// pgconn does not call a timeout).
+			if expired && ctx.Err() == nil {
+				if !inTxn && changes > 0 && !time.Now().Before(batchStart.Add(r.cfg.Interval)) {
+					caughtUp = true // a pause: send the batch
+					if err := flush(); err != nil {
+						return err
+					}
+				}
 				continue
 			}
 			return fmt.Errorf("relay: wal: receive: %w", err)
