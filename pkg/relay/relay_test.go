@@ -109,8 +109,14 @@ func evict(t *testing.T, url string, listen *pgx.Conn, u string) {
 	if _, err := conn.Exec(ctx, `SELECT orgperm.evict_user($1)`, u); err != nil {
 		t.Fatal(err)
 	}
+	evicted(t, listen, u)
+}
+
+// evicted waits until an eviction of user u arrives on listen.
+func evicted(t *testing.T, listen *pgx.Conn, u string) {
+	t.Helper()
 	want := `{"v":1,"t":"evict","users":["` + u + `"]}`
-	wctx, cancel := context.WithTimeout(ctx, waitTimeout)
+	wctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	for {
 		n, err := listen.WaitForNotification(wctx)
