@@ -49,9 +49,16 @@ func TestWaitVisible(t *testing.T) {
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// A new connection: the deadline above may have cut a query, and pgx
+	// closes a connection whose query a context cancels.
+	after, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer after.Close(ctx)
 	wctx, cancel = context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := relay.WaitVisible(wctx, conn, []uint32{low - 1, low}); err != nil {
+	if err := relay.WaitVisible(wctx, after, []uint32{low - 1, low}); err != nil {
 		t.Fatalf("after the commit: %v", err)
 	}
 }
