@@ -744,6 +744,21 @@ func testDoctorWAL(t *testing.T) {
 		t.Errorf("wal mode, no relay: transport %+v, findings %+v", tr, doc.Findings)
 	}
 
+	// A session holds the relay's lock and makes no slot, as a relay
+	// whose role lacks REPLICATION does between its retries.
+	holder, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := holder.Exec(ctx, `SELECT pg_advisory_lock($1)`, relay.LockID); err != nil {
+		t.Fatal(err)
+	}
+	wantJSON(t, url, exitOK, &doc, "doctor")
+	if tr := doc.Transport; tr == nil || tr.Slot != nil || tr.RelayLeader == nil || !doc.finding("warning", "relay", "no replication slot", "REPLICATION") {
+		t.Errorf("wal mode, a leader without a slot: transport %+v, findings %+v", tr, doc.Findings)
+	}
+	holder.Close(ctx)
+
 	r, err := relay.New(relay.Config{Connect: func(ctx context.Context) (*pgx.Conn, error) { return pgx.Connect(ctx, url) }})
 	if err != nil {
 		t.Fatal(err)

@@ -139,6 +139,9 @@ func (c *cli) transport(ctx context.Context, d *doctorJSON, add func(sev, obj, f
 	switch sl := tr.Slot; {
 	case sl != nil && sl.WALStatus == "lost" && tr.Mode == modeWAL:
 		add(sevError, "replication slot "+sl.Name, "lost: the server removed WAL it needed (max_slot_wal_keep_size), so writes in it were never decoded, and every cache bypasses itself until a relay drops the slot and makes it anew, evicting everything (a leading relay does so within a second; see orgperm_relay_wal_slots_created_total)")
+	case sl == nil && tr.Mode == modeWAL && tr.RelayLeader != nil:
+		add(sevWarning, "relay", "wal mode, and pid %d leads the relay but has no replication slot: unless it is making it this moment, it cannot (its role needs REPLICATION, or max_replication_slots is used up; see its log and orgperm_relay_errors_total), nothing decodes the WAL and every cache bypasses itself",
+			tr.RelayLeader.PID)
 	case sl != nil && sl.WALStatus == "lost":
 		add(sevWarning, "replication slot "+sl.Name, "lost (the server removed WAL it needed) and unused: the transport is %s: SELECT pg_drop_replication_slot('%s')", tr.Mode, sl.Name)
 	case sl != nil && tr.Mode != modeWAL && tr.RelayLeader == nil:
