@@ -289,6 +289,14 @@ BEGIN
         IF EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = 'orgperm.data_access'::pg_catalog.regclass AND c.relreplident <> 'f') THEN
             ALTER TABLE orgperm.data_access REPLICA IDENTITY FULL;
         END IF;
+        -- Not needed to be correct, but with the whole old row the relay
+        -- leaves alone an UPDATE that changed only a timestamp.
+        IF EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = 'orgperm.memberships'::pg_catalog.regclass AND c.relreplident <> 'f') THEN
+            ALTER TABLE orgperm.memberships REPLICA IDENTITY FULL;
+        END IF;
+        IF EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = 'orgperm.membership_roles'::pg_catalog.regclass AND c.relreplident <> 'f') THEN
+            ALTER TABLE orgperm.membership_roles REPLICA IDENTITY FULL;
+        END IF;
     END IF;
     IF orgperm.transport() IS DISTINCT FROM mode THEN
         EXECUTE pg_catalog.format(

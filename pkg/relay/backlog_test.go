@@ -44,7 +44,10 @@ func TestBacklogOutlastsDeadline(t *testing.T) {
 	// long enough for the lock's query.
 	r, _ := startRelay(t, func(ctx context.Context) (*pgx.Conn, error) { return pgx.ConnectConfig(ctx, cfg) },
 		func(r *relay.Relay) { relay.SetStatementTimeout(r, 20*time.Millisecond) })
-	deadline := time.Now().Add(waitTimeout)
+	// Rounds are cut and retried with doubled deadlines: allow more than
+	// one wait on a loaded machine (the race detector, other packages'
+	// tests).
+	deadline := time.Now().Add(3 * waitTimeout)
 	for {
 		var left int
 		if err := conn.QueryRow(ctx, `SELECT count(*) FROM orgperm.queue`).Scan(&left); err != nil {
@@ -54,7 +57,7 @@ func TestBacklogOutlastsDeadline(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d rows still queued after %v; relay stats %+v", left, backlog, waitTimeout, r.Stats())
+			t.Fatalf("%d of %d rows still queued after %v; relay stats %+v", left, backlog, 3*waitTimeout, r.Stats())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -61,10 +61,17 @@ func leads(t *testing.T, url string) (*relay.Relay, chan bool) {
 // given, sees the relay before it starts.
 func startRelay(t *testing.T, connect func(context.Context) (*pgx.Conn, error), before ...func(*relay.Relay)) (*relay.Relay, chan bool) {
 	t.Helper()
-	ch := make(chan bool, 16)
+	ch := make(chan bool, 256)
 	r, err := relay.New(relay.Config{
 		Connect: connect,
-		OnLead:  func(l bool) { ch <- l },
+		// Never blocks the relay: a test that does not read the changes
+		// (or stops reading after a failure) must not hang its Stop.
+		OnLead: func(l bool) {
+			select {
+			case ch <- l:
+			default:
+			}
+		},
 		// Short, so that the failover test does not wait a second.
 		LeaderRetry: 20 * time.Millisecond,
 	})

@@ -173,11 +173,19 @@ func (w *walScopes) add(m pglogrepl.Message) {
 	case *pglogrepl.CommitMessage:
 		w.lastEnd = m.TransactionEndLSN
 	case *pglogrepl.InsertMessage:
-		w.row(m.RelationID, 'I', nil, m.Tuple)
+		w.row(m.RelationID, 'I', nil, nil, m.Tuple)
 	case *pglogrepl.UpdateMessage:
-		w.row(m.RelationID, 'U', m.OldTuple, m.NewTuple)
+		var old *pglogrepl.TupleData // the whole old row ('O'), or nil
+		if m.OldTupleType == pglogrepl.UpdateMessageTupleTypeOld {
+			old = m.OldTuple
+		}
+		w.row(m.RelationID, 'U', old, m.OldTuple, m.NewTuple)
 	case *pglogrepl.DeleteMessage:
-		w.row(m.RelationID, 'D', m.OldTuple, nil)
+		var old *pglogrepl.TupleData
+		if m.OldTupleType == pglogrepl.DeleteMessageTupleTypeOld {
+			old = m.OldTuple
+		}
+		w.row(m.RelationID, 'D', old, m.OldTuple, nil)
 	case *pglogrepl.TruncateMessage:
 		for _, id := range m.RelationIDs {
 			if rel := w.rels[id]; rel != nil && rel.Namespace == "orgperm" {
@@ -241,8 +249,9 @@ func isNull(cols map[string]*string, name string) bool {
 
 // row maps one changed row of rel to scopes, as the triggers of
 // sql/triggers.sql do for the same change. kind is I, U or D; old is the
-// key ('K') or the whole old row ('O', REPLICA IDENTITY FULL), or nil.
-func (w *walScopes) row(relID uint32, kind byte, old, new *pglogrepl.TupleData) {
+// key ('K') or the whole old row ('O', REPLICA IDENTITY FULL), or nil;
+// whole is old when it is the whole row, nil otherwise.
+func (w *walScopes) row(relID uint32, kind byte, whole, old, new *pglogrepl.TupleData) {
 	rel := w.rels[relID]
 	if rel == nil {
 		w.source("wal").everything = true
@@ -272,12 +281,21 @@ func (w *walScopes) row(relID uint32, kind byte, old, new *pglogrepl.TupleData) 
 	switch rel.RelationName {
 	case "memberships", "membership_roles":
 		// Every change of the row's key (old key, when it changed, and new
-		// key). An UPDATE of other columns only evicts the key even when
-		// nothing that matters changed: the WAL has no old row to compare.
+		// key). With the whole old row (REPLICA IDENTITY FULL, which
+		// set_transport('wal') sets), an UPDATE that changed nothing but
+		// the row's timestamps evicts nothing, as with the triggers;
+		// without it, every UPDATE evicts its keys.
+		if kind == 'U' && whole != nil && sameBut(o, n, "created_at", "updated_at") {
+			return
+		}
 		member(o, n)
 	case "data_access":
 		// A grant to a user is that member's; a grant to a role is its
-		// org's. REPLICA IDENTITY FULL gives the whole old row.
+		// org's. REPLICA IDENTITY FULL gives the whole old row, and an
+		// UPDATE of nothing but its timestamp evicts nothing.
+		if kind == 'U' && whole != nil && sameBut(o, n, "created_at", "updated_at") {
+			return
+		}
 		for _, t := range []map[string]*string{o, n} {
 			if t == nil {
 				continue
@@ -347,6 +365,21 @@ func (w *walScopes) row(relID uint32, kind byte, old, new *pglogrepl.TupleData) 
 }
 
 // eq reports whether column name is the same in a and b.
+// sameBut reports whether a and b hold the same columns with the same
+// values, the columns named in but left out. A column missing from either
+// (an unchanged TOAST value) counts as changed.
+func sameBut(a, b map[string]*string, but ...string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for name := range a {
+		if !slices.Contains(but, name) && !eq(a, b, name) {
+			return false
+		}
+	}
+	return true
+}
+
 func eq(a, b map[string]*string, name string) bool {
 	x, okA := a[name]
 	y, okB := b[name]
