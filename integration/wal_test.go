@@ -23,13 +23,25 @@ import (
 // pgcluster.DropDatabase.)
 func walWorld(t *testing.T) *world {
 	t.Helper()
-	w := newWorld(t, pgtest.Shared(t))
-	if ok, why, err := sidecheck.WAL(context.Background(), w.raw); err != nil {
+	return walWorldOn(t, pgtest.Shared(t))
+}
+
+// walWorldOn is walWorld on server s.
+func walWorldOn(t *testing.T, s *pgtest.Server) *world {
+	t.Helper()
+	w := newWorld(t, s)
+	skipUnlessWAL(t, w.raw)
+	return w
+}
+
+// skipUnlessWAL skips the test where q's server cannot decode its WAL.
+func skipUnlessWAL(t *testing.T, q sidecheck.Querier) {
+	t.Helper()
+	if ok, why, err := sidecheck.WAL(context.Background(), q); err != nil {
 		t.Fatal(err)
 	} else if !ok {
 		t.Skip(why)
 	}
-	return w
 }
 
 // walInstance is a walWorld in wal mode with a warm instance running a
@@ -192,14 +204,8 @@ func TestWALSlotInvalidated(t *testing.T) {
 	if os.Getenv(pgtest.URLEnv) != "" {
 		t.Skip(pgtest.URLEnv + " is set: the test changes max_slot_wal_keep_size of a throwaway server")
 	}
-	cluster := pgcluster.StartTB(t)
-	w := newWorld(t, pgtest.NewServer(cluster.URL))
+	w := walWorldOn(t, pgtest.NewServer(pgcluster.StartTB(t).URL))
 	ctx := context.Background()
-	if ok, why, err := sidecheck.WAL(ctx, w.raw); err != nil {
-		t.Fatal(err)
-	} else if !ok {
-		t.Skip(why)
-	}
 	setTransport(t, w, "wal")
 	g := &gate{}
 	in := newInstance(t, w.pool, membership.Config{Relay: true, RelayConnect: relayConnect(t, w, g)})
@@ -312,14 +318,8 @@ func TestSoakWAL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ok, why, err := sidecheck.WAL(context.Background(), db)
-	db.Close(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !ok {
-		t.Skip(why)
-	}
+	defer db.Close(context.Background())
+	skipUnlessWAL(t, db)
 	rep, err := soak.Run(context.Background(), cfg)
 	checkSoak(t, rep, err)
 	if rep.Terminations < 1 || rep.Restarts < 1 || rep.Verifications < 4 {

@@ -258,6 +258,7 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     src record;
     was_wal constant boolean := orgperm.transport() IS NOT DISTINCT FROM 'wal';
+    tbl pg_catalog.regclass;
 BEGIN
     SELECT * INTO src FROM orgperm.transport_source(mode);
     IF src.body IS NULL THEN
@@ -283,20 +284,18 @@ BEGIN
                 orgperm.memberships, orgperm.membership_roles, orgperm.data_access
                 WITH (publish = 'insert, update, delete, truncate');
         END IF;
-        IF EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = 'orgperm.roles'::pg_catalog.regclass AND c.relreplident <> 'f') THEN
-            ALTER TABLE orgperm.roles REPLICA IDENTITY FULL;
-        END IF;
-        IF EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = 'orgperm.data_access'::pg_catalog.regclass AND c.relreplident <> 'f') THEN
-            ALTER TABLE orgperm.data_access REPLICA IDENTITY FULL;
-        END IF;
-        -- Not needed to be correct, but with the whole old row the relay
-        -- leaves alone an UPDATE that changed only a timestamp.
-        IF EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = 'orgperm.memberships'::pg_catalog.regclass AND c.relreplident <> 'f') THEN
-            ALTER TABLE orgperm.memberships REPLICA IDENTITY FULL;
-        END IF;
-        IF EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = 'orgperm.membership_roles'::pg_catalog.regclass AND c.relreplident <> 'f') THEN
-            ALTER TABLE orgperm.membership_roles REPLICA IDENTITY FULL;
-        END IF;
+        -- roles and data_access: a deleted row's org and subject are not
+        -- in its key. memberships and membership_roles: not needed to be
+        -- correct, but with the whole old row the relay leaves alone an
+        -- UPDATE that changed only a timestamp.
+        FOR tbl IN
+            SELECT c.oid FROM pg_catalog.pg_class c
+            WHERE c.oid = ANY (ARRAY['orgperm.roles', 'orgperm.data_access', 'orgperm.memberships',
+                                     'orgperm.membership_roles']::pg_catalog.regclass[])
+              AND c.relreplident <> 'f'
+        LOOP
+            EXECUTE pg_catalog.format('ALTER TABLE %s REPLICA IDENTITY FULL', tbl);
+        END LOOP;
     END IF;
     IF orgperm.transport() IS DISTINCT FROM mode THEN
         EXECUTE pg_catalog.format(

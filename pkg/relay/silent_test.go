@@ -11,20 +11,13 @@ import (
 
 	"github.com/orgperm/orgperm/internal/faultproxy"
 	"github.com/orgperm/orgperm/internal/sidecheck"
+	"github.com/orgperm/orgperm/pkg/relay"
 )
 
-// TestRelaySilentConnection: the leader's connection goes silent (a TCP
-// proxy drops every byte and closes nothing). Its round never returns, so
-// without a deadline it would lead forever and relay nothing; it gives the
-// round up at its statement deadline, loses the lead, and leads again on a
-// new connection once the network answers, relaying what was queued
-// meanwhile.
-func TestRelaySilentConnection(t *testing.T) {
-	if testing.Short() {
-		t.Skip("waits for the relay's statement deadline (-short; make test runs it)")
-	}
-	t.Parallel()
-	url, listen := setup(t)
+// proxiedRelay starts a relay on url whose connections all go through a
+// fault proxy.
+func proxiedRelay(t *testing.T, url string) (*faultproxy.Proxy, *relay.Relay, chan bool) {
+	t.Helper()
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
 		t.Fatal(err)
@@ -39,6 +32,22 @@ func TestRelaySilentConnection(t *testing.T) {
 		return pgx.ConnectConfig(ctx, cc)
 	})
 	t.Cleanup(proxy.CutAll) // before the relay stops
+	return proxy, r, ch
+}
+
+// TestRelaySilentConnection: the leader's connection goes silent (a TCP
+// proxy drops every byte and closes nothing). Its round never returns, so
+// without a deadline it would lead forever and relay nothing; it gives the
+// round up at its statement deadline, loses the lead, and leads again on a
+// new connection once the network answers, relaying what was queued
+// meanwhile.
+func TestRelaySilentConnection(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for the relay's statement deadline (-short; make test runs it)")
+	}
+	t.Parallel()
+	url, listen := setup(t)
+	proxy, r, ch := proxiedRelay(t, url)
 	wait(t, ch, true)
 	evict(t, url, listen, "before")
 
@@ -82,20 +91,7 @@ func TestWALRelaySilentConnection(t *testing.T) {
 	if _, err := conn.Exec(ctx, `SELECT orgperm.set_transport('wal'), orgperm.relay()`); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := pgx.ParseConfig(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := faultproxy.New(t, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))
-	host, port, _ := net.SplitHostPort(proxy.Addr())
-	p, _ := strconv.ParseUint(port, 10, 16)
-	r, ch := startRelay(t, func(ctx context.Context) (*pgx.Conn, error) {
-		cc := cfg.Copy()
-		cc.Host, cc.Port, cc.Fallbacks = host, uint16(p), nil
-		cc.ConnectTimeout = 2 * time.Second // a dial into the silent proxy never ends
-		return pgx.ConnectConfig(ctx, cc)
-	})
-	t.Cleanup(proxy.CutAll) // before the relay stops
+	proxy, r, ch := proxiedRelay(t, url)
 	streaming := func() {
 		t.Helper()
 		for deadline := time.Now().Add(waitTimeout); ; {
