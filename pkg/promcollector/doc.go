@@ -52,6 +52,13 @@
 //	orgperm_relay_errors_total                   counter  relay connections lost or failed, rounds failed
 //	orgperm_relay_last_round_timestamp_seconds   gauge    Unix time the last round finished
 //	orgperm_relay_seconds_since_round            gauge    seconds since the last round finished
+//	orgperm_relay_wal_slots_created_total        counter  wal slots made, each followed by evicting everything
+//	orgperm_relay_wal_retained_bytes             gauge    WAL the server keeps for the wal slot (leader, wal mode)
+//
+// In wal mode, orgperm_relay_wal_slots_created_total rising after the first
+// slot means writes were never decoded (a slot dropped, or invalidated past
+// max_slot_wal_keep_size) and every cache was purged; alert on
+// orgperm_relay_wal_retained_bytes well below max_slot_wal_keep_size.
 //
 // In queue mode, sum(orgperm_relay_leading) over the instances is 1 while
 // a relay leads; at 0, or with orgperm_relay_seconds_since_round of the
