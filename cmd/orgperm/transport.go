@@ -50,6 +50,9 @@ type walSlotJSON struct {
 	WALStatus string `json:"wal_status"`
 	// RetainedBytes is the WAL the server keeps for it.
 	RetainedBytes int64 `json:"retained_bytes"`
+	// Lost: PostgreSQL invalidated it (wal_status lost, or an
+	// invalidation reason where the server names one).
+	Lost bool `json:"lost"`
 }
 
 type relayLeaderJSON struct {
@@ -96,7 +99,7 @@ func (c *cli) transport(ctx context.Context, d *doctorJSON, add func(sev, obj, f
 		return fmt.Errorf("doctor: %w", err)
 	}
 	if ok {
-		tr.Slot = &walSlotJSON{Name: slot.Name, Active: slot.Active, WALStatus: slot.WALStatus, RetainedBytes: slot.RetainedBytes}
+		tr.Slot = &walSlotJSON{Name: slot.Name, Active: slot.Active, WALStatus: slot.WALStatus, RetainedBytes: slot.RetainedBytes, Lost: slot.Lost}
 	}
 
 	// Only the schema owner (or a superuser) may read the queue; doctor
@@ -137,12 +140,12 @@ func (c *cli) transport(ctx context.Context, d *doctorJSON, add func(sev, obj, f
 		add(sevWarning, "relay", "wal mode and no relay holds the relay lock: nothing decodes the WAL, and every cache bypasses itself (run an app instance with membership.Config{Relay: true}; its role needs REPLICATION)")
 	}
 	switch sl := tr.Slot; {
-	case sl != nil && sl.WALStatus == "lost" && tr.Mode == modeWAL:
+	case sl != nil && sl.Lost && tr.Mode == modeWAL:
 		add(sevError, "replication slot "+sl.Name, "lost: the server removed WAL it needed (max_slot_wal_keep_size), so writes in it were never decoded, and every cache bypasses itself until a relay drops the slot and makes it anew, evicting everything (a leading relay does so within a second; see orgperm_relay_wal_slots_created_total)")
 	case sl == nil && tr.Mode == modeWAL && tr.RelayLeader != nil:
 		add(sevWarning, "relay", "wal mode, and pid %d leads the relay but has no replication slot: unless it is making it this moment, it cannot (its role needs REPLICATION, or max_replication_slots is used up; see its log and orgperm_relay_errors_total), nothing decodes the WAL and every cache bypasses itself",
 			tr.RelayLeader.PID)
-	case sl != nil && sl.WALStatus == "lost":
+	case sl != nil && sl.Lost:
 		add(sevWarning, "replication slot "+sl.Name, "lost (the server removed WAL it needed) and unused: the transport is %s: SELECT pg_drop_replication_slot('%s')", tr.Mode, sl.Name)
 	case sl != nil && tr.Mode != modeWAL && tr.RelayLeader == nil:
 		add(sevWarning, "replication slot "+sl.Name, "the transport is %s, and the wal transport's slot keeps %d bytes of WAL with no relay to drop it: SELECT pg_drop_replication_slot('%s')", tr.Mode, sl.RetainedBytes, sl.Name)

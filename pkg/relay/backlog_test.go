@@ -24,11 +24,7 @@ func TestBacklogOutlastsDeadline(t *testing.T) {
 	t.Parallel()
 	url, listen := setup(t)
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := connect(t, url)
 	const backlog = 20000
 	if _, err := conn.Exec(ctx, `SELECT orgperm.evict_user('backlog-' || i) FROM pg_catalog.generate_series(1, $1) i`, backlog); err != nil {
 		t.Fatal(err)

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/orgperm/orgperm/pkg/relay"
 )
 
@@ -43,11 +41,7 @@ func TestDeadLeaderHost(t *testing.T) {
 	a, leadA := leads(t, url)
 	wait(t, leadA, true)
 
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := connect(t, url)
 	leader, ok, err := relay.FindLeader(ctx, conn)
 	if err != nil || !ok {
 		t.Fatalf("the leader's session: %v, %v", ok, err)

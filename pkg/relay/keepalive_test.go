@@ -60,11 +60,7 @@ func TestRelaySessionKeepalives(t *testing.T) {
 		t.Fatalf("the leading relay's session never set its keepalives; it ran %q", tr.sql)
 	}
 
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := connect(t, url)
 	if _, err := conn.Exec(ctx, relay.KeepaliveSQL); err != nil {
 		t.Fatal(err)
 	}

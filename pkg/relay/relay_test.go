@@ -28,26 +28,29 @@ func setup(t *testing.T) (url string, listen *pgx.Conn) {
 	t.Helper()
 	ctx := context.Background()
 	url = pgtest.NewDatabase(t)
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
+	conn := connect(t, url)
 	if _, err := conn.Exec(ctx, `SELECT orgperm.set_transport('queue')`); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := conn.Exec(ctx, `SELECT orgperm.relay()`); err != nil {
 		t.Fatal(err)
 	}
-	listen, err = pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { listen.Close(context.Background()) })
+	listen = connect(t, url)
 	if _, err := listen.Exec(ctx, `LISTEN orgperm_invalidate`); err != nil {
 		t.Fatal(err)
 	}
 	return url, listen
+}
+
+// connect returns a connection to url, closed when the test ends.
+func connect(t *testing.T, url string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
 }
 
 // leads returns a relay on url whose leadership changes arrive on the

@@ -78,11 +78,7 @@ func TestWALRelaySilentConnection(t *testing.T) {
 	t.Parallel()
 	url, listen := setup(t)
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := connect(t, url)
 	if ok, why, err := sidecheck.WAL(ctx, conn); err != nil {
 		t.Fatal(err)
 	} else if !ok {

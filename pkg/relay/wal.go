@@ -173,19 +173,11 @@ func (w *walScopes) add(m pglogrepl.Message) {
 	case *pglogrepl.CommitMessage:
 		w.lastEnd = m.TransactionEndLSN
 	case *pglogrepl.InsertMessage:
-		w.row(m.RelationID, 'I', nil, nil, m.Tuple)
+		w.row(m.RelationID, 'I', false, nil, m.Tuple)
 	case *pglogrepl.UpdateMessage:
-		var old *pglogrepl.TupleData // the whole old row ('O'), or nil
-		if m.OldTupleType == pglogrepl.UpdateMessageTupleTypeOld {
-			old = m.OldTuple
-		}
-		w.row(m.RelationID, 'U', old, m.OldTuple, m.NewTuple)
+		w.row(m.RelationID, 'U', m.OldTupleType == pglogrepl.UpdateMessageTupleTypeOld, m.OldTuple, m.NewTuple)
 	case *pglogrepl.DeleteMessage:
-		var old *pglogrepl.TupleData
-		if m.OldTupleType == pglogrepl.DeleteMessageTupleTypeOld {
-			old = m.OldTuple
-		}
-		w.row(m.RelationID, 'D', old, m.OldTuple, nil)
+		w.row(m.RelationID, 'D', m.OldTupleType == pglogrepl.DeleteMessageTupleTypeOld, m.OldTuple, nil)
 	case *pglogrepl.TruncateMessage:
 		for _, id := range m.RelationIDs {
 			if rel := w.rels[id]; rel != nil && rel.Namespace == "orgperm" {
@@ -249,9 +241,9 @@ func isNull(cols map[string]*string, name string) bool {
 
 // row maps one changed row of rel to scopes, as the triggers of
 // sql/triggers.sql do for the same change. kind is I, U or D; old is the
-// key ('K') or the whole old row ('O', REPLICA IDENTITY FULL), or nil;
-// whole is old when it is the whole row, nil otherwise.
-func (w *walScopes) row(relID uint32, kind byte, whole, old, new *pglogrepl.TupleData) {
+// key ('K') or the whole old row ('O', REPLICA IDENTITY FULL: full), or
+// nil.
+func (w *walScopes) row(relID uint32, kind byte, full bool, old, new *pglogrepl.TupleData) {
 	rel := w.rels[relID]
 	if rel == nil {
 		w.source("wal").everything = true
@@ -285,7 +277,7 @@ func (w *walScopes) row(relID uint32, kind byte, whole, old, new *pglogrepl.Tupl
 		// set_transport('wal') sets), an UPDATE that changed nothing but
 		// the row's timestamps evicts nothing, as with the triggers;
 		// without it, every UPDATE evicts its keys.
-		if kind == 'U' && whole != nil && sameBut(o, n, "created_at", "updated_at") {
+		if kind == 'U' && full && sameBut(o, n, "created_at", "updated_at") {
 			return
 		}
 		member(o, n)
@@ -293,7 +285,7 @@ func (w *walScopes) row(relID uint32, kind byte, whole, old, new *pglogrepl.Tupl
 		// A grant to a user is that member's; a grant to a role is its
 		// org's. REPLICA IDENTITY FULL gives the whole old row, and an
 		// UPDATE of nothing but its timestamp evicts nothing.
-		if kind == 'U' && whole != nil && sameBut(o, n, "created_at", "updated_at") {
+		if kind == 'U' && full && sameBut(o, n, "created_at", "updated_at") {
 			return
 		}
 		for _, t := range []map[string]*string{o, n} {
@@ -364,7 +356,6 @@ func (w *walScopes) row(relID uint32, kind byte, whole, old, new *pglogrepl.Tupl
 	}
 }
 
-// eq reports whether column name is the same in a and b.
 // sameBut reports whether a and b hold the same columns with the same
 // values, the columns named in but left out. A column missing from either
 // (an unchanged TOAST value) counts as changed.
@@ -380,6 +371,7 @@ func sameBut(a, b map[string]*string, but ...string) bool {
 	return true
 }
 
+// eq reports whether column name is the same in a and b.
 func eq(a, b map[string]*string, name string) bool {
 	x, okA := a[name]
 	y, okB := b[name]
@@ -514,6 +506,7 @@ func (r *Relay) walSession(ctx context.Context, conn *pgx.Conn, st walSlotState)
 			return ctx.Err()
 		}
 		now := time.Now()
+		due := batchStart.Add(r.cfg.Interval) // of the open batch, if any
 		// A batch of whole transactions is due an Interval after its first
 		// change arrived. It is sent at the first pause in the stream
 		// after that (a read that waits walGap for nothing), or at the
@@ -523,7 +516,6 @@ func (r *Relay) walSession(ctx context.Context, conn *pgx.Conn, st walSlotState)
 		// rather than wake for every message (three per transaction; the
 		// walsender sends them as each commit is flushed).
 		if !inTxn && changes > 0 {
-			due := batchStart.Add(r.cfg.Interval)
 			if now.Before(due) && caughtUp {
 				if !wait(ctx, due.Sub(now)) {
 					return ctx.Err()
@@ -562,7 +554,7 @@ func (r *Relay) walSession(ctx context.Context, conn *pgx.Conn, st walSlotState)
 		timeout := r.cfg.Interval
 		if !inTxn && changes > 0 {
 			timeout = walGap
-			if due := batchStart.Add(r.cfg.Interval); now.Before(due) {
+			if now.Before(due) {
 				timeout = due.Sub(now)
 			}
 		}
@@ -576,7 +568,7 @@ func (r *Relay) walSession(ctx context.Context, conn *pgx.Conn, st walSlotState)
 			// past when the read began, nothing was read at all (an error
 			// pgconn does not call a timeout).
 			if expired && ctx.Err() == nil {
-				if !inTxn && changes > 0 && !time.Now().Before(batchStart.Add(r.cfg.Interval)) {
+				if !inTxn && changes > 0 && !time.Now().Before(due) {
 					caughtUp = true // a pause: send the batch
 					if err := flush(); err != nil {
 						return err
@@ -651,8 +643,7 @@ func (r *Relay) walQueue(ctx context.Context, conn *pgx.Conn, slot string) (wal 
 	defer end()
 	var n, kept int64
 	err = conn.QueryRow(qctx, `SELECT orgperm.transport() IS NOT DISTINCT FROM 'wal', orgperm.relay(),
-		coalesce((SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), s.restart_lsn)::bigint
-			FROM pg_catalog.pg_replication_slots s WHERE s.slot_name = $1), 0)`, slot).Scan(&wal, &n, &kept)
+		coalesce((SELECT `+walKeptSQL+` FROM pg_catalog.pg_replication_slots s WHERE s.slot_name = $1), 0)`, slot).Scan(&wal, &n, &kept)
 	if err != nil {
 		return false, fmt.Errorf("relay: wal: read the transport: %w", err)
 	}
@@ -674,6 +665,10 @@ type walSlotState struct {
 	exists, lost bool
 }
 
+// walKeptSQL is the WAL the server keeps for a slot s of
+// pg_replication_slots, in bytes.
+const walKeptSQL = `pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), s.restart_lsn)::bigint`
+
 // walSlotLostSQL is true for a slot s of pg_replication_slots that
 // PostgreSQL has invalidated: its WAL removed (wal_status 'lost', past
 // max_slot_wal_keep_size), or, on PostgreSQL 16 and later, marked
@@ -689,10 +684,10 @@ func (r *Relay) walState(ctx context.Context, conn *pgx.Conn) (walSlotState, err
 	qctx, end := r.deadline(ctx, false)
 	defer end()
 	var st walSlotState
-	err := conn.QueryRow(qctx, `SELECT orgperm.transport() IS NOT DISTINCT FROM 'wal', x.s,
-		EXISTS (SELECT FROM pg_catalog.pg_replication_slots s WHERE s.slot_name = x.s),
-		EXISTS (SELECT FROM pg_catalog.pg_replication_slots s WHERE s.slot_name = x.s AND `+walSlotLostSQL+`)
-		FROM (SELECT `+walSlotSQL+` AS s) x`).Scan(&st.wal, &st.slot, &st.exists, &st.lost)
+	err := conn.QueryRow(qctx, `SELECT orgperm.transport() IS NOT DISTINCT FROM 'wal', x.name,
+		s.slot_name IS NOT NULL, s.slot_name IS NOT NULL AND `+walSlotLostSQL+`
+		FROM (SELECT `+walSlotSQL+` AS name) x LEFT JOIN pg_catalog.pg_replication_slots s ON s.slot_name = x.name`).
+		Scan(&st.wal, &st.slot, &st.exists, &st.lost)
 	if err != nil {
 		return walSlotState{}, fmt.Errorf("relay: read the transport: %w", err)
 	}
@@ -832,6 +827,10 @@ type WALSlot struct {
 	WALStatus string
 	// RetainedBytes is the WAL the server keeps for it.
 	RetainedBytes int64
+	// Lost: PostgreSQL invalidated it (wal_status lost, or an
+	// invalidation reason where the server names one); it can never
+	// stream again, and the relay makes it anew.
+	Lost bool
 }
 
 // FindWALSlot returns q's database's wal slot, and false when it has none.
@@ -839,9 +838,9 @@ type WALSlot struct {
 func FindWALSlot(ctx context.Context, q Querier) (WALSlot, bool, error) {
 	var sl WALSlot
 	err := q.QueryRow(ctx, `SELECT s.slot_name, s.active, coalesce(s.wal_status, ''),
-		coalesce(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), s.restart_lsn), 0)::bigint
+		coalesce(`+walKeptSQL+`, 0), `+walSlotLostSQL+`
 		FROM pg_catalog.pg_replication_slots s WHERE s.slot_name = `+walSlotSQL).
-		Scan(&sl.Name, &sl.Active, &sl.WALStatus, &sl.RetainedBytes)
+		Scan(&sl.Name, &sl.Active, &sl.WALStatus, &sl.RetainedBytes, &sl.Lost)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return WALSlot{}, false, nil
 	}

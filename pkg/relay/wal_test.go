@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/orgperm/orgperm/pkg/pgtest"
 	"github.com/orgperm/orgperm/pkg/relay"
 )
@@ -20,16 +18,8 @@ func TestWaitVisible(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	url := pgtest.NewDatabase(t)
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	other, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close(ctx)
+	conn := connect(t, url)
+	other := connect(t, url)
 	tx, err := other.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -51,11 +41,7 @@ func TestWaitVisible(t *testing.T) {
 	}
 	// A new connection: the deadline above may have cut a query, and pgx
 	// closes a connection whose query a context cancels.
-	after, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer after.Close(ctx)
+	after := connect(t, url)
 	wctx, cancel = context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := relay.WaitVisible(wctx, after, []uint32{low - 1, low}); err != nil {
