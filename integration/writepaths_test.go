@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/orgperm/orgperm/pkg/listener"
 	"github.com/orgperm/orgperm/pkg/membership"
 	"github.com/orgperm/orgperm/pkg/pgtest"
@@ -299,24 +301,7 @@ func TestClockSkew(t *testing.T) {
 			}
 		}
 	}
-	// waitDB waits until the database's clock has passed the window bound.
-	waitDB := func(cond string) {
-		t.Helper()
-		deadline := time.Now().Add(waitTimeout)
-		for {
-			var past bool
-			if err := w.raw.QueryRow(ctx, `SELECT `+cond+` FROM orgperm.memberships WHERE org_id = 'o1' AND user_id = 'u2'`).Scan(&past); err != nil {
-				t.Fatal(err)
-			}
-			if past {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("the database's clock never passed the bound")
-			}
-			time.Sleep(5 * time.Millisecond) // polling the database's clock for a boundary instant
-		}
-	}
+	waitDB := func(cond string) { t.Helper(); waitMembership(t, w.raw, cond) }
 	// The end of a window: granted just before it (cached), denied at it.
 	if _, err := w.raw.Exec(ctx, `UPDATE orgperm.memberships SET valid_until = statement_timestamp() + interval '1500 ms' WHERE org_id = 'o1' AND user_id = 'u2'`); err != nil {
 		t.Fatal(err)
@@ -333,6 +318,69 @@ func TestClockSkew(t *testing.T) {
 	check("before valid_from", false)
 	waitDB(`now() >= valid_from`)
 	check("at valid_from", true)
+}
+
+// waitMembership waits until cond, an expression over o1/u2's membership
+// row, holds at the database's clock.
+func waitMembership(t *testing.T, db *pgxpool.Pool, cond string) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		var past bool
+		if err := db.QueryRow(context.Background(), `SELECT `+cond+` FROM orgperm.memberships WHERE org_id = 'o1' AND user_id = 'u2'`).Scan(&past); err != nil {
+			t.Fatal(err)
+		}
+		if past {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the database's clock never passed the bound")
+		}
+		time.Sleep(5 * time.Millisecond) // polling the database's clock for a boundary instant
+	}
+}
+
+// TestClockStoodStill: a host whose monotonic clock stood still for an hour
+// while the database's clock went on (a suspended laptop or virtual
+// machine) would count a cached membership's last seconds, and its lease,
+// an hour too long. The listener sees its clock fall behind the wall clock
+// and purges, so the membership ends at the database's valid_until, as on
+// a host that never slept.
+func TestClockStoodStill(t *testing.T) {
+	skipShort(t)
+	t.Parallel()
+	w := newWorld(t, pgtest.Shared(t))
+	var slept atomic.Int64
+	in := newInstance(t, newPool(t, w.url), membership.Config{
+		Now: func() time.Time { return time.Now().Add(-time.Duration(slept.Load())) },
+	})
+	ctx := context.Background()
+	if _, err := w.raw.Exec(ctx, `UPDATE orgperm.memberships SET valid_until = statement_timestamp() + interval '1500 ms' WHERE org_id = 'o1' AND user_id = 'u2'`); err != nil {
+		t.Fatal(err)
+	}
+	syncAll(t, w.raw, in)
+	for range 2 { // a fill, then a hit
+		if ok, err := in.c.IsActiveMember(ctx, "o1", "u2"); err != nil || !ok {
+			t.Fatalf("before valid_until: %v, %v; want true", ok, err)
+		}
+	}
+	if st := in.c.Stats().Cache; st.Hits == 0 {
+		t.Fatalf("the membership was not cached: %+v", st)
+	}
+	slept.Store(int64(time.Hour))
+	deadline := time.Now().Add(waitTimeout)
+	for st := in.c.Stats().Listener; st.ClockJumps == 0 || st.State != listener.Synced; st = in.c.Stats().Listener {
+		if time.Now().After(deadline) {
+			t.Fatalf("the listener never saw its clock stand still: %d jumps, %v (%v)", st.ClockJumps, st.State, st.Reason)
+		}
+		time.Sleep(10 * time.Millisecond) // polling for the listener's next tick and proof
+	}
+	waitMembership(t, w.raw, `now() >= valid_until`)
+	for _, c := range []context.Context{ctx, membership.FullyConsistent(ctx)} {
+		if ok, err := in.c.IsActiveMember(c, "o1", "u2"); err != nil || ok {
+			t.Fatalf("at valid_until, after the clock stood still: %v, %v; want false", ok, err)
+		}
+	}
 }
 
 // TestWritePathHostileSession: writes from a session that shadows

@@ -96,6 +96,14 @@ type Config struct {
 	// Defaults to a logger that discards everything.
 	Logger *slog.Logger
 
+	// Now is the clock the Target counts its lease and lifetimes on; only
+	// its monotonic reading is used. The listener compares it with the
+	// wall clock every ClockWatchInterval: when it has fallen behind by
+	// more than that (it stood still, as Go's monotonic clock does while a
+	// Linux or macOS machine is suspended), the Target is purged and synced
+	// again (ErrClockStopped). For tests. Defaults to time.Now.
+	Now func() time.Time
+
 	// OnNotification is a test hook, called on the listening goroutine after
 	// the Target has processed a payload of the invalidation channel, with
 	// the Invalidation the Target got and the parse error if the payload did
@@ -124,6 +132,9 @@ func (cfg Config) resolve() (Config, error) {
 	}
 	if cfg.ProofTimeout == 0 {
 		cfg.ProofTimeout = DefaultProofTimeout
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	if cfg.onProof == nil {
 		cfg.onProof = func(error) {}

@@ -53,6 +53,13 @@ var (
 	// Config.Verify passes again.
 	ErrSchemaChanged = errors.New("listener: orgperm's schema changed; verifying it again")
 
+	// ErrClockStopped is what Err says after the local monotonic clock was
+	// found to have stood still while the wall clock went on (a system
+	// suspend, or a step of the wall clock forward), until delivery has
+	// been proven again. The Target was purged: every lifetime and lease it
+	// counted on the stopped clock is too long by the time it missed.
+	ErrClockStopped = errors.New("listener: the monotonic clock stood still while the wall clock went on (a system suspend?); proving delivery again")
+
 	// ErrConnectTimeout is the cause of the cancelled session when a
 	// connection was not listening within Config.ConnectTimeout.
 	ErrConnectTimeout = errors.New("listener: connect timed out")

@@ -84,6 +84,9 @@ type Listener struct {
 	// onAttemptTimeout, if set (by tests, before Start), is called when a
 	// connection attempt is abandoned after Config.ConnectTimeout.
 	onAttemptTimeout func()
+	// onClockTick, if set (by tests, before Start), is called after each
+	// tick of watchClock.
+	onClockTick func()
 
 	// backoffStep counts reconnects since a connection last proved healthy.
 	backoffStep atomic.Int32
@@ -93,6 +96,10 @@ type Listener struct {
 	poolerRefusals                       atomic.Uint64
 	foreignProofs, malformedProofs       atomic.Uint64
 	lastRTT, lastSync, lastProof         atomic.Int64 // nanoseconds; Unix nanoseconds
+	clockJumps                           atomic.Uint64
+	// clockEpoch is bumped by clockStopped: a proof sent before it
+	// neither syncs, refreshes the lease, nor calibrates.
+	clockEpoch atomic.Uint64
 }
 
 // New returns a Listener that will drive target with the notifications of
@@ -243,6 +250,7 @@ func (l *Listener) Stats() Stats {
 		PoolerRefusals:  l.poolerRefusals.Load(),
 		ForeignProofs:   l.foreignProofs.Load(),
 		MalformedProofs: l.malformedProofs.Load(),
+		ClockJumps:      l.clockJumps.Load(),
 		LastProofRTT:    time.Duration(l.lastRTT.Load()),
 		State:           l.State(),
 		Reason:          l.Err(),
@@ -295,6 +303,11 @@ func (l *Listener) run(ctx context.Context) {
 		defer close(proverDone)
 		l.prover(ctx)
 	}()
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		l.watchClock(ctx)
+	}()
 
 	for ctx.Err() == nil {
 		sctx, cancel := context.WithCancelCause(ctx)
@@ -316,6 +329,7 @@ func (l *Listener) run(ctx context.Context) {
 		}
 	}
 	<-proverDone
+	<-watchDone
 
 	// Cleanup after cancellation: a connection Start made that no session
 	// took, and the final state.

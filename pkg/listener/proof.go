@@ -141,6 +141,7 @@ type proof struct {
 	fingerprint string
 	instance    string
 	seq         uint64
+	clock       uint64 // the clock epoch when an own proof was sent (see clockStopped)
 }
 
 // parseProof parses a proof payload. It is strict: anything else is an
@@ -251,6 +252,7 @@ func (l *Listener) sendProof(ctx context.Context) (time.Time, proof, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.ProofTimeout)
 	defer cancel()
 	l.proofsSent.Add(1)
+	clock := l.clockEpoch.Load()
 	sent := time.Now()
 	var walfile string
 	if err := l.pool.QueryRow(ctx, proofSQL, l.cfg.ProofChannel, l.cfg.InstanceID+":"+strconv.FormatUint(seq, 10)).Scan(&walfile); err != nil {
@@ -265,7 +267,7 @@ func (l *Listener) sendProof(ctx context.Context) (time.Time, proof, error) {
 		case a := <-l.ownArrived:
 			if a.p.seq == seq {
 				l.lastRTT.Store(int64(a.arrived.Sub(sent)))
-				a.p.tli = tli
+				a.p.tli, a.p.clock = tli, clock
 				return sent, a.p, nil
 			}
 		case <-ctx.Done():
@@ -310,7 +312,7 @@ func (l *Listener) refresh(ctx context.Context) {
 	}
 	l.backoffStep.Store(0) // the connection proved healthy
 	l.syncMu.Lock()
-	if l.State() != Synced || l.syncEpoch != epoch {
+	if l.State() != Synced || l.syncEpoch != epoch || p.clock != l.clockEpoch.Load() {
 		l.syncMu.Unlock()
 		l.cfg.onProof(nil)
 		return
@@ -386,6 +388,12 @@ func (l *Listener) syncUp(ctx context.Context) {
 		if l.connEpoch != epoch || l.sessionCancel == nil {
 			l.syncMu.Unlock()
 			return // the connection went meanwhile; its successor syncs
+		}
+		if verr == nil && p.clock != l.clockEpoch.Load() {
+			// Sent before the clock stood still: it proves nothing about
+			// now. Another proof.
+			l.syncMu.Unlock()
+			continue
 		}
 		if verr == nil {
 			l.backoffStep.Store(0)

@@ -55,6 +55,11 @@ type Stats struct {
 	// (each may refresh this instance's lease at no cost); MalformedProofs
 	// the payloads on the proof channel that did not parse (ignored).
 	ForeignProofs, MalformedProofs uint64
+	// ClockJumps is the number of times the monotonic clock was found to
+	// have stood still while the wall clock went on (a system suspend, or
+	// the wall clock set forward): each purged the Target and proved
+	// delivery again (see ClockWatchInterval).
+	ClockJumps uint64
 	// LastProofRTT is the round trip of the last own proof.
 	LastProofRTT time.Duration
 	// LastSync is when the Target was last synced; LastProof when an own

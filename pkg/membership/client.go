@@ -93,7 +93,9 @@ type Config struct {
 
 	// Now is the local clock the cache counts entry lifetimes on (only its
 	// monotonic reading is used). Permission windows are never judged on
-	// it: every answer is evaluated at the database's clock. For tests.
+	// it: every answer is evaluated at the database's clock. The listener
+	// watches it against the wall clock and purges the cache when it stood
+	// still (a system suspend: listener.ErrClockStopped). For tests.
 	// Defaults to time.Now.
 	Now func() time.Time
 
@@ -346,6 +348,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Client, error) {
 		Logger:         cfg.Logger,
 		OnNotification: cfg.OnInvalidate,
 		OnStateChange:  cfg.OnStateChange,
+		Now:            cacheNow,
 		Verify: func(ctx context.Context, fingerprint string) error {
 			got, err := c.verify(ctx)
 			if err == nil && got != fingerprint {

@@ -118,6 +118,8 @@ func (c *Collector) build() {
 		cnt, counter(func(st *membership.Stats) uint64 { return st.Listener.ProofFailures }))
 	add("listener", "pooler_refusals_total", "Listening connections refused without a LISTEN because they went through a pooler in transaction mode, which cannot deliver notifications; the cache stays bypassed until the listener gets a direct or session-mode connection.",
 		cnt, counter(func(st *membership.Stats) uint64 { return st.Listener.PoolerRefusals }))
+	add("listener", "clock_jumps_total", "Times the local monotonic clock was found to have stood still while the wall clock went on (a system suspend, or the wall clock set forward); each purged the cache and proved delivery again.",
+		cnt, counter(func(st *membership.Stats) uint64 { return st.Listener.ClockJumps }))
 	add("listener", "proof_rtt_seconds", "Round trip of the last own proof of delivery, from the pool to the listening connection. Absent until one has succeeded.",
 		gauge, func(st *membership.Stats, _ time.Time) (float64, bool) {
 			rtt := st.Listener.LastProofRTT

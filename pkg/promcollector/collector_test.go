@@ -32,7 +32,7 @@ var everyField = fixedSource{
 	},
 	Listener: listener.Stats{
 		Notifications: 16, Malformed: 17, Reconnects: 18, ProofsSent: 19,
-		ProofFailures: 20, PoolerRefusals: 2, LastProofRTT: 1500 * time.Microsecond,
+		ProofFailures: 20, PoolerRefusals: 2, ClockJumps: 3, LastProofRTT: 1500 * time.Microsecond,
 		LastSync: lastSync, State: listener.Synced,
 	},
 	Relay: relay.Stats{
@@ -88,6 +88,9 @@ orgperm_cache_misses_total 2
 # HELP orgperm_cache_stale_fills_total Loaded values refused by the local cache because an invalidation covering the key, or a loss of sync, happened while they loaded.
 # TYPE orgperm_cache_stale_fills_total counter
 orgperm_cache_stale_fills_total 7
+# HELP orgperm_listener_clock_jumps_total Times the local monotonic clock was found to have stood still while the wall clock went on (a system suspend, or the wall clock set forward); each purged the cache and proved delivery again.
+# TYPE orgperm_listener_clock_jumps_total counter
+orgperm_listener_clock_jumps_total 3
 # HELP orgperm_listener_proof_failures_total Proofs of delivery that could not be sent or did not come back in time; each marked the cache unsynced and replaced the listening connection.
 # TYPE orgperm_listener_proof_failures_total counter
 orgperm_listener_proof_failures_total 20
@@ -176,11 +179,11 @@ orgperm_listener_synced 0
 			t.Errorf("%s: %d series before the first proof and resync, want none", name, n)
 		}
 	}
-	// Every other metric is there, at 0: the 20 metrics with no variable
+	// Every other metric is there, at 0: the 21 metrics with no variable
 	// label less those 3, and the 5 eviction reasons; none of the relay's
 	// (the client runs none).
-	if n := testutil.CollectAndCount(c); n != 17+5 {
-		t.Errorf("collected %d series, want %d", n, 17+5)
+	if n := testutil.CollectAndCount(c); n != 18+5 {
+		t.Errorf("collected %d series, want %d", n, 18+5)
 	}
 }
 

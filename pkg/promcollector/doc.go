@@ -37,6 +37,8 @@
 //	orgperm_listener_reconnects_total              counter  connections after the first
 //	orgperm_listener_proofs_total                  counter  proofs of delivery sent
 //	orgperm_listener_proof_failures_total          counter  proofs lost or late
+//	orgperm_listener_pooler_refusals_total         counter  connections refused: a pooler in transaction mode
+//	orgperm_listener_clock_jumps_total             counter  monotonic clock stood still (a suspend); each purged
 //	orgperm_listener_proof_rtt_seconds             gauge    round trip of the last own proof
 //	orgperm_listener_synced                        gauge    1 while the cache answers, 0 while it is bypassed
 //	orgperm_listener_last_sync_timestamp_seconds   gauge    Unix time of the last resync
