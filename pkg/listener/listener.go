@@ -383,13 +383,23 @@ func (l *Listener) connect(ctx context.Context) (*pgx.Conn, error) {
 	return l.admit(ctx, conn)
 }
 
+// noIdleTimeoutSQL turns idle_session_timeout (PostgreSQL 14+; 13 has
+// none, and the statement then sets nothing) off for the session. The
+// listening session runs no query while it waits for notifications, so a
+// database or role that sets the timeout would end it every time, and
+// every end replaces the connection and purges the cache.
+const noIdleTimeoutSQL = `SELECT pg_catalog.set_config(s.name, '0', false) FROM pg_catalog.pg_settings s WHERE s.name = 'idle_session_timeout'`
+
 // admit hands conn to pgxlisten to LISTEN on, unless checkPooler refuses
 // it: then conn is closed, Err says why, and the error makes pgxlisten
 // connect again (after the backoff).
 func (l *Listener) admit(ctx context.Context, conn *pgx.Conn) (*pgx.Conn, error) {
 	err := l.checkPooler(ctx, conn)
 	if err == nil {
-		return conn, nil
+		if _, err = conn.Exec(ctx, noIdleTimeoutSQL); err == nil {
+			return conn, nil
+		}
+		err = fmt.Errorf("listener: turning idle_session_timeout off: %w", err)
 	}
 	conn.Close(context.WithoutCancel(ctx))
 	if pe := (*PoolerError)(nil); errors.As(err, &pe) {
