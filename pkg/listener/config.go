@@ -57,10 +57,11 @@ type Config struct {
 	// application_name "orgperm_listener".
 	Connect func(ctx context.Context) (*pgx.Conn, error)
 
-	// ProofTimeout is how long a proof of delivery may take, from sending
-	// it through the pool to receiving it on the listening connection; a
-	// late one marks the Target unsynced and replaces the connection.
-	// Defaults to 2 seconds.
+	// ProofTimeout is how long sending a proof of delivery through the
+	// pool may take, and then how long it may take to come back on the
+	// listening connection. One that is sent and comes back late marks the
+	// Target unsynced and replaces the connection; one that cannot be sent
+	// in time leaves both alone (ErrProofNotSent). Defaults to 2 seconds.
 	ProofTimeout time.Duration
 
 	// Verify, when set, checks the database side before every sync (after

@@ -75,11 +75,18 @@
 // insert position and clock and orgperm.fingerprint(); see proof.go for
 // what each instance concludes from its own proofs and from the proofs of
 // others (one proof serves every instance, so proof traffic is
-// O(instances) in all, not O(instances²)). A proof that cannot be sent or
-// does not come back within Config.ProofTimeout marks the Target unsynced
-// and replaces the connection: the listener cancels the context of that
+// O(instances) in all, not O(instances²)). A proof sent that does not
+// come back within Config.ProofTimeout marks the Target unsynced and
+// replaces the connection: the listener cancels the context of that
 // pgxlisten.Listen session, which makes pgx close the socket even if the
-// peer is silent, and listens again.
+// peer is silent, and listens again. A proof that cannot even be sent
+// through the pool within Config.ProofTimeout (ErrProofNotSent: the pool
+// exhausted or failing) says nothing about the listening connection: the
+// listener keeps it and leaves the Target's contents alone, the Target's
+// lease runs out (its owner reads the database), Sync and WaitPosition
+// fail at once, and the listener sends the next proof after a backoff;
+// when it comes back the lease resumes on what the Target held, which
+// the listening connection kept current all along.
 //
 // Sync and WaitLSN give read-your-writes on request: they return once an
 // own proof sent after the call (or past a WAL position) has come back,

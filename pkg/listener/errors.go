@@ -35,6 +35,15 @@ var (
 	// network).
 	ErrNoProof = errors.New("listener: no proof of delivery")
 
+	// ErrProofNotSent matches ErrNoProof: a proof could not be sent
+	// through the pool within Config.ProofTimeout (the pool exhausted or
+	// failing, or the statement refused). It says nothing about the
+	// listening connection, which is kept, nor about the Target's
+	// contents, which stay: the lease runs out, and until a proof can be
+	// sent Sync and WaitPosition return it at once. It is Err's reason
+	// only while a sync waits for it.
+	ErrProofNotSent = fmt.Errorf("%w: a proof could not be sent through the pool", ErrNoProof)
+
 	// ErrTransactionPooler is matched by Err when the listening connection
 	// was found to go through a pooler in transaction mode, which cannot
 	// deliver notifications; the listener then does not LISTEN on it (see

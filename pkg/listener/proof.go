@@ -211,6 +211,10 @@ type proofState struct {
 	// ownDone counts own proofs that came back (or failed), for waiters
 	// that asked for one.
 	ownDone uint64
+	// unsent is the error of the last own proof when it could not be sent
+	// through the pool (ErrProofNotSent), nil once one was sent: while it
+	// is set the prover retries with backoff and waiters fail at once.
+	unsent error
 	// changed is closed and replaced whenever lsn, provenAt or ownDone
 	// moves or the sync state changes, to wake waiters.
 	changed chan struct{}
@@ -249,19 +253,32 @@ func (l *Listener) sendProof(ctx context.Context) (time.Time, proof, error) {
 	}
 	l.seq++
 	seq := l.seq
-	ctx, cancel := context.WithTimeout(ctx, l.cfg.ProofTimeout)
-	defer cancel()
 	l.proofsSent.Add(1)
 	clock := l.clockEpoch.Load()
 	sent := time.Now()
 	var walfile string
-	if err := l.pool.QueryRow(ctx, proofSQL, l.cfg.ProofChannel, l.cfg.InstanceID+":"+strconv.FormatUint(seq, 10)).Scan(&walfile); err != nil {
-		return sent, proof{}, fmt.Errorf("%w: send proof %d through the pool: %w", ErrNoProof, seq, err)
+	sctx, cancel := context.WithTimeout(ctx, l.cfg.ProofTimeout)
+	err := l.pool.QueryRow(sctx, proofSQL, l.cfg.ProofChannel, l.cfg.InstanceID+":"+strconv.FormatUint(seq, 10)).Scan(&walfile)
+	cancel()
+	l.ps.mu.Lock()
+	if err != nil {
+		err = fmt.Errorf("%w: proof %d: %w", ErrProofNotSent, seq, err)
+		l.ps.unsent = err
+	} else {
+		l.ps.unsent = nil
+	}
+	l.ps.mu.Unlock()
+	if err != nil {
+		return sent, proof{}, err
 	}
 	tli, err := ParseTimeline(walfile)
 	if err != nil {
 		return sent, proof{}, fmt.Errorf("%w: proof %d: %w", ErrNoProof, seq, err)
 	}
+	// The wait has a window of its own: a slow pool is not the listening
+	// connection's fault.
+	ctx, cancel = context.WithTimeout(ctx, l.cfg.ProofTimeout)
+	defer cancel()
 	for {
 		select {
 		case a := <-l.ownArrived:
@@ -279,7 +296,14 @@ func (l *Listener) sendProof(ctx context.Context) (time.Time, proof, error) {
 
 // prover runs on its own goroutine: it brings the Target to synced after
 // each (re)connect (syncUp) and keeps its lease fresh while asked to.
+//
+// While own proofs cannot be sent through the pool (ErrProofNotSent) it
+// sends the next one after a backoff (Config.ReconnectDelay doubling up
+// to MaxReconnectDelay) rather than when asked: the Target's lease runs
+// out meanwhile, and its contents and the listening connection stay.
 func (l *Listener) prover(ctx context.Context) {
+	var retry <-chan time.Time
+	var step int32
 	for {
 		select {
 		case <-ctx.Done():
@@ -287,9 +311,28 @@ func (l *Listener) prover(ctx context.Context) {
 		case <-l.syncReq:
 			l.syncUp(ctx)
 		case <-l.proofReq:
+			if retry == nil {
+				l.refresh(ctx)
+			}
+		case <-retry:
 			l.refresh(ctx)
 		}
+		retry = nil
+		if l.proofUnsent() != nil {
+			step++
+			retry = time.After(l.backoff(step))
+		} else {
+			step = 0
+		}
 	}
+}
+
+// proofUnsent returns the error of the last own proof if it could not be
+// sent, else nil.
+func (l *Listener) proofUnsent() error {
+	l.ps.mu.Lock()
+	defer l.ps.mu.Unlock()
+	return l.ps.unsent
 }
 
 // refresh sends one proof while synced and records it; a proof that does
@@ -302,6 +345,15 @@ func (l *Listener) refresh(ctx context.Context) {
 	sent, p, err := l.sendProof(ctx)
 	defer l.ownProofDone()
 	if ctx.Err() != nil {
+		return
+	}
+	if errors.Is(err, ErrProofNotSent) {
+		// Nothing is known of the listening connection: it stays, and so
+		// does what the Target holds; the lease runs out until a proof is
+		// sent (the prover retries).
+		l.proofFailures.Add(1)
+		l.log.Warn("listener: a proof could not be sent through the pool; the cache waits out its lease until one can", "err", err)
+		l.cfg.onProof(err)
 		return
 	}
 	if err != nil {
@@ -365,6 +417,27 @@ func (l *Listener) syncUp(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		if errors.Is(err, ErrProofNotSent) {
+			// The pool's trouble, not the listening connection's: keep it
+			// and try again.
+			l.proofFailures.Add(1)
+			l.syncMu.Lock()
+			current := l.connEpoch == epoch && l.sessionCancel != nil
+			if current {
+				l.setReasonLocked(err)
+			}
+			l.syncMu.Unlock()
+			l.cfg.onProof(err)
+			if !current {
+				return
+			}
+			l.log.Warn("listener: a proof could not be sent through the pool; trying again", "err", err, "retry", delay)
+			if !l.pause(ctx, delay) {
+				return
+			}
+			delay = min(2*delay, l.cfg.MaxReconnectDelay)
+			continue
+		}
 		if err != nil {
 			l.proofFailures.Add(1)
 			l.syncMu.Lock()
@@ -415,17 +488,26 @@ func (l *Listener) syncUp(ctx context.Context) {
 		l.setReasonLocked(verr)
 		l.syncMu.Unlock()
 		l.log.Warn("listener: verification failed, the cache stays bypassed", "err", verr, "retry", delay)
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !l.pause(ctx, delay) {
 			return
-		case <-t.C:
-		case <-l.syncReq: // a DDL notification or a changed fingerprint: try now
-			t.Stop()
 		}
 		delay = min(2*delay, l.cfg.MaxReconnectDelay)
 	}
+}
+
+// pause waits d before syncUp tries again, or less if a sync is requested
+// meanwhile (a DDL notification or a changed fingerprint: try now). It
+// reports false if ctx ended.
+func (l *Listener) pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+	case <-l.syncReq:
+	}
+	return true
 }
 
 // requestSync asks the prover to run syncUp. It never blocks.
@@ -523,10 +605,13 @@ func (l *Listener) waitFor(ctx context.Context, done func(*proofState) bool) err
 			return nil
 		}
 		l.ps.mu.Lock()
-		ok, ch, ownDone := done(&l.ps), l.ps.changed, l.ps.ownDone
+		ok, ch, ownDone, unsent := done(&l.ps), l.ps.changed, l.ps.ownDone, l.ps.unsent
 		l.ps.mu.Unlock()
 		if ok {
 			return nil
+		}
+		if unsent != nil {
+			return unsent
 		}
 		// Ask for a proof sent from now on. One already under way may have
 		// been sent before the request: then the next one, which the

@@ -49,6 +49,9 @@ type Config struct {
 
 	// ProofTimeout is how long a proof of delivery may take to come back
 	// before the cache is bypassed and the listening connection replaced.
+	// Sending it through the pool has as long again; a proof that cannot
+	// be sent (the pool exhausted or failing) replaces nothing and purges
+	// nothing: the lease runs out until one can (listener.ErrProofNotSent).
 	// Defaults to 2 seconds.
 	ProofTimeout time.Duration
 
@@ -499,19 +502,26 @@ func (c *Client) lookup(ctx context.Context, k localcache.Key) (cached, error) {
 	if err := checkKey(k); err != nil {
 		return cached{}, err
 	}
-	if opts.consistent {
+	consistent := opts.consistent
+	if !consistent && opts.token.LSN != 0 {
+		tctx, cancel := context.WithTimeout(ctx, c.cfg.FillTimeout)
+		err := c.awaitToken(tctx, opts.token)
+		cancel()
+		switch {
+		case errors.Is(err, listener.ErrProofNotSent):
+			// No proof can be had now: the database answers.
+			consistent = true
+		case err != nil:
+			return cached{}, err
+		}
+	}
+	if consistent {
 		ctx, cancel := context.WithTimeout(ctx, c.cfg.FillTimeout)
 		defer cancel()
 		v, _, err := c.load(ctx, k)
 		return v, err
 	}
 	if opts.token.LSN != 0 {
-		tctx, cancel := context.WithTimeout(ctx, c.cfg.FillTimeout)
-		err := c.awaitToken(tctx, opts.token)
-		cancel()
-		if err != nil {
-			return cached{}, err
-		}
 		if v, ok := c.cache.Get(k); ok {
 			if opts.memo != nil {
 				opts.memo.put(k, v)

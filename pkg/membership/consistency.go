@@ -69,6 +69,9 @@ func (c *Client) Check(ctx context.Context) error {
 // concurrent callers, or none if one sent after the call has come back
 // already. Checks made after it read their own (and everyone's) writes. If
 // the cache is bypassed it returns at once (checks read the database).
+// While no proof can be sent through the pool it fails at once with an
+// error matching listener.ErrProofNotSent (checks with a token then read
+// the database).
 func (c *Client) Sync(ctx context.Context) error { return c.listener.Sync(ctx) }
 
 // A Token is a consistency token: it stands for every write committed
