@@ -44,8 +44,8 @@ var (
 )
 
 // TestStandbyPromotion is the failover of docs/DECISIONS.md 53 ("argued
-// only" there), in both transports. An instance (pool, listener, and in
-// queue mode the only relay) reaches a throwaway primary through a TCP
+// only" there), in the three transports. An instance (pool, listener, and
+// in queue and wal mode the only relay) reaches a throwaway primary through a TCP
 // proxy, the virtual IP; a streaming standby replicates it synchronously
 // (so that no acknowledged commit is lost and the writer's commit timeline
 // stays the truth). Under a write load with a warm, trusted cache, the
@@ -55,7 +55,9 @@ var (
 // timelines (not against what the listener says): none may be stale by
 // more than the lease plus 50 ms. The instance must trust its cache again
 // (a proof of delivery back from the new primary), and in queue mode its
-// relay must lead and relay on the new primary.
+// relay must lead and relay on the new primary; in wal mode it must lead
+// there with a slot of its own, made on the new primary (a standby does
+// not keep its primary's logical slots), which evicts everything.
 //
 // Three ways the instance learns of the failover, each in a subtest:
 //
@@ -78,12 +80,15 @@ var (
 func TestStandbyPromotion(t *testing.T) {
 	skipShort(t) // a cluster and a standby of its own
 	t.Parallel()
-	forTransports(t, func(t *testing.T, queue bool) {
-		for _, how := range []string{"crash", "listener-away", "silent"} {
-			// One at a time per transport: each runs two servers.
-			t.Run(how, func(t *testing.T) { testStandbyPromotion(t, queue, how) })
-		}
-	})
+	for _, mode := range []string{"notify", "queue", "wal"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			for _, how := range []string{"crash", "listener-away", "silent"} {
+				// One at a time per transport: each runs two servers.
+				t.Run(how, func(t *testing.T) { testStandbyPromotion(t, mode, how) })
+			}
+		})
+	}
 }
 
 // failoverPrimary starts a primary of the test's own (skipping without
@@ -105,19 +110,23 @@ func failoverPrimary(t *testing.T) (*pgcluster.Cluster, string, *pgx.Conn) {
 	return cluster, url, setup
 }
 
-func testStandbyPromotion(t *testing.T, queue bool, how string) {
+func testStandbyPromotion(t *testing.T, mode string, how string) {
+	relayed := mode != "notify" // queue and wal: the instance runs the only relay
 	ctx := context.Background()
 	cluster, url, setup := failoverPrimary(t)
+	if mode == "wal" {
+		skipUnlessWAL(t, setup)
+	}
 	for _, k := range promoteKeys {
 		if _, err := setup.Exec(ctx, `UPDATE orgperm.memberships SET valid_until = $3 WHERE org_id = $1 AND user_id = $2`,
 			k.Org, k.User, versionBase); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if queue {
-		var mode string
-		if err := setup.QueryRow(ctx, `SELECT orgperm.set_transport('queue')`).Scan(&mode); err != nil || mode != "queue" {
-			t.Fatalf("set_transport('queue') = %q, %v", mode, err)
+	if relayed {
+		var got string
+		if err := setup.QueryRow(ctx, `SELECT orgperm.set_transport($1)`, mode).Scan(&got); err != nil || got != mode {
+			t.Fatalf("set_transport(%q) = %q, %v", mode, got, err)
 		}
 		if _, err := setup.Exec(ctx, `SELECT orgperm.relay()`); err != nil { // the switch's own payload
 			t.Fatal(err)
@@ -139,7 +148,7 @@ func testStandbyPromotion(t *testing.T, queue bool, how string) {
 	t.Cleanup(vip.CutAll)
 	g := &gate{}
 	cfg := membership.Config{ListenerConnect: connectVia(t, url, vip.Addr(), g)}
-	if queue {
+	if relayed {
 		// The relay's own connection through the virtual IP, as the pool's
 		// (not ListenerConnect, its default, which listener-away holds off
 		// and whose backends it terminates).
@@ -161,7 +170,7 @@ func testStandbyPromotion(t *testing.T, queue bool, how string) {
 	if err := in.c.Check(ctx); err != nil {
 		t.Fatalf("before the failover: Check() = %v, want the cache in service", err)
 	}
-	if queue && !in.c.Stats().Relay.Leading {
+	if relayed && !in.c.Stats().Relay.Leading {
 		t.Fatal("before the failover: the instance's relay does not lead")
 	}
 
@@ -255,7 +264,15 @@ func testStandbyPromotion(t *testing.T, queue bool, how string) {
 	if err := in.c.Check(ctx); err != nil {
 		t.Errorf("after the failover: Check() = %v, want the cache in service", err)
 	}
-	if queue {
+	if mode == "wal" {
+		// The new primary has no slot (it was the old primary's): the
+		// relay made one there, and evicted everything.
+		if !stats.Relay.Leading || stats.Relay.WALSlotsCreated != 2 || stats.Relay.Errors == 0 {
+			t.Errorf("relay after the failover: %+v; want it leading, 2 slots made (one per primary), its lost connection counted", stats.Relay)
+		}
+		t.Logf("relay: %+v", stats.Relay)
+	}
+	if mode == "queue" {
 		if !stats.Relay.Leading || stats.Relay.Rounds <= relayRounds || stats.Relay.Errors == 0 {
 			t.Errorf("relay after the failover: %+v; want it leading, with rounds since the resync (%d before) and its lost connection counted",
 				stats.Relay, relayRounds)

@@ -209,7 +209,9 @@ func Start(ctx context.Context, cfg Config) (*Standby, error) {
 }
 
 // primarySettings reads the settings a hot standby must not set lower than
-// its primary, as "name=value", and the primary's major version.
+// its primary, and those a promoted one needs to serve as its primary did
+// (wal_level and max_replication_slots: logical decoding), as
+// "name=value", and the primary's major version.
 func primarySettings(ctx context.Context, primaryURL string) ([]string, int, error) {
 	conn, err := pgx.Connect(ctx, primaryURL)
 	if err != nil {
@@ -218,7 +220,8 @@ func primarySettings(ctx context.Context, primaryURL string) ([]string, int, err
 	defer conn.Close(context.WithoutCancel(ctx))
 	rows, err := conn.Query(ctx, `SELECT name, setting FROM pg_catalog.pg_settings
 		WHERE name IN ('max_connections', 'max_worker_processes', 'max_wal_senders',
-		               'max_prepared_transactions', 'max_locks_per_transaction')
+		               'max_prepared_transactions', 'max_locks_per_transaction',
+		               'wal_level', 'max_replication_slots')
 		ORDER BY name`)
 	if err != nil {
 		return nil, 0, fmt.Errorf("pgstandby: read the primary's settings: %w", err)
