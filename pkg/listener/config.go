@@ -60,8 +60,10 @@ type Config struct {
 	// ProofTimeout is how long sending a proof of delivery through the
 	// pool may take, and then how long it may take to come back on the
 	// listening connection. One that is sent and comes back late marks the
-	// Target unsynced and replaces the connection; one that cannot be sent
-	// in time leaves both alone (ErrProofNotSent). Defaults to 2 seconds.
+	// Target unsynced and replaces the connection, as does a proof
+	// statement that fails or runs past it; one that gets no connection
+	// from the pool in time leaves both alone (ErrProofNotSent). Defaults
+	// to 2 seconds.
 	ProofTimeout time.Duration
 
 	// Verify, when set, checks the database side before every sync (after

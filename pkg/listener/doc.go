@@ -79,9 +79,10 @@
 // come back within Config.ProofTimeout marks the Target unsynced and
 // replaces the connection: the listener cancels the context of that
 // pgxlisten.Listen session, which makes pgx close the socket even if the
-// peer is silent, and listens again. A proof that cannot even be sent
-// through the pool within Config.ProofTimeout (ErrProofNotSent: the pool
-// exhausted or failing) says nothing about the listening connection: the
+// peer is silent, and listens again. A proof that never reaches the
+// server (ErrProofNotSent: no connection from the pool within
+// Config.ProofTimeout, or a failure before anything was written) says
+// nothing about the listening connection: the
 // listener keeps it and leaves the Target's contents alone, the Target's
 // lease runs out (its owner reads the database), Sync and WaitPosition
 // fail at once, and the listener sends the next proof after a backoff;

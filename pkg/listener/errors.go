@@ -35,9 +35,11 @@ var (
 	// network).
 	ErrNoProof = errors.New("listener: no proof of delivery")
 
-	// ErrProofNotSent matches ErrNoProof: a proof could not be sent
-	// through the pool within Config.ProofTimeout (the pool exhausted or
-	// failing, or the statement refused). It says nothing about the
+	// ErrProofNotSent matches ErrNoProof: a proof never reached the
+	// server: the pool had no connection for it within Config.ProofTimeout
+	// (exhausted), or the attempt failed before anything was written. A
+	// proof statement that was sent and failed or ran too long is
+	// ErrNoProof, as one that does not come back. It says nothing about the
 	// listening connection, which is kept, nor about the Target's
 	// contents, which stay: the lease runs out, and until a proof can be
 	// sent Sync and WaitPosition return it at once. It is Err's reason

@@ -257,8 +257,23 @@ func (l *Listener) sendProof(ctx context.Context) (time.Time, proof, error) {
 	clock := l.clockEpoch.Load()
 	sent := time.Now()
 	var walfile string
+	// Only a proof that never reached the server is ErrProofNotSent: no
+	// connection from the pool in time, or a failure before anything was
+	// written (pgconn.SafeToRetry). A statement that was sent and failed
+	// or took too long is ErrNoProof, as a proof that does not come back.
 	sctx, cancel := context.WithTimeout(ctx, l.cfg.ProofTimeout)
-	err := l.pool.QueryRow(sctx, proofSQL, l.cfg.ProofChannel, l.cfg.InstanceID+":"+strconv.FormatUint(seq, 10)).Scan(&walfile)
+	conn, err := l.pool.Acquire(sctx)
+	if err == nil {
+		err = conn.QueryRow(sctx, proofSQL, l.cfg.ProofChannel, l.cfg.InstanceID+":"+strconv.FormatUint(seq, 10)).Scan(&walfile)
+		conn.Release()
+		if err != nil && !pgconn.SafeToRetry(err) {
+			cancel()
+			l.ps.mu.Lock()
+			l.ps.unsent = nil // the pool gave a connection
+			l.ps.mu.Unlock()
+			return sent, proof{}, fmt.Errorf("%w: send proof %d through the pool: %w", ErrNoProof, seq, err)
+		}
+	}
 	cancel()
 	l.ps.mu.Lock()
 	if err != nil {

@@ -49,8 +49,8 @@ type Config struct {
 
 	// ProofTimeout is how long a proof of delivery may take to come back
 	// before the cache is bypassed and the listening connection replaced.
-	// Sending it through the pool has as long again; a proof that cannot
-	// be sent (the pool exhausted or failing) replaces nothing and purges
+	// Getting a connection for it from the pool has as long again; a proof
+	// that gets none (the pool exhausted) replaces nothing and purges
 	// nothing: the lease runs out until one can (listener.ErrProofNotSent).
 	// Defaults to 2 seconds.
 	ProofTimeout time.Duration
