@@ -34,6 +34,18 @@ func walWorldOn(t *testing.T, s *pgtest.Server) *world {
 	return w
 }
 
+// setWAL puts w's database in wal mode and relays the switch's own "ddl"
+// queue row at once (the relay would, within a second of starting), so
+// that an instance started next does not see it: its unsync and resync
+// would look like a fault's to a test waiting for listener states.
+func setWAL(t *testing.T, w *world) {
+	t.Helper()
+	setTransport(t, w, "wal")
+	if _, err := w.raw.Exec(context.Background(), `SELECT orgperm.relay()`); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // skipUnlessWAL skips the test where q's server cannot decode its WAL.
 func skipUnlessWAL(t *testing.T, q sidecheck.Querier) {
 	t.Helper()
@@ -49,7 +61,7 @@ func skipUnlessWAL(t *testing.T, q sidecheck.Querier) {
 func walInstance(t *testing.T) (*world, *instance) {
 	t.Helper()
 	w := walWorld(t)
-	setTransport(t, w, "wal")
+	setWAL(t, w)
 	in := newInstance(t, w.pool, membership.Config{Relay: true})
 	warm(t, w, in)
 	return w, in
@@ -164,7 +176,7 @@ func TestWALSlotLost(t *testing.T) {
 	skipShort(t)
 	t.Parallel()
 	w := walWorld(t)
-	setTransport(t, w, "wal")
+	setWAL(t, w)
 	g := &gate{}
 	in := newInstance(t, w.pool, membership.Config{Relay: true, RelayConnect: relayConnect(t, w, g)})
 	warm(t, w, in)
@@ -206,7 +218,7 @@ func TestWALSlotInvalidated(t *testing.T) {
 	}
 	w := walWorldOn(t, pgtest.NewServer(pgcluster.StartTB(t).URL))
 	ctx := context.Background()
-	setTransport(t, w, "wal")
+	setWAL(t, w)
 	g := &gate{}
 	in := newInstance(t, w.pool, membership.Config{Relay: true, RelayConnect: relayConnect(t, w, g)})
 	warm(t, w, in)
