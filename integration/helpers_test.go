@@ -126,6 +126,17 @@ func (in *instance) waitInvalidation(what string, match func(listener.Invalidati
 }
 
 // waitState waits until the listener reaches state s.
+// drainStates discards the state changes reported so far.
+func (in *instance) drainStates() {
+	for {
+		select {
+		case <-in.states:
+		default:
+			return
+		}
+	}
+}
+
 func (in *instance) waitState(s listener.State) {
 	in.t.Helper()
 	deadline := time.After(waitTimeout)

@@ -293,10 +293,15 @@ func TestWALSwitchWhileRunning(t *testing.T) {
 	warm(t, w, in)
 	for _, mode := range []string{"wal", "notify", "wal", "queue"} {
 		l := startLoad(t, w, in)
+		// A switch sends its "ddl" payload twice (a NOTIFY and a queue
+		// row the relay sends): the states of the last switch's second
+		// one must not pass for this one's.
+		in.drainStates()
 		setTransport(t, w, mode)
 		in.waitState(listener.Unsynced) // the switch's "ddl" payload
 		l.stop()
-		resynced(t, w, in)
+		// Into wal mode, a write is decoded only once the relay has made
+		// its slot: the sentinels of resynced must come after that.
 		deadline := time.Now().Add(waitTimeout)
 		for {
 			exists, streaming := slotState(t, w)
@@ -308,6 +313,7 @@ func TestWALSwitchWhileRunning(t *testing.T) {
 			}
 			time.Sleep(10 * time.Millisecond) // polling for the relay's next check of the transport
 		}
+		resynced(t, w, in)
 	}
 }
 
