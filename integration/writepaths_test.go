@@ -301,14 +301,13 @@ func TestClockSkew(t *testing.T) {
 			}
 		}
 	}
-	waitDB := func(cond string) { t.Helper(); waitMembership(t, w.raw, cond) }
 	// The end of a window: granted just before it (cached), denied at it.
 	if _, err := w.raw.Exec(ctx, `UPDATE orgperm.memberships SET valid_until = statement_timestamp() + interval '1500 ms' WHERE org_id = 'o1' AND user_id = 'u2'`); err != nil {
 		t.Fatal(err)
 	}
 	syncAll(t, w.raw, ins...)
 	check("before valid_until", true)
-	waitDB(`now() >= valid_until`)
+	waitMembership(t, w.raw, `now() >= valid_until`)
 	check("at valid_until", false)
 	// The start of a window: denied just before it (cached), granted at it.
 	if _, err := w.raw.Exec(ctx, `UPDATE orgperm.memberships SET valid_until = NULL, valid_from = statement_timestamp() + interval '1500 ms' WHERE org_id = 'o1' AND user_id = 'u2'`); err != nil {
@@ -316,7 +315,7 @@ func TestClockSkew(t *testing.T) {
 	}
 	syncAll(t, w.raw, ins...)
 	check("before valid_from", false)
-	waitDB(`now() >= valid_from`)
+	waitMembership(t, w.raw, `now() >= valid_from`)
 	check("at valid_from", true)
 }
 

@@ -263,28 +263,25 @@ func (l *Listener) sendProof(ctx context.Context) (time.Time, proof, error) {
 	// or took too long is ErrNoProof, as a proof that does not come back.
 	sctx, cancel := context.WithTimeout(ctx, l.cfg.ProofTimeout)
 	conn, err := l.pool.Acquire(sctx)
+	notSent := err != nil
 	if err == nil {
 		err = conn.QueryRow(sctx, proofSQL, l.cfg.ProofChannel, l.cfg.InstanceID+":"+strconv.FormatUint(seq, 10)).Scan(&walfile)
 		conn.Release()
-		if err != nil && !pgconn.SafeToRetry(err) {
-			cancel()
-			l.ps.mu.Lock()
-			l.ps.unsent = nil // the pool gave a connection
-			l.ps.mu.Unlock()
-			return sent, proof{}, fmt.Errorf("%w: send proof %d through the pool: %w", ErrNoProof, seq, err)
-		}
+		notSent = err != nil && pgconn.SafeToRetry(err)
 	}
 	cancel()
 	l.ps.mu.Lock()
-	if err != nil {
+	l.ps.unsent = nil
+	if notSent {
 		err = fmt.Errorf("%w: proof %d: %w", ErrProofNotSent, seq, err)
 		l.ps.unsent = err
-	} else {
-		l.ps.unsent = nil
 	}
 	l.ps.mu.Unlock()
-	if err != nil {
+	switch {
+	case notSent:
 		return sent, proof{}, err
+	case err != nil:
+		return sent, proof{}, fmt.Errorf("%w: send proof %d through the pool: %w", ErrNoProof, seq, err)
 	}
 	tli, err := ParseTimeline(walfile)
 	if err != nil {
