@@ -93,7 +93,33 @@ func orgperm(t *testing.T, url string, args ...string) result {
 // every one of contains.
 func want(t *testing.T, url string, code int, args []string, contains ...string) result {
 	t.Helper()
+	return check(t, orgperm(t, url, args...), code, args, contains...)
+}
+
+// wantSoon is want for a state that comes and goes (a walsender between
+// two sessions): it runs the command again, for up to a minute, until
+// its output holds every one of contains, and then checks the last run
+// as want does.
+func wantSoon(t *testing.T, url string, code int, args []string, contains ...string) result {
+	t.Helper()
 	r := orgperm(t, url, args...)
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); r = orgperm(t, url, args...) {
+		holds := true
+		for _, c := range contains {
+			holds = holds && strings.Contains(fold(r.out), fold(c))
+		}
+		if holds {
+			break
+		}
+		time.Sleep(50 * time.Millisecond) // polling for the walsender's next session
+	}
+	return check(t, r, code, args, contains...)
+}
+
+// check reports r's exit code other than code, and each of contains its
+// stdout lacks.
+func check(t *testing.T, r result, code int, args []string, contains ...string) result {
+	t.Helper()
 	if r.code != code {
 		t.Errorf("orgperm %s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, code, r.out, r.err)
 	}
@@ -768,7 +794,7 @@ func testDoctorWAL(t *testing.T) {
 	}
 	defer r.Stop(ctx)
 	waitFor(t, conn, "the relay streaming", `SELECT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = orgperm.wal_slot() AND active)`)
-	want(t, url, exitOK, []string{"doctor"}, "transport:\twal", "wal slot:\torgperm_wal_", "streamed")
+	wantSoon(t, url, exitOK, []string{"doctor"}, "transport:\twal", "wal slot:\torgperm_wal_", "streamed")
 	wantJSON(t, url, exitOK, &doc, "doctor")
 	if tr := doc.Transport; tr == nil || tr.Slot == nil || !tr.Slot.Active || tr.RelayLeader == nil || doc.finding("warning", "no relay") {
 		t.Errorf("wal mode, a relay streams: transport %+v, findings %+v", tr, doc.Findings)
